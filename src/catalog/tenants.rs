@@ -1,0 +1,261 @@
+//! The `tenants` table: one row per customer schema, with its provisioning status and the
+//! version its schema was last seen at.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Catalog, col, now};
+use crate::db::{DbError, placeholders, with_pool};
+
+/// Life cycle of a tenant row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantStatus {
+    /// Row written, schema being created or migrated.
+    Provisioning,
+    /// Schema created and migrated.
+    Active,
+    /// Provisioning or the last upgrade failed; `last_error` says why.
+    Failed,
+    /// Kept for the record; no longer migrated.
+    Archived,
+}
+
+impl TenantStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenantStatus::Provisioning => "provisioning",
+            TenantStatus::Active => "active",
+            TenantStatus::Failed => "failed",
+            TenantStatus::Archived => "archived",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "provisioning" => Some(TenantStatus::Provisioning),
+            "active" => Some(TenantStatus::Active),
+            "failed" => Some(TenantStatus::Failed),
+            "archived" => Some(TenantStatus::Archived),
+            _ => None,
+        }
+    }
+
+    pub const ALL: [TenantStatus; 4] = [
+        TenantStatus::Provisioning,
+        TenantStatus::Active,
+        TenantStatus::Failed,
+        TenantStatus::Archived,
+    ];
+}
+
+/// One row of `tenants`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct TenantRow {
+    pub id: Uuid,
+    pub schema_name: String,
+    pub display_name: String,
+    pub status: TenantStatus,
+    /// Database server holding the schema (`default`: the configured one).
+    pub server: String,
+    /// Newest migration version applied, as last recorded.
+    pub schema_version: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Which tenants to list.
+#[derive(Debug, Clone, Default)]
+pub struct TenantFilter {
+    pub status: Option<TenantStatus>,
+    /// Only names after this one (cursor paging).
+    pub after: Option<String>,
+    pub offset: u64,
+    /// At most this many rows (`None`: all).
+    pub limit: Option<u64>,
+}
+
+/// A page of tenants and how many match in all.
+#[derive(Debug, Clone)]
+pub struct TenantPage {
+    pub tenants: Vec<TenantRow>,
+    pub total: i64,
+}
+
+const COLUMNS: &str = "id, schema_name, display_name, status, server, schema_version, last_error, created_at, updated_at";
+
+macro_rules! decode_tenant {
+    ($r:expr, $Id:ty) => {{
+        let r = $r;
+        let status: String = col(r, 3)?;
+        Ok::<TenantRow, DbError>(TenantRow {
+            id: Uuid::from(col::<_, $Id>(r, 0)?),
+            schema_name: col(r, 1)?,
+            display_name: col(r, 2)?,
+            status: TenantStatus::parse(&status).unwrap_or(TenantStatus::Failed),
+            server: col(r, 4)?,
+            schema_version: col(r, 5)?,
+            last_error: col(r, 6)?,
+            created_at: col(r, 7)?,
+            updated_at: col(r, 8)?,
+        })
+    }};
+}
+
+impl Catalog {
+    /// The tenant row for `schema`, if any.
+    pub async fn get_tenant(&self, schema: &str) -> Result<Option<TenantRow>, DbError> {
+        let sql = format!("SELECT {COLUMNS} FROM tenants WHERE schema_name = ?");
+        with_pool!(&self.pool, |p, b, Id| {
+            let row = sqlx::query(placeholders(b, &sql))
+                .bind(schema)
+                .fetch_optional(p)
+                .await
+                .map_err(|e| DbError::sqlx("reading tenant", e))?;
+            match row {
+                Some(r) => Ok(Some(decode_tenant!(&r, Id)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Inserts `schema` as `provisioning`. When another process inserted it first, returns
+    /// that row instead (`false`: not created by this call).
+    pub async fn insert_tenant(
+        &self,
+        schema: &str,
+        display_name: &str,
+    ) -> Result<(TenantRow, bool), DbError> {
+        let id = Uuid::new_v4();
+        let t = now();
+        let sql = format!(
+            "INSERT INTO tenants ({COLUMNS}) VALUES (?, ?, ?, 'provisioning', 'default', NULL, NULL, ?, ?)"
+        );
+        let inserted = with_pool!(&self.pool, |p, b, Id| {
+            sqlx::query(placeholders(b, &sql))
+                .bind(Id::from(id))
+                .bind(schema)
+                .bind(display_name)
+                .bind(t)
+                .bind(t)
+                .execute(p)
+                .await
+                .map(|_| ())
+                .map_err(|e| DbError::sqlx("inserting tenant", e))
+        });
+        let created = match inserted {
+            Ok(_) => true,
+            Err(e) if e.is_unique_violation() => false,
+            Err(e) => return Err(e),
+        };
+        let row = self
+            .get_tenant(schema)
+            .await?
+            .ok_or_else(|| DbError::Unexpected(format!("tenant {schema} vanished after insert")))?;
+        Ok((row, created))
+    }
+
+    /// Records the outcome of provisioning or upgrading `schema`.
+    pub async fn set_tenant_outcome(
+        &self,
+        schema: &str,
+        status: TenantStatus,
+        schema_version: Option<i64>,
+        last_error: Option<&str>,
+    ) -> Result<(), DbError> {
+        let sql = "UPDATE tenants SET status = ?, schema_version = ?, last_error = ?, updated_at = ? WHERE schema_name = ?";
+        with_pool!(&self.pool, |p, b, _Id| {
+            sqlx::query(placeholders(b, sql))
+                .bind(status.as_str())
+                .bind(schema_version)
+                .bind(last_error)
+                .bind(now())
+                .bind(schema)
+                .execute(p)
+                .await
+                .map(|_| ())
+                .map_err(|e| DbError::sqlx("updating tenant", e))
+        })
+    }
+
+    /// Removes `schema`'s row (tests and rollbacks of failed creates only).
+    pub async fn delete_tenant(&self, schema: &str) -> Result<(), DbError> {
+        with_pool!(&self.pool, |p, b, _Id| {
+            sqlx::query(placeholders(b, "DELETE FROM tenants WHERE schema_name = ?"))
+                .bind(schema)
+                .execute(p)
+                .await
+                .map(|_| ())
+                .map_err(|e| DbError::sqlx("deleting tenant", e))
+        })
+    }
+
+    /// Tenants matching `filter`, ordered by schema name, with the total count.
+    pub async fn list_tenants(&self, filter: &TenantFilter) -> Result<TenantPage, DbError> {
+        let mut conds = Vec::new();
+        if filter.status.is_some() {
+            conds.push("status = ?");
+        }
+        let where_count = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        if filter.after.is_some() {
+            conds.push("schema_name > ?");
+        }
+        let where_page = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        let mut sql = format!("SELECT {COLUMNS} FROM tenants{where_page} ORDER BY schema_name");
+        if let Some(limit) = filter.limit {
+            sql.push_str(&format!(" LIMIT {limit} OFFSET {}", filter.offset));
+        } else if filter.offset > 0 {
+            sql.push_str(&format!(" LIMIT {} OFFSET {}", i64::MAX, filter.offset));
+        }
+        let count_sql = format!("SELECT COUNT(*) FROM tenants{where_count}");
+        let status = filter.status.map(TenantStatus::as_str);
+        with_pool!(&self.pool, |p, b, Id| {
+            let mut q = sqlx::query(placeholders(b, &sql));
+            if let Some(s) = status {
+                q = q.bind(s);
+            }
+            if let Some(a) = &filter.after {
+                q = q.bind(a.as_str());
+            }
+            let rows = q
+                .fetch_all(p)
+                .await
+                .map_err(|e| DbError::sqlx("listing tenants", e))?;
+            let mut c = sqlx::query_scalar::<_, i64>(placeholders(b, &count_sql));
+            if let Some(s) = status {
+                c = c.bind(s);
+            }
+            let total = c
+                .fetch_one(p)
+                .await
+                .map_err(|e| DbError::sqlx("counting tenants", e))?;
+            let tenants = rows
+                .iter()
+                .map(|r| decode_tenant!(r, Id))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(TenantPage { tenants, total })
+        })
+    }
+
+    /// Number of tenants per status (for metrics).
+    pub async fn count_by_status(&self) -> Result<Vec<(String, i64)>, DbError> {
+        with_pool!(&self.pool, |p, _b, _Id| {
+            let rows: Vec<(String, i64)> =
+                sqlx::query_as("SELECT status, COUNT(*) FROM tenants GROUP BY status")
+                    .fetch_all(p)
+                    .await
+                    .map_err(|e| DbError::sqlx("counting tenants", e))?;
+            Ok(rows)
+        })
+    }
+}

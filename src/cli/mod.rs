@@ -1,0 +1,189 @@
+//! The command line: clap definitions and dispatch. Each command is a thin layer over
+//! [`Engine`]; this module only turns arguments into calls and reports into output and exit
+//! codes (0 all good, 1 some tenant failed, 2 usage/configuration/validation error).
+
+mod args;
+mod progress;
+mod render;
+mod scaffold;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use args::{Cli, Command, GlobalArgs, OutputFormat};
+
+use crate::catalog::{TenantFilter, TenantStatus};
+use crate::config::{Config, ConfigError};
+use crate::domain::{SchemaName, ValidationError};
+use crate::engine::{Engine, EngineError, RepairOptions};
+use crate::jobs::{FleetOptions, FleetReport};
+use crate::migrate::Scope;
+
+/// Parses the process arguments, runs the command and returns its exit code.
+pub async fn main() -> ExitCode {
+    let _ = dotenvy::dotenv();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let show_bar = cli.global.output == OutputFormat::Text
+        && std::io::stderr().is_terminal()
+        && cli.command.is_fleet();
+    crate::telemetry::init(cli.global.verbose, show_bar);
+    let output = cli.global.output;
+    match run(cli).await {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            render::error(output, &e);
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn config(g: &GlobalArgs) -> Result<Config, ConfigError> {
+    Config::from_settings(g.settings()?)
+}
+
+async fn engine(g: &GlobalArgs) -> Result<Engine, EngineError> {
+    Engine::connect(config(g)?).await
+}
+
+fn schema_names(raw: &[String]) -> Result<Vec<SchemaName>, ValidationError> {
+    raw.iter().map(|s| SchemaName::parse(s)).collect()
+}
+
+fn fleet_options(engine: &Engine, g: &GlobalArgs) -> FleetOptions {
+    let mut o = engine.fleet_options(g.dry_run, g.target);
+    if let Some(c) = g.concurrency {
+        o.concurrency = c.max(1);
+    }
+    o.continue_on_error = g.continue_on_error;
+    o
+}
+
+fn exit_for(report: &FleetReport) -> u8 {
+    if report.all_good() { 0 } else { 1 }
+}
+
+async fn run(cli: Cli) -> Result<u8, EngineError> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Create {
+            schemas,
+            display_name,
+        } => {
+            // Validate every name before touching anything.
+            let names = schema_names(schemas)?;
+            let engine = engine(g).await?;
+            let opts = fleet_options(&engine, g);
+            let progress = progress::for_run(g.output, names.len());
+            let report = engine
+                .create_tenants(&names, display_name.as_deref(), &opts, progress.as_ref())
+                .await?;
+            render::fleet(g.output, &report);
+            Ok(exit_for(&report))
+        }
+        Command::UpgradeAll => {
+            let engine = engine(g).await?;
+            let opts = fleet_options(&engine, g);
+            let progress = progress::for_run(g.output, 0);
+            let report = engine.upgrade_all(&opts, progress.as_ref()).await?;
+            render::fleet(g.output, &report);
+            Ok(exit_for(&report))
+        }
+        Command::Upgrade { schema } => {
+            let name = SchemaName::parse(schema)?;
+            let engine = engine(g).await?;
+            let opts = fleet_options(&engine, g);
+            let progress = progress::for_run(g.output, 1);
+            let report = engine.upgrade_tenant(&name, &opts, progress.as_ref()).await?;
+            render::fleet(g.output, &report);
+            Ok(exit_for(&report))
+        }
+        Command::UpgradePublic => {
+            let engine = engine(g).await?;
+            let run = engine.run_options(g.dry_run, g.target);
+            let one = engine.upgrade_public(&run).await?;
+            let report = FleetReport::from_tenants(
+                Scope::Public,
+                g.dry_run,
+                g.target,
+                engine.migrations(Scope::Public).latest(),
+                vec![one.clone()],
+                one.duration_ms,
+            );
+            render::fleet(g.output, &report);
+            Ok(exit_for(&report))
+        }
+        Command::ListTenants { status } => {
+            let status = match status.as_deref() {
+                None => None,
+                Some(s) => Some(TenantStatus::parse(s).ok_or_else(|| {
+                    ValidationError::new(
+                        "status",
+                        format!("{s:?} is not one of provisioning, active, failed, archived"),
+                    )
+                })?),
+            };
+            let engine = engine(g).await?;
+            let page = engine
+                .list_tenants(&TenantFilter {
+                    status,
+                    ..TenantFilter::default()
+                })
+                .await?;
+            render::tenants(g.output, &page);
+            Ok(0)
+        }
+        Command::Status { schema } => {
+            let name = schema.as_deref().map(SchemaName::parse).transpose()?;
+            let engine = engine(g).await?;
+            let (catalog, tenants) = engine.status(name.as_ref()).await?;
+            render::status(g.output, &catalog, &tenants);
+            let healthy = (!catalog.exists || catalog.problems.is_empty())
+                && tenants.iter().all(|t| t.healthy());
+            Ok(if healthy { 0 } else { 1 })
+        }
+        Command::CheckStructure => {
+            let engine = engine(g).await?;
+            let report = engine.check_structure().await?;
+            render::drift(g.output, &report);
+            Ok(if report.drifted.is_empty() { 0 } else { 1 })
+        }
+        Command::Repair {
+            schema,
+            mark_applied,
+            accept_checksums,
+        } => {
+            let name = SchemaName::parse(schema)?;
+            let engine = engine(g).await?;
+            let report = engine
+                .repair(
+                    &name,
+                    RepairOptions {
+                        mark_applied: *mark_applied,
+                        accept_checksums: *accept_checksums,
+                        dry_run: g.dry_run,
+                    },
+                )
+                .await?;
+            render::repair(g.output, &report);
+            Ok(if report.remaining.is_empty() { 0 } else { 1 })
+        }
+        Command::NewMigration { scope, name } => {
+            let dir = g
+                .migrations_dir
+                .clone()
+                .unwrap_or_else(|| std::path::PathBuf::from("migrations"));
+            let created = scaffold::new_migration(&dir, *scope, name, g.dry_run)?;
+            render::created_files(g.output, &created);
+            Ok(0)
+        }
+    }
+}

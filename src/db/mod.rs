@@ -1,0 +1,234 @@
+//! The `Dialect` seam: everything that differs between MySQL/MariaDB, PostgreSQL and SQLite —
+//! what a tenant *is* (database, schema, file), how a schema is locked, how a migration is
+//! made atomic, how many histories are read in one round trip — lives behind [`Dialect`] and
+//! [`SchemaSession`], with one implementation per backend in `mysql.rs`, `postgres.rs` and
+//! `sqlite.rs`. SQL that is the same on all three (history rows, catalog rows) is written once
+//! over [`Conn`] / [`DbPool`] with `with_conn!` / `with_pool!`, which instantiate the same code
+//! for each driver.
+
+mod conn;
+mod error;
+pub mod mysql;
+pub mod postgres;
+pub mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+pub use conn::{Conn, DbPool, placeholders};
+pub(crate) use conn::{with_conn, with_pool};
+pub use error::{DbError, is_transient};
+
+use crate::config::Config;
+use crate::domain::SchemaName;
+use crate::migrate::history::HistoryRow;
+
+/// Name of the history table in every schema (catalog and tenants).
+pub const HISTORY_TABLE: &str = "_tenant_migrations";
+
+/// The three supported database kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    MySql,
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    /// Folder name of this backend's migrations (`migrations/<scope>/<folder>/`).
+    pub fn folder(self) -> &'static str {
+        match self {
+            Backend::MySql => "mysql",
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+
+    pub const ALL: [Backend; 3] = [Backend::MySql, Backend::Postgres, Backend::Sqlite];
+
+    /// Quotes an identifier for this backend (doubling any embedded quote character).
+    pub fn quote(self, ident: &str) -> String {
+        match self {
+            Backend::MySql => format!("`{}`", ident.replace('`', "``")),
+            Backend::Postgres | Backend::Sqlite => format!("\"{}\"", ident.replace('"', "\"\"")),
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.folder())
+    }
+}
+
+/// Which schema an operation is about: the catalog itself or one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    Catalog,
+    Tenant(SchemaName),
+}
+
+impl Target {
+    pub fn tenant(&self) -> Option<&SchemaName> {
+        match self {
+            Target::Catalog => None,
+            Target::Tenant(s) => Some(s),
+        }
+    }
+}
+
+/// What a schema's history table says, read without taking its lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaState {
+    /// The schema (database, PostgreSQL schema, SQLite file) does not exist.
+    Missing,
+    /// The schema exists but was never migrated (no history table).
+    Uninitialised,
+    /// The history rows, ordered by version.
+    History(Vec<HistoryRow>),
+}
+
+/// What the engine needs to know about a migration while applying it.
+#[derive(Debug, Clone, Copy)]
+pub struct MigrationRef<'a> {
+    pub version: i64,
+    pub name: &'a str,
+    pub checksum: &'a str,
+}
+
+/// One column of a table, as the server describes it (for drift checks).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+pub struct ColumnShape {
+    pub table: String,
+    pub column: String,
+    pub data_type: String,
+    pub nullable: bool,
+}
+
+/// One index of a table (for drift checks).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+pub struct IndexShape {
+    pub table: String,
+    pub index: String,
+    pub columns: String,
+    pub unique: bool,
+}
+
+/// The structure of one schema: its tables' columns and indexes, history table excluded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Structure {
+    pub columns: Vec<ColumnShape>,
+    pub indexes: Vec<IndexShape>,
+}
+
+/// One backend: the catalog's connections, the tenants' connections, and the operations on
+/// whole schemas.
+#[async_trait]
+pub trait Dialect: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// The server as it may be logged: `mysql://root@127.0.0.1:3306`, never a password.
+    fn server_label(&self) -> String;
+
+    /// The pool the catalog repository uses (at most 2 connections).
+    fn catalog_pool(&self) -> DbPool;
+
+    /// Upper bound of tenant connections this backend opens.
+    fn tenant_pool_size(&self) -> u32;
+
+    /// True when the schema exists.
+    async fn schema_exists(&self, target: &Target) -> Result<bool, DbError>;
+
+    /// Creates the schema if it does not exist (idempotent).
+    async fn create_schema(&self, target: &Target) -> Result<(), DbError>;
+
+    /// Drops the schema and everything in it (idempotent).
+    async fn drop_schema(&self, target: &Target) -> Result<(), DbError>;
+
+    /// Reads the history of many schemas in few round trips, without locks: one state per
+    /// target, in the order asked.
+    async fn read_states(&self, targets: &[Target]) -> Result<Vec<SchemaState>, DbError>;
+
+    /// Opens a session on one schema holding its migration lock, waiting at most
+    /// `lock_timeout` for another run to finish with it.
+    async fn open_session(
+        &self,
+        target: &Target,
+        lock_timeout: Duration,
+    ) -> Result<Box<dyn SchemaSession>, DbError>;
+
+    /// Describes a schema's tables (drift checks).
+    async fn structure(&self, target: &Target) -> Result<Structure, DbError>;
+
+    /// Closes every pooled connection.
+    async fn close(&self);
+}
+
+/// A connection that holds one schema's migration lock.
+///
+/// Dropping a session without [`SchemaSession::release`] (a cancelled task, a panic) closes
+/// its connection instead of returning it to the pool, so the server frees the lock and no
+/// pooled connection carries it.
+#[async_trait]
+pub trait SchemaSession: Send {
+    /// True when a migration's statements and its history row commit together.
+    fn transactional(&self) -> bool;
+
+    /// The history rows, or `None` when the history table does not exist yet.
+    async fn history(&mut self) -> Result<Option<Vec<HistoryRow>>, DbError>;
+
+    /// Creates the history table.
+    async fn create_history_table(&mut self) -> Result<(), DbError>;
+
+    /// Starts a migration: a transaction, or (MySQL) a `running` history row.
+    async fn begin(&mut self, m: MigrationRef<'_>, started: DateTime<Utc>) -> Result<(), DbError>;
+
+    /// Runs one statement of the migration.
+    async fn execute(&mut self, sql: &str) -> Result<(), DbError>;
+
+    /// Records the migration as applied (and commits it where DDL is transactional).
+    async fn commit(
+        &mut self,
+        m: MigrationRef<'_>,
+        started: DateTime<Utc>,
+        duration_ms: i64,
+    ) -> Result<(), DbError>;
+
+    /// Ends a failed migration. Transactional backends roll it back. MySQL records it as
+    /// `failed` with `dirty` when statements of it committed, and forgets its `running` row
+    /// when `dirty` is `None` (nothing of it ran), so a retry starts clean.
+    async fn abort(
+        &mut self,
+        m: MigrationRef<'_>,
+        started: DateTime<Utc>,
+        dirty: Option<&str>,
+    ) -> Result<(), DbError>;
+
+    /// Deletes history rows (repair of failed or interrupted migrations).
+    async fn delete_rows(&mut self, versions: &[i64]) -> Result<u64, DbError>;
+
+    /// Marks a row applied with the given checksum (repair after a manual fix).
+    async fn mark_applied(&mut self, version: i64, checksum: &str) -> Result<u64, DbError>;
+
+    /// Releases the lock and returns the connection to the pool.
+    async fn release(self: Box<Self>) -> Result<(), DbError>;
+}
+
+/// Opens the backend the configuration names. Fails (as a configuration problem) when the
+/// server cannot be reached.
+pub async fn connect(config: &Config) -> Result<Arc<dyn Dialect>, crate::config::ConfigError> {
+    match config.backend() {
+        Backend::MySql => Ok(Arc::new(mysql::MySqlDialect::connect(config).await?)),
+        Backend::Postgres => Ok(Arc::new(postgres::PgDialect::connect(config).await?)),
+        Backend::Sqlite => Ok(Arc::new(sqlite::SqliteDialect::connect(config).await?)),
+    }
+}
+
+/// Connection-pool timeouts shared by the server backends.
+pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,0 +1,582 @@
+//! MySQL 8 / MariaDB 10.11: a tenant is a database on the server.
+//!
+//! Tenants are reached over one bounded pool (`TENANT_ENGINE_POOL_SIZE`) with no default
+//! database; a session `USE`s its schema. Every engine query names its schema in full, or is
+//! sent unprepared, because a prepared statement keeps the database it was prepared in and
+//! sqlx caches statements per connection (after `USE b`, a cached `SELECT … FROM
+//! _tenant_migrations` would still read `a`). The per-schema lock is `GET_LOCK` on a name
+//! derived from the schema, a session lock the server drops with the connection. DDL commits
+//! implicitly, so a migration is bracketed by a `running` history row that becomes `applied`
+//! or `failed`: a crash mid-migration leaves the schema visibly dirty.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, Executor, MySqlPool, Row};
+
+use super::{
+    ACQUIRE_TIMEOUT, Backend, CONNECT_TIMEOUT, ColumnShape, Conn, DbError, DbPool, Dialect,
+    HISTORY_TABLE, IndexShape, MigrationRef, SchemaSession, SchemaState, Structure, Target,
+};
+use crate::config::{Config, ConfigError, DbLocation, TenantLocation, redact_url};
+use crate::migrate::history::{COLUMNS, HistoryRow, HistoryTable, RowState, decode_row};
+use crate::migrate::lock::mysql_lock_name;
+
+/// Schemas read per `UNION ALL` query when checking a fleet's histories.
+const READ_BATCH: usize = 500;
+
+pub struct MySqlDialect {
+    catalog: MySqlPool,
+    tenants: MySqlPool,
+    catalog_db: String,
+    label: String,
+    pool_size: u32,
+}
+
+fn options(url: &url::Url, var: &'static str) -> Result<MySqlConnectOptions, ConfigError> {
+    let mut o = MySqlConnectOptions::new()
+        .host(url.host_str().unwrap_or("localhost"))
+        .port(url.port().unwrap_or(3306))
+        .username(&percent_decode(url.username()))
+        // Migrations must mean what they mean in the mysql client: `||` is OR there.
+        .pipes_as_concat(false)
+        .statement_cache_capacity(32);
+    if let Some(p) = url.password() {
+        o = o.password(&percent_decode(p));
+    }
+    for (k, v) in url.query_pairs() {
+        o = match k.as_ref() {
+            "ssl-mode" | "sslmode" | "ssl_mode" => o.ssl_mode(v.parse().map_err(|_| {
+                ConfigError::new(var, format!("unknown ssl-mode {v:?}"))
+            })?),
+            "ssl-ca" | "sslca" | "ssl_ca" => o.ssl_ca(v.as_ref()),
+            "charset" => o.charset(&v),
+            "socket" | "unix_socket" => o.socket(v.as_ref()),
+            _ => o,
+        };
+    }
+    Ok(o)
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+fn server_label(url: &url::Url) -> String {
+    let full = redact_url(url);
+    match full.rfind('/') {
+        Some(i) if i > "mysql://".len() => full[..i].to_owned(),
+        _ => full,
+    }
+}
+
+impl MySqlDialect {
+    pub async fn connect(config: &Config) -> Result<Self, ConfigError> {
+        let (DbLocation::MySql { url, database }, TenantLocation::MySql { server }) =
+            (&config.catalog, &config.tenants)
+        else {
+            return Err(ConfigError::new("DATABASE_URL", "not a MySQL URL"));
+        };
+        let catalog_opts = options(url, "DATABASE_URL")?;
+        let tenant_opts = options(server, "TENANT_URL_TEMPLATE")?;
+        let pool_size = config.pool_size;
+        let tenants = MySqlPoolOptions::new()
+            .max_connections(pool_size)
+            .min_connections(0)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .idle_timeout(Duration::from_secs(60))
+            .connect_with(tenant_opts)
+            .await
+            .map_err(|e| unreachable("TENANT_URL_TEMPLATE", server, &e))?;
+        if server_label(url) != server_label(server) {
+            // Check the catalog's server too; the catalog database itself may not exist yet.
+            let probe = tokio::time::timeout(CONNECT_TIMEOUT, sqlx::MySqlConnection::connect_with(&catalog_opts))
+                .await
+                .map_err(|_| ConfigError::new("DATABASE_URL", format!("cannot connect to {}: timed out", redact_url(url))))?
+                .map_err(|e| unreachable("DATABASE_URL", url, &e))?;
+            let _ = probe.close().await;
+        }
+        let catalog = MySqlPoolOptions::new()
+            .max_connections(2)
+            .min_connections(0)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .idle_timeout(Duration::from_secs(60))
+            .connect_lazy_with(catalog_opts.database(database));
+        Ok(Self {
+            catalog,
+            tenants,
+            catalog_db: database.clone(),
+            label: server_label(server),
+            pool_size,
+        })
+    }
+
+    fn schema_of<'a>(&'a self, target: &'a Target) -> &'a str {
+        match target {
+            Target::Catalog => &self.catalog_db,
+            Target::Tenant(s) => s.as_str(),
+        }
+    }
+
+    /// For each schema: does it exist, and does it hold a history table?
+    async fn presence(
+        conn: &mut sqlx::MySqlConnection,
+        schemas: &[&str],
+    ) -> Result<(Vec<String>, Vec<String>), DbError> {
+        let list = schemas
+            .iter()
+            .map(|s| format!("'{s}'"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let existing: Vec<String> = sqlx::raw_sql(AssertSqlSafe(format!(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN ({list})"
+        )))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| DbError::sqlx("listing schemas", e))?
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()
+        .map_err(|e| DbError::sqlx("listing schemas", e))?;
+        let with_table: Vec<String> = sqlx::raw_sql(AssertSqlSafe(format!(
+            "SELECT TABLE_SCHEMA FROM information_schema.TABLES \
+             WHERE TABLE_NAME = '{HISTORY_TABLE}' AND TABLE_SCHEMA IN ({list})"
+        )))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| DbError::sqlx("listing history tables", e))?
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()
+        .map_err(|e| DbError::sqlx("listing history tables", e))?;
+        Ok((existing, with_table))
+    }
+
+    /// Reads one batch of schemas into `found`: one `UNION ALL` when every schema has its
+    /// history table, and when some do not, two catalog queries to find out which, then one
+    /// `UNION ALL` over the rest.
+    async fn read_batch(
+        conn: &mut sqlx::MySqlConnection,
+        schemas: &[&str],
+        found: &mut HashMap<String, SchemaState>,
+    ) -> Result<(), DbError> {
+        let rows = match Self::union_read(conn, schemas).await {
+            Ok(rows) => {
+                for s in schemas {
+                    found.insert((*s).to_owned(), SchemaState::History(Vec::new()));
+                }
+                rows
+            }
+            Err(e) if e.is_missing_object() => {
+                let (existing, with_table) = Self::presence(conn, schemas).await?;
+                for s in schemas {
+                    let state = if with_table.iter().any(|x| x == s) {
+                        SchemaState::History(Vec::new())
+                    } else if existing.iter().any(|x| x == s) {
+                        SchemaState::Uninitialised
+                    } else {
+                        SchemaState::Missing
+                    };
+                    found.insert((*s).to_owned(), state);
+                }
+                let readable: Vec<&str> = with_table.iter().map(String::as_str).collect();
+                Self::union_read(conn, &readable).await?
+            }
+            Err(e) => return Err(e),
+        };
+        for (schema, history) in rows {
+            found.insert(schema, SchemaState::History(history));
+        }
+        Ok(())
+    }
+
+    /// One `UNION ALL` over the history tables of `schemas` (all of which must have one).
+    async fn union_read(
+        conn: &mut sqlx::MySqlConnection,
+        schemas: &[&str],
+    ) -> Result<HashMap<String, Vec<HistoryRow>>, DbError> {
+        let mut out: HashMap<String, Vec<HistoryRow>> = HashMap::new();
+        if schemas.is_empty() {
+            return Ok(out);
+        }
+        let sql = schemas
+            .iter()
+            .map(|s| {
+                format!(
+                    "SELECT '{s}' AS s, {COLUMNS} FROM {}.{}",
+                    Backend::MySql.quote(s),
+                    Backend::MySql.quote(HISTORY_TABLE)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let rows = sqlx::raw_sql(AssertSqlSafe(sql))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| DbError::sqlx("reading histories", e))?;
+        for r in &rows {
+            let schema: String = r
+                .try_get(0)
+                .map_err(|e| DbError::sqlx("decoding histories", e))?;
+            let row = decode_row(r, 1).map_err(|e| DbError::sqlx("decoding histories", e))?;
+            out.entry(schema).or_default().push(row);
+        }
+        for rows in out.values_mut() {
+            rows.sort_by_key(|r| r.version);
+        }
+        Ok(out)
+    }
+}
+
+fn unreachable(var: &'static str, url: &url::Url, e: &sqlx::Error) -> ConfigError {
+    let why = match e.as_database_error() {
+        Some(db) => db.message().to_owned(),
+        None => e.to_string(),
+    };
+    ConfigError::new(var, format!("cannot connect to {}: {why}", redact_url(url)))
+}
+
+fn ctx(what: &str, schema: &str) -> String {
+    format!("{what} {schema}")
+}
+
+#[async_trait]
+impl Dialect for MySqlDialect {
+    fn backend(&self) -> Backend {
+        Backend::MySql
+    }
+
+    fn server_label(&self) -> String {
+        self.label.clone()
+    }
+
+    fn catalog_pool(&self) -> DbPool {
+        DbPool::MySql(self.catalog.clone())
+    }
+
+    fn tenant_pool_size(&self) -> u32 {
+        self.pool_size
+    }
+
+    async fn schema_exists(&self, target: &Target) -> Result<bool, DbError> {
+        let schema = self.schema_of(target);
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+        )
+        .bind(schema)
+        .fetch_one(&self.tenants)
+        .await
+        .map_err(|e| DbError::sqlx(ctx("checking schema", schema), e))?;
+        Ok(n > 0)
+    }
+
+    async fn create_schema(&self, target: &Target) -> Result<(), DbError> {
+        let schema = self.schema_of(target);
+        let sql = format!(
+            "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+            Backend::MySql.quote(schema)
+        );
+        self.tenants
+            .execute(AssertSqlSafe(sql))
+            .await
+            .map(|_| ())
+            .map_err(|e| DbError::sqlx(ctx("creating schema", schema), e))
+    }
+
+    async fn drop_schema(&self, target: &Target) -> Result<(), DbError> {
+        let schema = self.schema_of(target);
+        let sql = format!("DROP DATABASE IF EXISTS {}", Backend::MySql.quote(schema));
+        self.tenants
+            .execute(AssertSqlSafe(sql))
+            .await
+            .map(|_| ())
+            .map_err(|e| DbError::sqlx(ctx("dropping schema", schema), e))
+    }
+
+    async fn read_states(&self, targets: &[Target]) -> Result<Vec<SchemaState>, DbError> {
+        let mut found: HashMap<String, SchemaState> = HashMap::with_capacity(targets.len());
+        let tenants: Vec<&str> = targets
+            .iter()
+            .filter_map(Target::tenant)
+            .map(|s| s.as_str())
+            .collect();
+        if !tenants.is_empty() {
+            let mut conn = self
+                .tenants
+                .acquire()
+                .await
+                .map_err(|e| DbError::sqlx("reading histories", e))?;
+            for chunk in tenants.chunks(READ_BATCH) {
+                Self::read_batch(&mut conn, chunk, &mut found).await?;
+            }
+        }
+        let mut catalog_state = None;
+        if targets.contains(&Target::Catalog) {
+            // Through the catalog's own server; its database may not exist yet.
+            catalog_state = Some(match self.catalog.acquire().await {
+                Ok(mut conn) => {
+                    let mut one = HashMap::new();
+                    Self::read_batch(&mut conn, &[self.catalog_db.as_str()], &mut one).await?;
+                    one.remove(&self.catalog_db).unwrap_or(SchemaState::Missing)
+                }
+                Err(e) => {
+                    let e = DbError::sqlx("reading catalog history", e);
+                    if !e.is_missing_object() {
+                        return Err(e);
+                    }
+                    SchemaState::Missing
+                }
+            });
+        }
+        Ok(targets
+            .iter()
+            .map(|t| match t {
+                Target::Catalog => catalog_state.clone().unwrap_or(SchemaState::Missing),
+                Target::Tenant(s) => found.remove(s.as_str()).unwrap_or(SchemaState::Missing),
+            })
+            .collect())
+    }
+
+    async fn open_session(
+        &self,
+        target: &Target,
+        lock_timeout: Duration,
+    ) -> Result<Box<dyn SchemaSession>, DbError> {
+        let schema = self.schema_of(target).to_owned();
+        let pool = match target {
+            Target::Catalog => &self.catalog,
+            Target::Tenant(_) => &self.tenants,
+        };
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(|e| DbError::sqlx(ctx("connecting for", &schema), e))?;
+        let lock = mysql_lock_name(&schema);
+        let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
+            .bind(&lock)
+            .bind(lock_timeout.as_secs_f64())
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| DbError::sqlx(ctx("locking", &schema), e))?;
+        if got != Some(1) {
+            let holder: Option<i64> = sqlx::query_scalar("SELECT IS_USED_LOCK(?)")
+                .bind(&lock)
+                .fetch_one(&mut *conn)
+                .await
+                .ok()
+                .flatten();
+            return Err(DbError::LockTimeout {
+                schema,
+                waited: lock_timeout,
+                holder: holder.map(|id| format!("connection {id}")),
+            });
+        }
+        let mut session = MySqlSession {
+            history: HistoryTable::new(Backend::MySql, Some(&schema), HISTORY_TABLE),
+            conn: Conn::MySql(conn),
+            lock,
+            released: false,
+        };
+        let use_sql = format!("USE {}", Backend::MySql.quote(&schema));
+        if let Err(e) = session.raw(&use_sql).await {
+            let _ = Box::new(session).release().await;
+            let err = DbError::sqlx(ctx("opening schema", &schema), e);
+            return Err(if err.is_missing_object() {
+                DbError::SchemaMissing(schema)
+            } else {
+                err
+            });
+        }
+        Ok(Box::new(session))
+    }
+
+    async fn structure(&self, target: &Target) -> Result<Structure, DbError> {
+        let schema = self.schema_of(target);
+        let cols = sqlx::query(
+            "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME <> ? ORDER BY TABLE_NAME, ORDINAL_POSITION",
+        )
+        .bind(schema)
+        .bind(HISTORY_TABLE)
+        .fetch_all(&self.tenants)
+        .await
+        .map_err(|e| DbError::sqlx(ctx("describing", schema), e))?;
+        let idx = sqlx::query(
+            "SELECT TABLE_NAME, INDEX_NAME, \
+             CAST(GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX SEPARATOR ',') AS CHAR), \
+             CAST(MIN(NON_UNIQUE) AS SIGNED) \
+             FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME <> ? \
+             GROUP BY TABLE_NAME, INDEX_NAME ORDER BY TABLE_NAME, INDEX_NAME",
+        )
+        .bind(schema)
+        .bind(HISTORY_TABLE)
+        .fetch_all(&self.tenants)
+        .await
+        .map_err(|e| DbError::sqlx(ctx("describing", schema), e))?;
+        let decode = |e| DbError::sqlx(ctx("describing", schema), e);
+        let mut s = Structure::default();
+        for r in &cols {
+            s.columns.push(ColumnShape {
+                table: r.try_get(0).map_err(decode)?,
+                column: r.try_get(1).map_err(decode)?,
+                data_type: r.try_get::<String, _>(2).map_err(decode)?.to_ascii_lowercase(),
+                nullable: r.try_get::<String, _>(3).map_err(decode)? == "YES",
+            });
+        }
+        for r in &idx {
+            s.indexes.push(IndexShape {
+                table: r.try_get(0).map_err(decode)?,
+                index: r.try_get(1).map_err(decode)?,
+                columns: r.try_get(2).map_err(decode)?,
+                unique: r.try_get::<i64, _>(3).map_err(decode)? == 0,
+            });
+        }
+        Ok(s)
+    }
+
+    async fn close(&self) {
+        self.catalog.close().await;
+        self.tenants.close().await;
+    }
+}
+
+struct MySqlSession {
+    conn: Conn,
+    history: HistoryTable,
+    lock: String,
+    released: bool,
+}
+
+impl MySqlSession {
+    fn conn(&mut self) -> &mut sqlx::MySqlConnection {
+        match &mut self.conn {
+            Conn::MySql(c) => c,
+            _ => unreachable!("a MySQL session holds a MySQL connection"),
+        }
+    }
+
+    /// Sends `sql` unprepared (text protocol).
+    async fn raw(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+        self.conn()
+            .execute(AssertSqlSafe(sql.to_owned()))
+            .await
+            .map(|_| ())
+    }
+}
+
+impl Drop for MySqlSession {
+    fn drop(&mut self) {
+        if !self.released
+            && let Conn::MySql(c) = &mut self.conn
+        {
+            // Dropped mid-way (cancelled, panicked): never hand a lock-holding connection back.
+            c.close_on_drop();
+        }
+    }
+}
+
+#[async_trait]
+impl SchemaSession for MySqlSession {
+    fn transactional(&self) -> bool {
+        false
+    }
+
+    async fn history(&mut self) -> Result<Option<Vec<HistoryRow>>, DbError> {
+        match self.history.read(&mut self.conn).await {
+            Ok(rows) => Ok(Some(rows)),
+            Err(e) if e.is_missing_object() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create_history_table(&mut self) -> Result<(), DbError> {
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                version BIGINT NOT NULL PRIMARY KEY,
+                name VARCHAR(255) NOT NULL,
+                checksum CHAR(64) NOT NULL,
+                state VARCHAR(16) NOT NULL,
+                started_at DATETIME(6) NOT NULL,
+                finished_at DATETIME(6) NULL,
+                duration_ms BIGINT NULL,
+                error TEXT NULL
+            ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+            self.history.qualified
+        );
+        let label = self.history.label.clone();
+        self.raw(&sql)
+            .await
+            .map_err(|e| DbError::sqlx(ctx("creating history table in", &label), e))
+    }
+
+    async fn begin(&mut self, m: MigrationRef<'_>, started: DateTime<Utc>) -> Result<(), DbError> {
+        self.history
+            .insert(&mut self.conn, m, RowState::Running, started, None, None)
+            .await
+    }
+
+    async fn execute(&mut self, sql: &str) -> Result<(), DbError> {
+        let label = self.history.label.clone();
+        self.raw(sql)
+            .await
+            .map_err(|e| DbError::sqlx(ctx("migrating", &label), e))
+    }
+
+    async fn commit(
+        &mut self,
+        m: MigrationRef<'_>,
+        _started: DateTime<Utc>,
+        duration_ms: i64,
+    ) -> Result<(), DbError> {
+        self.history
+            .finish(&mut self.conn, m.version, RowState::Applied, duration_ms, None)
+            .await
+    }
+
+    async fn abort(
+        &mut self,
+        m: MigrationRef<'_>,
+        started: DateTime<Utc>,
+        dirty: Option<&str>,
+    ) -> Result<(), DbError> {
+        match dirty {
+            Some(error) => {
+                let ms = (Utc::now() - started).num_milliseconds();
+                self.history
+                    .finish(&mut self.conn, m.version, RowState::Failed, ms, Some(error))
+                    .await
+            }
+            None => self.history.delete(&mut self.conn, &[m.version]).await.map(|_| ()),
+        }
+    }
+
+    async fn delete_rows(&mut self, versions: &[i64]) -> Result<u64, DbError> {
+        self.history.delete(&mut self.conn, versions).await
+    }
+
+    async fn mark_applied(&mut self, version: i64, checksum: &str) -> Result<u64, DbError> {
+        self.history.mark_applied(&mut self.conn, version, checksum).await
+    }
+
+    async fn release(mut self: Box<Self>) -> Result<(), DbError> {
+        let lock = self.lock.clone();
+        let released: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar("SELECT RELEASE_LOCK(?)")
+            .bind(&lock)
+            .fetch_one(self.conn())
+            .await;
+        match released {
+            Ok(_) => {
+                self.released = true;
+                Ok(())
+            }
+            // Drop closes the connection, which frees the lock on the server.
+            Err(e) => Err(DbError::sqlx(ctx("unlocking", &self.history.label), e)),
+        }
+    }
+}

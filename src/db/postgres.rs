@@ -1,0 +1,524 @@
+//! PostgreSQL 15+: tenants are schemas inside one database (the `TENANT_URL_TEMPLATE`'s, or
+//! the catalog's when unset); the catalog lives in its own schema (`CATALOG_SCHEMA`, default
+//! `public`).
+//!
+//! One bounded pool serves every tenant. A session holds `pg_advisory_lock` keyed by a hash
+//! of the *schema* name (never the database: two tenants in one database must not serialise),
+//! and runs each migration in one transaction with `SET LOCAL search_path` and its history
+//! row, so a failure leaves the schema exactly at its previous version and a connection goes
+//! back to the pool with its default search path.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Executor, PgPool, Row};
+
+use super::{
+    ACQUIRE_TIMEOUT, Backend, ColumnShape, Conn, DbError, DbPool, Dialect, HISTORY_TABLE,
+    IndexShape, MigrationRef, SchemaSession, SchemaState, Structure, Target,
+};
+use crate::config::{Config, ConfigError, DbLocation, TenantLocation, redact_url};
+use crate::migrate::history::{COLUMNS, HistoryRow, HistoryTable, RowState, decode_row};
+use crate::migrate::lock::postgres_lock_key;
+
+/// Schemas read per `UNION ALL` query when checking a fleet's histories.
+const READ_BATCH: usize = 500;
+
+pub struct PgDialect {
+    catalog: PgPool,
+    tenants: PgPool,
+    catalog_schema: String,
+    label: String,
+    pool_size: u32,
+}
+
+fn options(url: &url::Url, var: &'static str) -> Result<PgConnectOptions, ConfigError> {
+    url.as_str()
+        .parse::<PgConnectOptions>()
+        .map_err(|e| ConfigError::new(var, format!("is not usable ({})", redact_error(&e))))
+}
+
+fn redact_error(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Configuration(inner) => inner.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn unreachable(var: &'static str, url: &url::Url, e: &sqlx::Error) -> ConfigError {
+    let why = match e.as_database_error() {
+        Some(db) => db.message().to_owned(),
+        None => e.to_string(),
+    };
+    ConfigError::new(var, format!("cannot connect to {}: {why}", redact_url(url)))
+}
+
+impl PgDialect {
+    pub async fn connect(config: &Config) -> Result<Self, ConfigError> {
+        let (
+            DbLocation::Postgres { url, .. },
+            TenantLocation::Postgres {
+                database_url: tenant_url,
+                ..
+            },
+        ) = (&config.catalog, &config.tenants)
+        else {
+            return Err(ConfigError::new("DATABASE_URL", "not a PostgreSQL URL"));
+        };
+        let tenants = PgPoolOptions::new()
+            .max_connections(config.pool_size)
+            .min_connections(0)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .idle_timeout(Duration::from_secs(60))
+            .connect_with(options(tenant_url, "TENANT_URL_TEMPLATE")?)
+            .await
+            .map_err(|e| unreachable("TENANT_URL_TEMPLATE", tenant_url, &e))?;
+        let catalog_opts = options(url, "DATABASE_URL")?
+            .options([("search_path", config.catalog_schema.as_str())]);
+        let catalog = PgPoolOptions::new()
+            .max_connections(2)
+            .min_connections(0)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .idle_timeout(Duration::from_secs(60))
+            .connect_with(catalog_opts)
+            .await
+            .map_err(|e| unreachable("DATABASE_URL", url, &e))?;
+        Ok(Self {
+            catalog,
+            tenants,
+            catalog_schema: config.catalog_schema.clone(),
+            label: redact_url(tenant_url),
+            pool_size: config.pool_size,
+        })
+    }
+
+    fn schema_of<'a>(&'a self, target: &'a Target) -> &'a str {
+        match target {
+            Target::Catalog => &self.catalog_schema,
+            Target::Tenant(s) => s.as_str(),
+        }
+    }
+
+    fn pool_of(&self, target: &Target) -> &PgPool {
+        match target {
+            Target::Catalog => &self.catalog,
+            Target::Tenant(_) => &self.tenants,
+        }
+    }
+
+    async fn union_read(
+        conn: &mut sqlx::PgConnection,
+        schemas: &[&str],
+    ) -> Result<HashMap<String, Vec<HistoryRow>>, DbError> {
+        let mut out: HashMap<String, Vec<HistoryRow>> = HashMap::new();
+        if schemas.is_empty() {
+            return Ok(out);
+        }
+        let sql = schemas
+            .iter()
+            .map(|s| {
+                format!(
+                    "SELECT '{s}'::text AS s, {COLUMNS} FROM {}.{}",
+                    Backend::Postgres.quote(s),
+                    Backend::Postgres.quote(HISTORY_TABLE)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let rows = sqlx::raw_sql(AssertSqlSafe(sql))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| DbError::sqlx("reading histories", e))?;
+        for r in &rows {
+            let schema: String = r
+                .try_get(0)
+                .map_err(|e| DbError::sqlx("decoding histories", e))?;
+            let row = decode_row(r, 1).map_err(|e| DbError::sqlx("decoding histories", e))?;
+            out.entry(schema).or_default().push(row);
+        }
+        for rows in out.values_mut() {
+            rows.sort_by_key(|r| r.version);
+        }
+        Ok(out)
+    }
+
+    async fn read_batch(
+        conn: &mut sqlx::PgConnection,
+        schemas: &[&str],
+        found: &mut HashMap<String, SchemaState>,
+    ) -> Result<(), DbError> {
+        let rows = match Self::union_read(conn, schemas).await {
+            Ok(rows) => {
+                for s in schemas {
+                    found.insert((*s).to_owned(), SchemaState::History(Vec::new()));
+                }
+                rows
+            }
+            Err(e) if e.is_missing_object() => {
+                let names: Vec<String> = schemas.iter().map(|s| (*s).to_owned()).collect();
+                let existing: Vec<String> = sqlx::query_scalar(
+                    "SELECT nspname::text FROM pg_namespace WHERE nspname = ANY($1)",
+                )
+                .bind(&names)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(|e| DbError::sqlx("listing schemas", e))?;
+                let with_table: Vec<String> = sqlx::query_scalar(
+                    "SELECT table_schema::text FROM information_schema.tables \
+                     WHERE table_name = $1 AND table_schema = ANY($2)",
+                )
+                .bind(HISTORY_TABLE)
+                .bind(&names)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(|e| DbError::sqlx("listing history tables", e))?;
+                for s in schemas {
+                    let state = if with_table.iter().any(|x| x == s) {
+                        SchemaState::History(Vec::new())
+                    } else if existing.iter().any(|x| x == s) {
+                        SchemaState::Uninitialised
+                    } else {
+                        SchemaState::Missing
+                    };
+                    found.insert((*s).to_owned(), state);
+                }
+                let readable: Vec<&str> = with_table.iter().map(String::as_str).collect();
+                Self::union_read(conn, &readable).await?
+            }
+            Err(e) => return Err(e),
+        };
+        for (schema, history) in rows {
+            found.insert(schema, SchemaState::History(history));
+        }
+        Ok(())
+    }
+}
+
+fn ctx(what: &str, schema: &str) -> String {
+    format!("{what} {schema}")
+}
+
+#[async_trait]
+impl Dialect for PgDialect {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    fn server_label(&self) -> String {
+        self.label.clone()
+    }
+
+    fn catalog_pool(&self) -> DbPool {
+        DbPool::Postgres(self.catalog.clone())
+    }
+
+    fn tenant_pool_size(&self) -> u32 {
+        self.pool_size
+    }
+
+    async fn schema_exists(&self, target: &Target) -> Result<bool, DbError> {
+        let schema = self.schema_of(target);
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_namespace WHERE nspname = $1")
+            .bind(schema)
+            .fetch_one(self.pool_of(target))
+            .await
+            .map_err(|e| DbError::sqlx(ctx("checking schema", schema), e))?;
+        Ok(n > 0)
+    }
+
+    async fn create_schema(&self, target: &Target) -> Result<(), DbError> {
+        let schema = self.schema_of(target);
+        let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", Backend::Postgres.quote(schema));
+        self.pool_of(target)
+            .execute(AssertSqlSafe(sql))
+            .await
+            .map(|_| ())
+            .map_err(|e| DbError::sqlx(ctx("creating schema", schema), e))
+    }
+
+    async fn drop_schema(&self, target: &Target) -> Result<(), DbError> {
+        let schema = self.schema_of(target);
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", Backend::Postgres.quote(schema));
+        self.pool_of(target)
+            .execute(AssertSqlSafe(sql))
+            .await
+            .map(|_| ())
+            .map_err(|e| DbError::sqlx(ctx("dropping schema", schema), e))
+    }
+
+    async fn read_states(&self, targets: &[Target]) -> Result<Vec<SchemaState>, DbError> {
+        let mut found: HashMap<String, SchemaState> = HashMap::with_capacity(targets.len());
+        let tenants: Vec<&str> = targets
+            .iter()
+            .filter_map(Target::tenant)
+            .map(|s| s.as_str())
+            .collect();
+        if !tenants.is_empty() {
+            let mut conn = self
+                .tenants
+                .acquire()
+                .await
+                .map_err(|e| DbError::sqlx("reading histories", e))?;
+            for chunk in tenants.chunks(READ_BATCH) {
+                Self::read_batch(&mut conn, chunk, &mut found).await?;
+            }
+        }
+        let mut catalog_state = None;
+        if targets.contains(&Target::Catalog) {
+            let mut conn = self
+                .catalog
+                .acquire()
+                .await
+                .map_err(|e| DbError::sqlx("reading catalog history", e))?;
+            let mut one = HashMap::new();
+            Self::read_batch(&mut conn, &[self.catalog_schema.as_str()], &mut one).await?;
+            catalog_state = one.remove(&self.catalog_schema);
+        }
+        Ok(targets
+            .iter()
+            .map(|t| match t {
+                Target::Catalog => catalog_state.clone().unwrap_or(SchemaState::Missing),
+                Target::Tenant(s) => found.remove(s.as_str()).unwrap_or(SchemaState::Missing),
+            })
+            .collect())
+    }
+
+    async fn open_session(
+        &self,
+        target: &Target,
+        lock_timeout: Duration,
+    ) -> Result<Box<dyn SchemaSession>, DbError> {
+        let schema = self.schema_of(target).to_owned();
+        let mut conn = self
+            .pool_of(target)
+            .acquire()
+            .await
+            .map_err(|e| DbError::sqlx(ctx("connecting for", &schema), e))?;
+        let key = postgres_lock_key(&schema);
+        let set_timeout = format!("SET lock_timeout = {}", lock_timeout.as_millis().max(1));
+        conn.execute(AssertSqlSafe(set_timeout))
+            .await
+            .map_err(|e| DbError::sqlx(ctx("locking", &schema), e))?;
+        let locked = sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(key)
+            .execute(&mut *conn)
+            .await;
+        let reset = conn.execute("RESET lock_timeout").await;
+        if let Err(e) = locked {
+            let err = DbError::sqlx(ctx("locking", &schema), e);
+            return Err(match &err {
+                DbError::Sqlx { code: Some(c), .. } if c == "55P03" => DbError::LockTimeout {
+                    schema,
+                    waited: lock_timeout,
+                    holder: None,
+                },
+                _ => err,
+            });
+        }
+        let mut session = PgSession {
+            history: HistoryTable::new(Backend::Postgres, Some(&schema), HISTORY_TABLE),
+            quoted: Backend::Postgres.quote(&schema),
+            conn: Conn::Postgres(conn),
+            key,
+            schema: schema.clone(),
+            released: false,
+        };
+        reset.map_err(|e| DbError::sqlx(ctx("locking", &schema), e))?;
+        let exists: Result<i64, sqlx::Error> =
+            sqlx::query_scalar("SELECT COUNT(*) FROM pg_namespace WHERE nspname = $1")
+                .bind(&schema)
+                .fetch_one(session.conn())
+                .await;
+        match exists {
+            Ok(1) => Ok(Box::new(session)),
+            Ok(_) => {
+                let _ = Box::new(session).release().await;
+                Err(DbError::SchemaMissing(schema))
+            }
+            Err(e) => Err(DbError::sqlx(ctx("opening schema", &schema), e)),
+        }
+    }
+
+    async fn structure(&self, target: &Target) -> Result<Structure, DbError> {
+        let schema = self.schema_of(target);
+        let pool = self.pool_of(target);
+        let err = |e| DbError::sqlx(ctx("describing", schema), e);
+        let cols = sqlx::query(
+            "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull \
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND a.attnum > 0 \
+             AND NOT a.attisdropped AND c.relname <> $2 ORDER BY c.relname, a.attnum",
+        )
+        .bind(schema)
+        .bind(HISTORY_TABLE)
+        .fetch_all(pool)
+        .await
+        .map_err(err)?;
+        let idx = sqlx::query(
+            "SELECT t.relname::text, i.relname::text, \
+             string_agg(a.attname::text, ',' ORDER BY k.ord), ix.indisunique \
+             FROM pg_index ix JOIN pg_class i ON i.oid = ix.indexrelid \
+             JOIN pg_class t ON t.oid = ix.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace \
+             CROSS JOIN LATERAL unnest(ix.indkey) WITH ORDINALITY AS k(attnum, ord) \
+             LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum \
+             WHERE n.nspname = $1 AND t.relname <> $2 \
+             GROUP BY t.relname, i.relname, ix.indisunique ORDER BY 1, 2",
+        )
+        .bind(schema)
+        .bind(HISTORY_TABLE)
+        .fetch_all(pool)
+        .await
+        .map_err(err)?;
+        let mut s = Structure::default();
+        for r in &cols {
+            s.columns.push(ColumnShape {
+                table: r.try_get(0).map_err(err)?,
+                column: r.try_get(1).map_err(err)?,
+                data_type: r.try_get(2).map_err(err)?,
+                nullable: r.try_get(3).map_err(err)?,
+            });
+        }
+        for r in &idx {
+            s.indexes.push(IndexShape {
+                table: r.try_get(0).map_err(err)?,
+                index: r.try_get(1).map_err(err)?,
+                columns: r.try_get::<Option<String>, _>(2).map_err(err)?.unwrap_or_default(),
+                unique: r.try_get(3).map_err(err)?,
+            });
+        }
+        Ok(s)
+    }
+
+    async fn close(&self) {
+        self.catalog.close().await;
+        self.tenants.close().await;
+    }
+}
+
+struct PgSession {
+    conn: Conn,
+    history: HistoryTable,
+    quoted: String,
+    schema: String,
+    key: i64,
+    released: bool,
+}
+
+impl PgSession {
+    fn conn(&mut self) -> &mut sqlx::PgConnection {
+        match &mut self.conn {
+            Conn::Postgres(c) => c,
+            _ => unreachable!("a PostgreSQL session holds a PostgreSQL connection"),
+        }
+    }
+
+    async fn raw(&mut self, sql: String) -> Result<(), DbError> {
+        let schema = self.schema.clone();
+        self.conn()
+            .execute(AssertSqlSafe(sql))
+            .await
+            .map(|_| ())
+            .map_err(|e| DbError::sqlx(ctx("migrating", &schema), e))
+    }
+}
+
+impl Drop for PgSession {
+    fn drop(&mut self) {
+        if !self.released
+            && let Conn::Postgres(c) = &mut self.conn
+        {
+            // Dropped mid-way: closing ends any open transaction and frees the advisory lock.
+            c.close_on_drop();
+        }
+    }
+}
+
+#[async_trait]
+impl SchemaSession for PgSession {
+    fn transactional(&self) -> bool {
+        true
+    }
+
+    async fn history(&mut self) -> Result<Option<Vec<HistoryRow>>, DbError> {
+        match self.history.read(&mut self.conn).await {
+            Ok(rows) => Ok(Some(rows)),
+            Err(e) if e.is_missing_object() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create_history_table(&mut self) -> Result<(), DbError> {
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                version BIGINT NOT NULL PRIMARY KEY,
+                name TEXT NOT NULL,
+                checksum CHAR(64) NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('applied', 'failed', 'running')),
+                started_at TIMESTAMPTZ NOT NULL,
+                finished_at TIMESTAMPTZ NULL,
+                duration_ms BIGINT NULL,
+                error TEXT NULL
+            )",
+            self.history.qualified
+        );
+        self.raw(sql).await
+    }
+
+    async fn begin(&mut self, _m: MigrationRef<'_>, _started: DateTime<Utc>) -> Result<(), DbError> {
+        self.raw("BEGIN".into()).await?;
+        let path = format!("SET LOCAL search_path TO {}", self.quoted);
+        self.raw(path).await
+    }
+
+    async fn execute(&mut self, sql: &str) -> Result<(), DbError> {
+        self.raw(sql.to_owned()).await
+    }
+
+    async fn commit(
+        &mut self,
+        m: MigrationRef<'_>,
+        started: DateTime<Utc>,
+        duration_ms: i64,
+    ) -> Result<(), DbError> {
+        self.history
+            .insert(&mut self.conn, m, RowState::Applied, started, Some(duration_ms), None)
+            .await?;
+        self.raw("COMMIT".into()).await
+    }
+
+    async fn abort(
+        &mut self,
+        _m: MigrationRef<'_>,
+        _started: DateTime<Utc>,
+        _dirty: Option<&str>,
+    ) -> Result<(), DbError> {
+        self.raw("ROLLBACK".into()).await
+    }
+
+    async fn delete_rows(&mut self, versions: &[i64]) -> Result<u64, DbError> {
+        self.history.delete(&mut self.conn, versions).await
+    }
+
+    async fn mark_applied(&mut self, version: i64, checksum: &str) -> Result<u64, DbError> {
+        self.history.mark_applied(&mut self.conn, version, checksum).await
+    }
+
+    async fn release(mut self: Box<Self>) -> Result<(), DbError> {
+        let key = self.key;
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(key)
+            .execute(self.conn())
+            .await;
+        match unlocked {
+            Ok(_) => {
+                self.released = true;
+                Ok(())
+            }
+            Err(e) => Err(DbError::sqlx(ctx("unlocking", &self.schema), e)),
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! SQLite, the embedded default: the catalog is one file and each tenant is its own file
+//! (`<dir>/tenants/<schema>.db`).
+//!
+//! Tenant files are opened per session (a file open, not a server connection); a semaphore of
+//! `TENANT_ENGINE_POOL_SIZE` bounds how many are open at once. The lock is the file's own
+//! write lock: a session starts with `BEGIN IMMEDIATE` (waiting up to the lock timeout for
+//! another writer) and holds it until released; each migration runs inside a savepoint with
+//! its history row, so a failure rolls back exactly that migration, and a crash rolls back
+//! whatever was not committed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures_util::{StreamExt, TryStreamExt, stream};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, Connection, Executor, Row, SqliteConnection, SqlitePool};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{
+    Backend, ColumnShape, Conn, DbError, DbPool, Dialect, HISTORY_TABLE, IndexShape,
+    MigrationRef, SchemaSession, SchemaState, Structure, Target,
+};
+use crate::config::{Config, ConfigError, DbLocation, TenantLocation};
+use crate::migrate::history::{HistoryRow, HistoryTable, RowState};
+
+/// How long catalog queries wait for the catalog file's write lock.
+const CATALOG_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct SqliteDialect {
+    catalog: SqlitePool,
+    catalog_path: PathBuf,
+    template: String,
+    permits: Arc<Semaphore>,
+    pool_size: u32,
+}
+
+impl SqliteDialect {
+    pub async fn connect(config: &Config) -> Result<Self, ConfigError> {
+        let (DbLocation::Sqlite { path }, TenantLocation::Sqlite { path_template }) =
+            (&config.catalog, &config.tenants)
+        else {
+            return Err(ConfigError::new("DATABASE_URL", "not a SQLite URL"));
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && parent.exists()
+            && !parent.is_dir()
+        {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                format!("{} is not a directory", parent.display()),
+            ));
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(false)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(CATALOG_BUSY_TIMEOUT)
+            .foreign_keys(true);
+        // Lazy: a dry run against a machine with no catalog yet must not create one.
+        let catalog = SqlitePoolOptions::new()
+            .max_connections(2)
+            .min_connections(0)
+            .connect_lazy_with(opts);
+        Ok(Self {
+            catalog,
+            catalog_path: path.clone(),
+            template: path_template.clone(),
+            permits: Arc::new(Semaphore::new(config.pool_size as usize)),
+            pool_size: config.pool_size,
+        })
+    }
+
+    fn path_of(&self, target: &Target) -> PathBuf {
+        match target {
+            Target::Catalog => self.catalog_path.clone(),
+            Target::Tenant(s) => PathBuf::from(self.template.replace("{schema}", s.as_str())),
+        }
+    }
+
+    fn label_of(target: &Target) -> String {
+        match target {
+            Target::Catalog => "catalog".into(),
+            Target::Tenant(s) => s.to_string(),
+        }
+    }
+
+    async fn open(path: &Path, busy: Duration) -> Result<SqliteConnection, sqlx::Error> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(false)
+            .busy_timeout(busy)
+            .foreign_keys(true);
+        SqliteConnection::connect_with(&opts).await
+    }
+
+    async fn read_one(&self, target: &Target) -> Result<SchemaState, DbError> {
+        let path = self.path_of(target);
+        if !path.exists() {
+            return Ok(SchemaState::Missing);
+        }
+        let _permit = self.permits.acquire().await.map_err(closed)?;
+        let label = Self::label_of(target);
+        let conn = Self::open(&path, CATALOG_BUSY_TIMEOUT)
+            .await
+            .map_err(|e| DbError::sqlx(format!("opening {label}"), e))?;
+        let mut conn = Conn::Sqlite(Box::new(conn));
+        let table = HistoryTable::new(Backend::Sqlite, None, HISTORY_TABLE);
+        let state = match table.read(&mut conn).await {
+            Ok(rows) => SchemaState::History(rows),
+            Err(e) if e.is_missing_object() => SchemaState::Uninitialised,
+            Err(e) => return Err(e),
+        };
+        if let Conn::Sqlite(c) = conn {
+            let _ = c.close().await;
+        }
+        Ok(state)
+    }
+}
+
+fn closed(_: tokio::sync::AcquireError) -> DbError {
+    DbError::Unexpected("the tenant connection limiter was closed".into())
+}
+
+fn remove_if_present(path: &Path) -> Result<(), DbError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(DbError::io(format!("removing {}", path.display()), e)),
+    }
+}
+
+#[async_trait]
+impl Dialect for SqliteDialect {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    fn server_label(&self) -> String {
+        format!("sqlite://{}", self.catalog_path.display())
+    }
+
+    fn catalog_pool(&self) -> DbPool {
+        DbPool::Sqlite(self.catalog.clone())
+    }
+
+    fn tenant_pool_size(&self) -> u32 {
+        self.pool_size
+    }
+
+    async fn schema_exists(&self, target: &Target) -> Result<bool, DbError> {
+        Ok(self.path_of(target).exists())
+    }
+
+    async fn create_schema(&self, target: &Target) -> Result<(), DbError> {
+        let path = self.path_of(target);
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| DbError::io(format!("creating {}", dir.display()), e))?;
+        }
+        let mut opts = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        if *target == Target::Catalog {
+            // Readers (the HTTP service) and the writer (a fleet job) share the catalog.
+            opts = opts.journal_mode(SqliteJournalMode::Wal);
+        }
+        let conn = SqliteConnection::connect_with(&opts)
+            .await
+            .map_err(|e| DbError::sqlx(format!("creating {}", Self::label_of(target)), e))?;
+        let _ = conn.close().await;
+        Ok(())
+    }
+
+    async fn drop_schema(&self, target: &Target) -> Result<(), DbError> {
+        let path = self.path_of(target);
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut p = path.clone().into_os_string();
+            p.push(suffix);
+            remove_if_present(Path::new(&p))?;
+        }
+        Ok(())
+    }
+
+    async fn read_states(&self, targets: &[Target]) -> Result<Vec<SchemaState>, DbError> {
+        stream::iter(targets.to_vec())
+            .map(|t| async move { self.read_one(&t).await })
+            .buffered(self.pool_size as usize)
+            .try_collect()
+            .await
+    }
+
+    async fn open_session(
+        &self,
+        target: &Target,
+        lock_timeout: Duration,
+    ) -> Result<Box<dyn SchemaSession>, DbError> {
+        let path = self.path_of(target);
+        let label = Self::label_of(target);
+        if !path.exists() {
+            return Err(DbError::SchemaMissing(label));
+        }
+        let permit = self.permits.clone().acquire_owned().await.map_err(closed)?;
+        let mut conn = Self::open(&path, lock_timeout)
+            .await
+            .map_err(|e| DbError::sqlx(format!("opening {label}"), e))?;
+        if let Err(e) = conn.execute("BEGIN IMMEDIATE").await {
+            let err = DbError::sqlx(format!("locking {label}"), e);
+            return Err(if err.is_transient() {
+                DbError::LockTimeout {
+                    schema: label,
+                    waited: lock_timeout,
+                    holder: Some("another writer of the file".into()),
+                }
+            } else {
+                err
+            });
+        }
+        Ok(Box::new(SqliteSession {
+            conn: Conn::Sqlite(Box::new(conn)),
+            history: HistoryTable::new(Backend::Sqlite, None, HISTORY_TABLE),
+            label,
+            _permit: permit,
+        }))
+    }
+
+    async fn structure(&self, target: &Target) -> Result<Structure, DbError> {
+        let path = self.path_of(target);
+        let label = Self::label_of(target);
+        let err = |e| DbError::sqlx(format!("describing {label}"), e);
+        let mut conn = Self::open(&path, CATALOG_BUSY_TIMEOUT).await.map_err(err)?;
+        let cols = sqlx::query(
+            "SELECT m.name, p.name, lower(p.type), p.\"notnull\" FROM sqlite_master m \
+             JOIN pragma_table_info(m.name) p \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> ? \
+             ORDER BY m.name, p.cid",
+        )
+        .bind(HISTORY_TABLE)
+        .fetch_all(&mut conn)
+        .await
+        .map_err(err)?;
+        let idx = sqlx::query(
+            "SELECT m.name, il.name, \
+             (SELECT group_concat(ii.name, ',') FROM pragma_index_info(il.name) ii), il.\"unique\" \
+             FROM sqlite_master m JOIN pragma_index_list(m.name) il \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> ? \
+             ORDER BY m.name, il.name",
+        )
+        .bind(HISTORY_TABLE)
+        .fetch_all(&mut conn)
+        .await
+        .map_err(err)?;
+        let _ = conn.close().await;
+        let mut s = Structure::default();
+        for r in &cols {
+            s.columns.push(ColumnShape {
+                table: r.try_get(0).map_err(err)?,
+                column: r.try_get(1).map_err(err)?,
+                data_type: r.try_get(2).map_err(err)?,
+                nullable: r.try_get::<i64, _>(3).map_err(err)? == 0,
+            });
+        }
+        for r in &idx {
+            s.indexes.push(IndexShape {
+                table: r.try_get(0).map_err(err)?,
+                index: r.try_get(1).map_err(err)?,
+                columns: r.try_get::<Option<String>, _>(2).map_err(err)?.unwrap_or_default(),
+                unique: r.try_get::<i64, _>(3).map_err(err)? != 0,
+            });
+        }
+        Ok(s)
+    }
+
+    async fn close(&self) {
+        self.catalog.close().await;
+    }
+}
+
+struct SqliteSession {
+    conn: Conn,
+    history: HistoryTable,
+    label: String,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl SqliteSession {
+    async fn raw(&mut self, sql: String) -> Result<(), DbError> {
+        let Conn::Sqlite(c) = &mut self.conn else {
+            unreachable!("a SQLite session holds a SQLite connection")
+        };
+        c.execute(AssertSqlSafe(sql))
+            .await
+            .map(|_| ())
+            .map_err(|e| DbError::sqlx(format!("migrating {}", self.label), e))
+    }
+}
+
+fn savepoint(version: i64) -> String {
+    format!("tm_{version}")
+}
+
+#[async_trait]
+impl SchemaSession for SqliteSession {
+    fn transactional(&self) -> bool {
+        true
+    }
+
+    async fn history(&mut self) -> Result<Option<Vec<HistoryRow>>, DbError> {
+        match self.history.read(&mut self.conn).await {
+            Ok(rows) => Ok(Some(rows)),
+            Err(e) if e.is_missing_object() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create_history_table(&mut self) -> Result<(), DbError> {
+        self.raw(format!(
+            "CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
+                version INTEGER NOT NULL PRIMARY KEY,
+                name TEXT NOT NULL,
+                checksum TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('applied', 'failed', 'running')),
+                started_at TEXT NOT NULL,
+                finished_at TEXT NULL,
+                duration_ms INTEGER NULL,
+                error TEXT NULL
+            )"
+        ))
+        .await
+    }
+
+    async fn begin(&mut self, m: MigrationRef<'_>, _started: DateTime<Utc>) -> Result<(), DbError> {
+        self.raw(format!("SAVEPOINT {}", savepoint(m.version))).await
+    }
+
+    async fn execute(&mut self, sql: &str) -> Result<(), DbError> {
+        self.raw(sql.to_owned()).await
+    }
+
+    async fn commit(
+        &mut self,
+        m: MigrationRef<'_>,
+        started: DateTime<Utc>,
+        duration_ms: i64,
+    ) -> Result<(), DbError> {
+        self.history
+            .insert(&mut self.conn, m, RowState::Applied, started, Some(duration_ms), None)
+            .await?;
+        self.raw(format!("RELEASE {}", savepoint(m.version))).await
+    }
+
+    async fn abort(
+        &mut self,
+        m: MigrationRef<'_>,
+        _started: DateTime<Utc>,
+        _dirty: Option<&str>,
+    ) -> Result<(), DbError> {
+        let sp = savepoint(m.version);
+        self.raw(format!("ROLLBACK TO {sp}")).await?;
+        self.raw(format!("RELEASE {sp}")).await
+    }
+
+    async fn delete_rows(&mut self, versions: &[i64]) -> Result<u64, DbError> {
+        self.history.delete(&mut self.conn, versions).await
+    }
+
+    async fn mark_applied(&mut self, version: i64, checksum: &str) -> Result<u64, DbError> {
+        self.history.mark_applied(&mut self.conn, version, checksum).await
+    }
+
+    async fn release(mut self: Box<Self>) -> Result<(), DbError> {
+        self.raw("COMMIT".into()).await?;
+        let SqliteSession { conn, .. } = *self;
+        if let Conn::Sqlite(c) = conn {
+            let _ = c.close().await;
+        }
+        Ok(())
+    }
+}

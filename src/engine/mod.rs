@@ -1,0 +1,297 @@
+//! `Engine`: the Rust API the CLI and the HTTP service are thin layers over. It mirrors the
+//! seed's `create_schema_and_migrate` (`create_tenant`), `migrate_all` (`upgrade_all`) and
+//! `migrate_public_schema` (`upgrade_public`), plus status, repair and drift checks.
+
+mod error;
+mod status;
+mod tenants;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::{info, instrument};
+
+pub use error::EngineError;
+pub use status::{
+    DriftReport, REFERENCE_PREFIX, RepairOptions, RepairReport, TenantDrift, TenantState, diff_structure,
+};
+
+use crate::catalog::{Catalog, TenantFilter, TenantPage, TenantStatus};
+use crate::config::Config;
+use crate::db::{self, Dialect, SchemaState, Target};
+use crate::jobs::{Fleet, FleetOptions, FleetReport, OutcomeStatus, Progress, TenantReport};
+use crate::migrate::apply::dry_run_result;
+use crate::migrate::{MigrateError, MigrationSet, MigrationSource, RunOptions, Scope, migrate_target};
+
+/// The migration engine bound to one configuration.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    dialect: Arc<dyn Dialect>,
+    catalog: Catalog,
+    source: MigrationSource,
+    public: MigrationSet,
+    tenant: MigrationSet,
+}
+
+impl Engine {
+    /// Loads the migrations and connects. Configuration problems (unknown scheme, server
+    /// unreachable, migration files invalid) come back as errors with exit code 2.
+    pub async fn connect(config: Config) -> Result<Self, EngineError> {
+        let source = MigrationSource::load(config.migrations_dir.as_deref())?;
+        Self::with_source(config, source).await
+    }
+
+    /// Like [`Engine::connect`] with an explicit migration source.
+    pub async fn with_source(config: Config, source: MigrationSource) -> Result<Self, EngineError> {
+        let backend = config.backend();
+        for scope in [Scope::Public, Scope::Tenant] {
+            if source.missing_dialect(scope, backend) {
+                return Err(EngineError::Config(crate::config::ConfigError::new(
+                    "MIGRATIONS_DIR",
+                    format!("has no {}/{} folder for this database", scope.folder(), backend.folder()),
+                )));
+            }
+        }
+        let dialect = db::connect(&config).await?;
+        let catalog = Catalog::new(dialect.catalog_pool());
+        let public = source.set(Scope::Public, backend);
+        let tenant = source.set(Scope::Tenant, backend);
+        info!(
+            backend = %backend,
+            server = %dialect.server_label(),
+            public_latest = public.latest(),
+            tenant_latest = tenant.latest(),
+            "engine ready"
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                dialect,
+                catalog,
+                source,
+                public,
+                tenant,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    pub fn dialect(&self) -> &dyn Dialect {
+        self.inner.dialect.as_ref()
+    }
+
+    pub fn source(&self) -> &MigrationSource {
+        &self.inner.source
+    }
+
+    /// The migrations of `scope` for the configured backend.
+    pub fn migrations(&self, scope: Scope) -> &MigrationSet {
+        match scope {
+            Scope::Public => &self.inner.public,
+            Scope::Tenant => &self.inner.tenant,
+        }
+    }
+
+    /// Run options with the configured lock timeout.
+    pub fn run_options(&self, dry_run: bool, target: Option<i64>) -> RunOptions {
+        RunOptions {
+            dry_run,
+            target,
+            lock_timeout: self.inner.config.lock_timeout,
+            ..RunOptions::default()
+        }
+    }
+
+    /// Fleet options with the configured pool size as concurrency.
+    pub fn fleet_options(&self, dry_run: bool, target: Option<i64>) -> FleetOptions {
+        FleetOptions::new(
+            self.run_options(dry_run, target),
+            self.inner.dialect.tenant_pool_size() as usize,
+        )
+    }
+
+    /// Checks that `target` names a migration of `scope`.
+    pub fn check_target(&self, scope: Scope, target: Option<i64>) -> Result<(), EngineError> {
+        match target {
+            Some(v) if self.migrations(scope).get(v).is_none() => {
+                Err(EngineError::Validation(crate::domain::ValidationError::new(
+                    "target",
+                    format!(
+                        "no {scope} migration has version {v} (newest is {})",
+                        self.migrations(scope)
+                            .latest()
+                            .map(|l| l.to_string())
+                            .unwrap_or_else(|| "none".into())
+                    ),
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The catalog's own migration state.
+    pub async fn catalog_state(&self) -> Result<SchemaState, EngineError> {
+        Ok(self
+            .inner
+            .dialect
+            .read_states(&[Target::Catalog])
+            .await?
+            .pop()
+            .unwrap_or(SchemaState::Missing))
+    }
+
+    /// Brings the catalog to the newest public migration (creating its schema when needed).
+    /// Returns what was applied. A dirty catalog is an error.
+    #[instrument(skip_all, fields(dry_run = opts.dry_run))]
+    pub async fn upgrade_public(&self, opts: &RunOptions) -> Result<TenantReport, EngineError> {
+        self.check_target(Scope::Public, opts.target)?;
+        let clock = Instant::now();
+        let label = self.inner.config.catalog_name();
+        let catalog_err = |e: MigrateError| EngineError::Migrate {
+            target: format!("catalog {label}"),
+            source: e,
+        };
+        let state = self.catalog_state().await?;
+        let mut report = if opts.dry_run {
+            let res = dry_run_result(&self.inner.public, &state, opts.target).map_err(catalog_err)?;
+            let mut r = TenantReport::new(&label, if res.steps.is_empty() {
+                OutcomeStatus::UpToDate
+            } else {
+                OutcomeStatus::Planned
+            });
+            r.from = res.from;
+            r.to = res.to;
+            r.migrations = res.steps;
+            r
+        } else {
+            if state == SchemaState::Missing {
+                self.inner.dialect.create_schema(&Target::Catalog).await?;
+            }
+            let res = migrate_target(
+                self.inner.dialect.as_ref(),
+                &Target::Catalog,
+                &label,
+                &self.inner.public,
+                opts,
+            )
+            .await
+            .map_err(catalog_err)?;
+            let mut r = TenantReport::new(&label, if res.steps.is_empty() {
+                OutcomeStatus::UpToDate
+            } else {
+                OutcomeStatus::Migrated
+            });
+            r.from = res.from;
+            r.to = res.to;
+            r.attempts = res.attempts;
+            r.migrations = res.steps;
+            r
+        };
+        report.duration_ms = clock.elapsed().as_millis() as i64;
+        Ok(report)
+    }
+
+    /// Makes sure the catalog is usable before tenant work: migrates it when needed (never in a
+    /// dry run). Returns `false` when it does not exist yet (dry run only).
+    pub async fn prepare_catalog(&self, dry_run: bool) -> Result<bool, EngineError> {
+        let state = self.catalog_state().await?;
+        let plan = crate::migrate::apply::plan_from_state(&self.inner.public, &state, None)
+            .map_err(|e| EngineError::Catalog(format!("{e}; run `upgrade-public` after fixing it")))?;
+        if plan.is_noop() {
+            return Ok(true);
+        }
+        if dry_run {
+            // The catalog would be migrated first; without its tables there is nothing to list.
+            return Ok(!matches!(state, SchemaState::Missing | SchemaState::Uninitialised));
+        }
+        self.upgrade_public(&self.run_options(false, None)).await?;
+        Ok(true)
+    }
+
+    /// Tenants from the catalog (all of them when `filter` is the default).
+    pub async fn list_tenants(&self, filter: &TenantFilter) -> Result<TenantPage, EngineError> {
+        let state = self.catalog_state().await?;
+        if matches!(state, SchemaState::Missing | SchemaState::Uninitialised) {
+            return Ok(TenantPage {
+                tenants: Vec::new(),
+                total: 0,
+            });
+        }
+        Ok(self.inner.catalog.list_tenants(filter).await?)
+    }
+
+    /// Brings every tenant (except archived ones and those being provisioned) to the target.
+    #[instrument(skip_all, fields(dry_run = opts.run.dry_run, concurrency = opts.concurrency))]
+    pub async fn upgrade_all(
+        &self,
+        opts: &FleetOptions,
+        progress: &dyn Progress,
+    ) -> Result<FleetReport, EngineError> {
+        self.check_target(Scope::Tenant, opts.run.target)?;
+        if !self.prepare_catalog(opts.run.dry_run).await? {
+            return Ok(FleetReport::from_tenants(
+                Scope::Tenant,
+                true,
+                opts.run.target,
+                self.inner.tenant.latest(),
+                Vec::new(),
+                0,
+            ));
+        }
+        let tenants = self
+            .inner
+            .catalog
+            .list_tenants(&TenantFilter::default())
+            .await?
+            .tenants;
+        Ok(self.fleet().run(tenants, opts, progress).await?)
+    }
+
+    /// Brings one tenant to the target.
+    pub async fn upgrade_tenant(
+        &self,
+        schema: &crate::domain::SchemaName,
+        opts: &FleetOptions,
+        progress: &dyn Progress,
+    ) -> Result<FleetReport, EngineError> {
+        self.check_target(Scope::Tenant, opts.run.target)?;
+        if !self.prepare_catalog(opts.run.dry_run).await? {
+            return Err(EngineError::NotFound(format!("tenant {schema} is not in the catalog")));
+        }
+        let row = self
+            .inner
+            .catalog
+            .get_tenant(schema.as_str())
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("tenant {schema} is not in the catalog")))?;
+        if row.status == TenantStatus::Archived {
+            return Err(EngineError::NotFound(format!("tenant {schema} is archived")));
+        }
+        Ok(self.fleet().run(vec![row], opts, progress).await?)
+    }
+
+    fn fleet(&self) -> Fleet<'_> {
+        Fleet {
+            dialect: self.inner.dialect.as_ref(),
+            catalog: &self.inner.catalog,
+            set: &self.inner.tenant,
+        }
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.inner.dialect.close().await;
+    }
+}

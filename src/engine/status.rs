@@ -1,0 +1,389 @@
+//! Read-side and maintenance operations: `status` (version, pending, dirty, checksum
+//! problems per schema), `repair` (after a human fixed a dirty schema) and the drift check
+//! (each tenant's actual tables against a freshly migrated reference schema).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use tracing::{info, instrument, warn};
+
+use super::{Engine, EngineError};
+use crate::catalog::{TenantFilter, TenantRow, TenantStatus};
+use crate::db::{ColumnShape, IndexShape, SchemaState, Structure, Target};
+use crate::domain::SchemaName;
+use crate::migrate::history::RowState;
+use crate::migrate::plan::{Problem, plan};
+use crate::migrate::{MigrationSet, Scope, migrate_target};
+
+/// Where one schema stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct TenantState {
+    pub schema: String,
+    /// Catalog status (`null` for the catalog itself or a schema the catalog does not list).
+    pub catalog_status: Option<TenantStatus>,
+    /// The schema exists on the server.
+    pub exists: bool,
+    /// Newest applied version.
+    pub version: Option<i64>,
+    /// Newest version available.
+    pub latest: Option<i64>,
+    /// Versions not applied yet.
+    pub pending: Vec<i64>,
+    /// A failed or interrupted migration awaits `repair`.
+    pub dirty: bool,
+    /// Everything that blocks migrations (dirty rows, checksum mismatches, missing files).
+    pub problems: Vec<Problem>,
+    pub last_error: Option<String>,
+}
+
+impl TenantState {
+    /// True when the schema exists and nothing blocks it.
+    pub fn healthy(&self) -> bool {
+        self.exists && self.problems.is_empty()
+    }
+}
+
+fn state_of(
+    schema: &str,
+    set: &MigrationSet,
+    state: &SchemaState,
+    row: Option<&TenantRow>,
+) -> TenantState {
+    let rows = match state {
+        SchemaState::History(rows) => rows.as_slice(),
+        _ => &[],
+    };
+    let p = plan(set, rows, None);
+    TenantState {
+        schema: schema.to_owned(),
+        catalog_status: row.map(|r| r.status),
+        exists: *state != SchemaState::Missing,
+        version: p.from,
+        latest: set.latest(),
+        pending: p.pending,
+        dirty: p.problems.iter().any(Problem::is_dirty),
+        problems: p.problems,
+        last_error: row.and_then(|r| r.last_error.clone()),
+    }
+}
+
+/// What `repair` may do besides forgetting failed migrations.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RepairOptions {
+    /// Record failed/interrupted migrations as applied (the human completed them by hand)
+    /// instead of forgetting them (the human undid them, so they run again).
+    pub mark_applied: bool,
+    /// Accept the current files' checksums for applied migrations that were edited.
+    pub accept_checksums: bool,
+    pub dry_run: bool,
+}
+
+/// What `repair` did (or, in a dry run, would do).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct RepairReport {
+    pub schema: String,
+    pub dry_run: bool,
+    /// Failed/interrupted rows removed: these migrations run again at the next upgrade.
+    pub forgotten: Vec<i64>,
+    /// Failed/interrupted rows recorded as applied.
+    pub marked_applied: Vec<i64>,
+    /// Applied rows whose checksum now matches the file.
+    pub checksums_accepted: Vec<i64>,
+    /// Problems repair did not (or could not) resolve.
+    pub remaining: Vec<Problem>,
+}
+
+/// A difference between a tenant's tables and the reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct TenantDrift {
+    pub schema: String,
+    /// Columns and indexes the reference has and the tenant lacks.
+    pub missing: Vec<String>,
+    /// Columns and indexes the tenant has and the reference does not.
+    pub unexpected: Vec<String>,
+    /// Columns whose type or nullability differ.
+    pub changed: Vec<String>,
+}
+
+/// Result of a drift check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct DriftReport {
+    /// Version the reference schema was migrated to.
+    pub version: Option<i64>,
+    /// Tenants compared (those at that version).
+    pub checked: usize,
+    /// Tenants not at the newest version, left out of the comparison.
+    pub not_current: Vec<String>,
+    /// Tenants whose structure differs.
+    pub drifted: Vec<TenantDrift>,
+}
+
+fn describe_column(c: &ColumnShape) -> String {
+    format!(
+        "column {}.{} {}{}",
+        c.table,
+        c.column,
+        c.data_type,
+        if c.nullable { " null" } else { " not null" }
+    )
+}
+
+fn describe_index(i: &IndexShape) -> String {
+    format!(
+        "{}index {}.{} ({})",
+        if i.unique { "unique " } else { "" },
+        i.table,
+        i.index,
+        i.columns
+    )
+}
+
+/// Compares `actual` against `reference`.
+pub fn diff_structure(schema: &str, reference: &Structure, actual: &Structure) -> Option<TenantDrift> {
+    let key = |c: &ColumnShape| (c.table.clone(), c.column.clone());
+    let refc: BTreeMap<_, _> = reference.columns.iter().map(|c| (key(c), c)).collect();
+    let actc: BTreeMap<_, _> = actual.columns.iter().map(|c| (key(c), c)).collect();
+    let mut d = TenantDrift {
+        schema: schema.to_owned(),
+        missing: Vec::new(),
+        unexpected: Vec::new(),
+        changed: Vec::new(),
+    };
+    for (k, c) in &refc {
+        match actc.get(k) {
+            None => d.missing.push(describe_column(c)),
+            Some(a) if a != c => d.changed.push(format!(
+                "column {}.{}: expected {} {}, found {} {}",
+                c.table,
+                c.column,
+                c.data_type,
+                if c.nullable { "null" } else { "not null" },
+                a.data_type,
+                if a.nullable { "null" } else { "not null" }
+            )),
+            Some(_) => {}
+        }
+    }
+    for (k, a) in &actc {
+        if !refc.contains_key(k) {
+            d.unexpected.push(describe_column(a));
+        }
+    }
+    for i in &reference.indexes {
+        if !actual.indexes.contains(i) {
+            d.missing.push(describe_index(i));
+        }
+    }
+    for i in &actual.indexes {
+        if !reference.indexes.contains(i) {
+            d.unexpected.push(describe_index(i));
+        }
+    }
+    (!(d.missing.is_empty() && d.unexpected.is_empty() && d.changed.is_empty())).then_some(d)
+}
+
+/// Prefix of the scratch schemas drift checks migrate as their reference.
+pub const REFERENCE_PREFIX: &str = "tm_reference_";
+
+impl Engine {
+    /// Where the catalog and the tenants stand (`schema`: just that tenant).
+    pub async fn status(
+        &self,
+        schema: Option<&SchemaName>,
+    ) -> Result<(TenantState, Vec<TenantState>), EngineError> {
+        let catalog_state = self.catalog_state().await?;
+        let catalog = state_of(
+            &self.config().catalog_name(),
+            self.migrations(Scope::Public),
+            &catalog_state,
+            None,
+        );
+        let rows: Vec<TenantRow> = match schema {
+            Some(s) => match self.catalog().get_tenant(s.as_str()).await {
+                Ok(Some(row)) => vec![row],
+                Ok(None) => {
+                    return Err(EngineError::NotFound(format!("tenant {s} is not in the catalog")));
+                }
+                Err(_) if !catalog.exists => {
+                    return Err(EngineError::NotFound(format!("tenant {s} is not in the catalog")));
+                }
+                Err(e) => return Err(e.into()),
+            },
+            None => self.list_tenants(&TenantFilter::default()).await?.tenants,
+        };
+        let mut names = Vec::with_capacity(rows.len());
+        let mut listed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Ok(n) = SchemaName::from_catalog(&row.schema_name) {
+                names.push(Target::Tenant(n));
+                listed.push(row);
+            }
+        }
+        let states = self.dialect().read_states(&names).await?;
+        let set = self.migrations(Scope::Tenant);
+        let tenants = listed
+            .into_iter()
+            .zip(states.iter())
+            .map(|(row, st)| state_of(&row.schema_name, set, st, Some(row)))
+            .collect();
+        Ok((catalog, tenants))
+    }
+
+    /// Resolves a dirty schema after a human fixed it: failed/interrupted migrations are
+    /// forgotten (they run again at the next upgrade) or, with `mark_applied`, recorded as
+    /// applied; with `accept_checksums`, edited files are accepted. Runs under the schema's
+    /// lock. `schema` may name the catalog itself.
+    #[instrument(skip_all, fields(schema = %schema))]
+    pub async fn repair(
+        &self,
+        schema: &SchemaName,
+        opts: RepairOptions,
+    ) -> Result<RepairReport, EngineError> {
+        let (target, scope) = if schema.as_str() == self.config().catalog_name() {
+            (Target::Catalog, Scope::Public)
+        } else {
+            if self.catalog().get_tenant(schema.as_str()).await?.is_none() {
+                return Err(EngineError::NotFound(format!("tenant {schema} is not in the catalog")));
+            }
+            (Target::Tenant(schema.clone()), Scope::Tenant)
+        };
+        let set = self.migrations(scope);
+        let mut report = RepairReport {
+            schema: schema.to_string(),
+            dry_run: opts.dry_run,
+            forgotten: Vec::new(),
+            marked_applied: Vec::new(),
+            checksums_accepted: Vec::new(),
+            remaining: Vec::new(),
+        };
+        let mut session = if opts.dry_run {
+            None
+        } else {
+            Some(
+                self.dialect()
+                    .open_session(&target, self.config().lock_timeout)
+                    .await?,
+            )
+        };
+        let history = match session.as_mut() {
+            Some(s) => s.history().await,
+            None => match self.dialect().read_states(std::slice::from_ref(&target)).await {
+                Ok(mut v) => Ok(match v.pop() {
+                    Some(SchemaState::History(rows)) => Some(rows),
+                    _ => None,
+                }),
+                Err(e) => Err(e),
+            },
+        };
+        let result = async {
+            let rows = history?.unwrap_or_default();
+            for row in &rows {
+                let file = set.get(row.version);
+                if row.state != RowState::Applied {
+                    match (opts.mark_applied, file) {
+                        (true, Some(f)) => report.marked_applied.push(f.version),
+                        (true, None) => report.forgotten.push(row.version),
+                        (false, _) => report.forgotten.push(row.version),
+                    }
+                } else if opts.accept_checksums
+                    && let Some(f) = file
+                    && f.checksum != row.checksum
+                {
+                    report.checksums_accepted.push(row.version);
+                }
+            }
+            if let Some(s) = session.as_mut() {
+                s.delete_rows(&report.forgotten).await?;
+                for v in report.marked_applied.iter().chain(&report.checksums_accepted) {
+                    if let Some(f) = set.get(*v) {
+                        s.mark_applied(*v, &f.checksum).await?;
+                    }
+                }
+            }
+            let after: Vec<_> = rows
+                .into_iter()
+                .filter(|r| !report.forgotten.contains(&r.version))
+                .map(|mut r| {
+                    if report.marked_applied.contains(&r.version)
+                        || report.checksums_accepted.contains(&r.version)
+                    {
+                        r.state = RowState::Applied;
+                        if let Some(f) = set.get(r.version) {
+                            r.checksum = f.checksum.clone();
+                        }
+                    }
+                    r
+                })
+                .collect();
+            report.remaining = plan(set, &after, None).problems;
+            Ok::<(), crate::db::DbError>(())
+        }
+        .await;
+        if let Some(s) = session {
+            if let Err(e) = s.release().await {
+                warn!(error = %e, "could not release the lock after repair");
+            }
+        }
+        result?;
+        if !opts.dry_run && target != Target::Catalog && report.remaining.is_empty() {
+            if let Some(row) = self.catalog().get_tenant(schema.as_str()).await? {
+                self.catalog()
+                    .set_tenant_outcome(schema.as_str(), row.status, row.schema_version, None)
+                    .await?;
+            }
+        }
+        info!(
+            forgotten = ?report.forgotten,
+            marked_applied = ?report.marked_applied,
+            checksums_accepted = ?report.checksums_accepted,
+            remaining = report.remaining.len(),
+            "repair done"
+        );
+        Ok(report)
+    }
+
+    /// Compares every tenant at the newest version with a reference schema migrated from
+    /// scratch (created under a `tm_reference_` name and dropped afterwards).
+    #[instrument(skip_all)]
+    pub async fn check_structure(&self) -> Result<DriftReport, EngineError> {
+        let set = self.migrations(Scope::Tenant);
+        let (_, tenants) = self.status(None).await?;
+        let reference_name = format!("{REFERENCE_PREFIX}{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let reference = SchemaName::reference(&reference_name);
+        let target = Target::Tenant(reference.clone());
+        let built = async {
+            self.dialect().create_schema(&target).await?;
+            migrate_target(self.dialect(), &target, reference.as_str(), set, &self.run_options(false, None))
+                .await
+                .map_err(|e| EngineError::Migrate {
+                    target: "drift reference schema".into(),
+                    source: e,
+                })?;
+            Ok::<Structure, EngineError>(self.dialect().structure(&target).await?)
+        }
+        .await;
+        if let Err(e) = self.dialect().drop_schema(&target).await {
+            warn!(schema = %reference, error = %e, "could not drop the drift reference schema");
+        }
+        let reference_structure = built?;
+        let mut report = DriftReport {
+            version: set.latest(),
+            checked: 0,
+            not_current: Vec::new(),
+            drifted: Vec::new(),
+        };
+        for t in tenants {
+            if !t.exists || t.version != set.latest() {
+                report.not_current.push(t.schema);
+                continue;
+            }
+            let Ok(name) = SchemaName::from_catalog(&t.schema) else { continue };
+            let actual = self.dialect().structure(&Target::Tenant(name)).await?;
+            report.checked += 1;
+            if let Some(d) = diff_structure(&t.schema, &reference_structure, &actual) {
+                report.drifted.push(d);
+            }
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,235 @@
+//! Provisioning: `create` inserts the catalog row as `provisioning`, creates the schema,
+//! migrates it and marks it `active`; a failure leaves it `failed` with the error, and running
+//! `create` again resumes it. Creating an active tenant reports `exists`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use futures_util::{StreamExt, stream};
+use tracing::{info, instrument, warn};
+
+use super::{Engine, EngineError};
+use crate::catalog::TenantStatus;
+use crate::db::Target;
+use crate::domain::{SchemaName, ValidationError};
+use crate::jobs::{FleetOptions, FleetReport, OutcomeStatus, Progress, TenantReport, failure_report};
+use crate::migrate::apply::dry_run_result;
+use crate::migrate::{Scope, migrate_target};
+
+impl Engine {
+    /// Provisions `names` (each validated already), `opts.concurrency` at a time. The
+    /// catalog is migrated first when needed. Without `continue_on_error`, the first failure
+    /// stops new tenants from starting.
+    #[instrument(skip_all, fields(tenants = names.len(), dry_run = opts.run.dry_run))]
+    pub async fn create_tenants(
+        &self,
+        names: &[SchemaName],
+        display_name: Option<&str>,
+        opts: &FleetOptions,
+        progress: &dyn Progress,
+    ) -> Result<FleetReport, EngineError> {
+        self.check_target(Scope::Tenant, opts.run.target)?;
+        let catalog_name = self.config().catalog_name();
+        if let Some(n) = names.iter().find(|n| n.as_str() == catalog_name) {
+            return Err(ValidationError::new(
+                "schema_name",
+                format!("{n:?} is the catalog's own schema and cannot be a tenant"),
+            )
+            .into());
+        }
+        let mut unique: Vec<&SchemaName> = Vec::with_capacity(names.len());
+        for n in names {
+            if !unique.contains(&n) {
+                unique.push(n);
+            }
+        }
+        let clock = Instant::now();
+        let catalog_ready = self.prepare_catalog(opts.run.dry_run).await?;
+        progress.planned(unique.len(), unique.len());
+        let stop = AtomicBool::new(false);
+        let reports: Vec<TenantReport> = stream::iter(unique)
+            .map(|name| {
+                let stop = &stop;
+                async move {
+                    if stop.load(Ordering::SeqCst) || opts.cancel.load(Ordering::SeqCst) {
+                        let r = TenantReport::new(name.as_str(), OutcomeStatus::NotAttempted);
+                        progress.tenant_finished(&r);
+                        return r;
+                    }
+                    progress.tenant_started(name.as_str());
+                    let display = display_name.unwrap_or(name.as_str());
+                    let r = if opts.run.dry_run {
+                        self.plan_create(name, catalog_ready, opts).await
+                    } else {
+                        self.create_one(name, display, opts).await
+                    };
+                    if r.status.is_failure() && !opts.continue_on_error {
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    progress.tenant_finished(&r);
+                    r
+                }
+            })
+            .buffer_unordered(opts.concurrency.max(1))
+            .collect()
+            .await;
+        let report = FleetReport::from_tenants(
+            Scope::Tenant,
+            opts.run.dry_run,
+            opts.run.target,
+            self.migrations(Scope::Tenant).latest(),
+            reports,
+            clock.elapsed().as_millis() as i64,
+        );
+        progress.finished(&report);
+        Ok(report)
+    }
+
+    /// Provisions one tenant (see [`Engine::create_tenants`]).
+    pub async fn create_tenant(
+        &self,
+        name: &SchemaName,
+        display_name: Option<&str>,
+        opts: &FleetOptions,
+    ) -> Result<TenantReport, EngineError> {
+        let report = self
+            .create_tenants(std::slice::from_ref(name), display_name, opts, &crate::jobs::NoProgress)
+            .await?;
+        Ok(report
+            .tenants
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| TenantReport::new(name.as_str(), OutcomeStatus::NotAttempted)))
+    }
+
+    async fn plan_create(
+        &self,
+        name: &SchemaName,
+        catalog_ready: bool,
+        opts: &FleetOptions,
+    ) -> TenantReport {
+        let started = Instant::now();
+        let mut r = match self.try_plan_create(name, catalog_ready, opts).await {
+            Ok(r) => r,
+            Err(e) => {
+                let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Failed);
+                r.error = Some(e.to_string());
+                r
+            }
+        };
+        r.duration_ms = started.elapsed().as_millis() as i64;
+        r
+    }
+
+    async fn try_plan_create(
+        &self,
+        name: &SchemaName,
+        catalog_ready: bool,
+        opts: &FleetOptions,
+    ) -> Result<TenantReport, EngineError> {
+        if catalog_ready
+            && let Some(row) = self.catalog().get_tenant(name.as_str()).await?
+            && row.status == TenantStatus::Active
+        {
+            let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Exists);
+            r.from = row.schema_version;
+            r.to = row.schema_version;
+            return Ok(r);
+        }
+        let state = self
+            .dialect()
+            .read_states(&[Target::Tenant(name.clone())])
+            .await?
+            .pop()
+            .unwrap_or(crate::db::SchemaState::Missing);
+        Ok(
+            match dry_run_result(self.migrations(Scope::Tenant), &state, opts.run.target) {
+                Ok(res) => {
+                    let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Planned);
+                    r.from = res.from;
+                    r.to = res.to;
+                    r.migrations = res.steps;
+                    r
+                }
+                Err(e) => failure_report(name.as_str(), &e),
+            },
+        )
+    }
+
+    async fn create_one(&self, name: &SchemaName, display: &str, opts: &FleetOptions) -> TenantReport {
+        let started = Instant::now();
+        let mut r = match self.try_create_one(name, display, opts).await {
+            Ok(r) => r,
+            Err(e) => {
+                let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Failed);
+                r.error = Some(e.to_string());
+                r
+            }
+        };
+        r.duration_ms = started.elapsed().as_millis() as i64;
+        r
+    }
+
+    async fn try_create_one(
+        &self,
+        name: &SchemaName,
+        display: &str,
+        opts: &FleetOptions,
+    ) -> Result<TenantReport, EngineError> {
+        let catalog = self.catalog();
+        let row = match catalog.get_tenant(name.as_str()).await? {
+            Some(row) => row,
+            None => catalog.insert_tenant(name.as_str(), display).await?.0,
+        };
+        match row.status {
+            TenantStatus::Active => {
+                let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Exists);
+                r.from = row.schema_version;
+                r.to = row.schema_version;
+                return Ok(r);
+            }
+            TenantStatus::Archived => {
+                let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Failed);
+                r.error = Some("tenant is archived; it cannot be created again".into());
+                return Ok(r);
+            }
+            TenantStatus::Provisioning | TenantStatus::Failed => {}
+        }
+        let target = Target::Tenant(name.clone());
+        let set = self.migrations(Scope::Tenant);
+        let outcome = match self.dialect().create_schema(&target).await {
+            Ok(()) => migrate_target(self.dialect(), &target, name.as_str(), set, &opts.run).await,
+            Err(e) => Err(e.into()),
+        };
+        match outcome {
+            Ok(res) => {
+                catalog
+                    .set_tenant_outcome(name.as_str(), TenantStatus::Active, res.to, None)
+                    .await?;
+                metrics::counter!("tenant_migrator_migrations_applied_total")
+                    .increment(res.steps.len() as u64);
+                info!(schema = %name, version = res.to, "tenant created");
+                let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Created);
+                r.from = res.from;
+                r.to = res.to;
+                r.attempts = res.attempts;
+                r.migrations = res.steps;
+                Ok(r)
+            }
+            Err(e) => {
+                metrics::counter!("tenant_migrator_migrations_failed_total").increment(1);
+                warn!(schema = %name, error = %e, "tenant creation failed");
+                let r = failure_report(name.as_str(), &e);
+                catalog
+                    .set_tenant_outcome(
+                        name.as_str(),
+                        TenantStatus::Failed,
+                        row.schema_version,
+                        r.error.as_deref(),
+                    )
+                    .await?;
+                Ok(r)
+            }
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The fleet runner: brings many tenants to a version with bounded concurrency, retries of
+//! transient errors (inside each tenant's run), stop-at-first-failure or continue-on-error,
+//! cancellation at tenant boundaries, and one catalog update per tenant.
+//!
+//! Up-to-date tenants cost almost nothing: histories are read in batches without locks and
+//! only tenants with work are locked and touched.
+
+pub mod progress;
+pub mod report;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use futures_util::{StreamExt, stream};
+use tracing::{info, instrument, warn};
+use uuid::Uuid;
+
+pub use progress::{NoProgress, Progress};
+pub use report::{FleetReport, OutcomeStatus, TenantReport};
+
+use crate::catalog::{Catalog, JobCounts, JobTenantRow, TenantRow, TenantStatus};
+use crate::db::{Dialect, SchemaState, Target};
+use crate::domain::SchemaName;
+use crate::migrate::apply::{dry_run_result, plan_from_state};
+use crate::migrate::{MigrateError, MigrationSet, RunOptions, migrate_target};
+
+/// How a fleet run behaves.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    pub run: RunOptions,
+    /// Tenants worked on at once.
+    pub concurrency: usize,
+    /// Attempt every tenant even after failures.
+    pub continue_on_error: bool,
+    /// Set to stop starting new tenants (in-flight ones finish).
+    pub cancel: Arc<AtomicBool>,
+    /// Record per-tenant outcomes under this job.
+    pub job: Option<Uuid>,
+}
+
+impl FleetOptions {
+    pub fn new(run: RunOptions, concurrency: usize) -> Self {
+        Self {
+            run,
+            concurrency: concurrency.max(1),
+            continue_on_error: false,
+            cancel: Arc::new(AtomicBool::new(false)),
+            job: None,
+        }
+    }
+}
+
+/// Maps a failed run on one tenant to its report line.
+pub fn failure_report(schema: &str, e: &MigrateError) -> TenantReport {
+    let status = match e {
+        MigrateError::Blocked(problems) if problems.iter().any(|p| p.is_dirty()) => {
+            OutcomeStatus::Dirty
+        }
+        MigrateError::Blocked(_) => OutcomeStatus::ChecksumMismatch,
+        MigrateError::SchemaMissing(_) => OutcomeStatus::Missing,
+        e if e.is_dirty() => OutcomeStatus::Dirty,
+        _ => OutcomeStatus::Failed,
+    };
+    let mut r = TenantReport::new(schema, status);
+    r.error = Some(e.to_string());
+    r
+}
+
+/// Everything one run needs from the engine.
+pub struct Fleet<'a> {
+    pub dialect: &'a dyn Dialect,
+    pub catalog: &'a Catalog,
+    pub set: &'a MigrationSet,
+}
+
+impl Fleet<'_> {
+    /// Brings `tenants` (catalog rows) to the target. Archived tenants and tenants being
+    /// provisioned are skipped.
+    #[instrument(skip_all, fields(tenants = tenants.len(), dry_run = opts.run.dry_run, concurrency = opts.concurrency))]
+    pub async fn run(
+        &self,
+        tenants: Vec<TenantRow>,
+        opts: &FleetOptions,
+        progress: &dyn Progress,
+    ) -> Result<FleetReport, crate::db::DbError> {
+        let clock = Instant::now();
+        let mut reports = Vec::with_capacity(tenants.len());
+        let mut candidates = Vec::with_capacity(tenants.len());
+        for row in tenants {
+            match (row.status, SchemaName::from_catalog(&row.schema_name)) {
+                (TenantStatus::Archived | TenantStatus::Provisioning, _) => {
+                    let mut r = TenantReport::new(&row.schema_name, OutcomeStatus::Skipped);
+                    r.from = row.schema_version;
+                    r.to = row.schema_version;
+                    r.error = Some(format!("tenant is {}", row.status.as_str()));
+                    reports.push(r);
+                }
+                (_, Err(e)) => {
+                    let mut r = TenantReport::new(&row.schema_name, OutcomeStatus::Failed);
+                    r.error = Some(format!("catalog row has an invalid schema name: {e}"));
+                    reports.push(r);
+                }
+                (_, Ok(name)) => candidates.push((name, row)),
+            }
+        }
+        let targets: Vec<Target> = candidates
+            .iter()
+            .map(|(n, _)| Target::Tenant(n.clone()))
+            .collect();
+        let states = self.dialect.read_states(&targets).await?;
+        let mut work = Vec::new();
+        for ((name, row), state) in candidates.into_iter().zip(states) {
+            match self.triage(&name, &row, &state, opts) {
+                Triage::Done(r) => {
+                    self.record(&row, &r, opts).await;
+                    reports.push(r);
+                }
+                Triage::Work => work.push((name, row)),
+            }
+        }
+        progress.planned(reports.len() + work.len(), work.len());
+        info!(total = reports.len() + work.len(), with_work = work.len(), "fleet checked");
+        let stop = AtomicBool::new(false);
+        let results: Vec<TenantReport> = stream::iter(work)
+            .map(|(name, row)| {
+                let stop = &stop;
+                async move {
+                    if stop.load(Ordering::SeqCst) || opts.cancel.load(Ordering::SeqCst) {
+                        let mut r = TenantReport::new(name.as_str(), OutcomeStatus::NotAttempted);
+                        r.from = row.schema_version;
+                        r.to = row.schema_version;
+                        progress.tenant_finished(&r);
+                        return r;
+                    }
+                    progress.tenant_started(name.as_str());
+                    let r = self.upgrade_one(&name, &opts.run).await;
+                    if r.status.is_failure() && !opts.continue_on_error {
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    self.record(&row, &r, opts).await;
+                    progress.tenant_finished(&r);
+                    r
+                }
+            })
+            .buffer_unordered(opts.concurrency.max(1))
+            .collect()
+            .await;
+        reports.extend(results);
+        let mut report = FleetReport::from_tenants(
+            self.set.scope,
+            opts.run.dry_run,
+            opts.run.target,
+            self.set.latest(),
+            reports,
+            clock.elapsed().as_millis() as i64,
+        );
+        report.job_id = opts.job;
+        metrics::counter!("tenant_migrator_fleet_runs_total").increment(1);
+        progress.finished(&report);
+        Ok(report)
+    }
+
+    /// Decides from the unlocked history read whether a tenant needs its lock at all.
+    fn triage(
+        &self,
+        name: &SchemaName,
+        row: &TenantRow,
+        state: &SchemaState,
+        opts: &FleetOptions,
+    ) -> Triage {
+        if *state == SchemaState::Missing {
+            let e = MigrateError::SchemaMissing(name.to_string());
+            let mut r = failure_report(name.as_str(), &e);
+            r.from = row.schema_version;
+            r.to = row.schema_version;
+            return Triage::Done(r);
+        }
+        if opts.run.dry_run {
+            return Triage::Done(match dry_run_result(self.set, state, opts.run.target) {
+                Ok(res) => {
+                    let status = if res.steps.is_empty() {
+                        OutcomeStatus::UpToDate
+                    } else {
+                        OutcomeStatus::Planned
+                    };
+                    let mut r = TenantReport::new(name.as_str(), status);
+                    r.from = res.from;
+                    r.to = res.to;
+                    r.migrations = res.steps;
+                    r
+                }
+                Err(e) => failure_report(name.as_str(), &e),
+            });
+        }
+        match plan_from_state(self.set, state, opts.run.target) {
+            Ok(p) if p.is_noop() => {
+                let mut r = TenantReport::new(name.as_str(), OutcomeStatus::UpToDate);
+                r.from = p.from;
+                r.to = p.to;
+                Triage::Done(r)
+            }
+            Ok(_) => Triage::Work,
+            Err(e) => {
+                let mut r = failure_report(name.as_str(), &e);
+                if let SchemaState::History(rows) = state {
+                    let v = rows.iter().map(|r| r.version).max();
+                    r.from = v;
+                    r.to = v;
+                }
+                Triage::Done(r)
+            }
+        }
+    }
+
+    /// Locks, migrates and releases one tenant (with retries of transient errors).
+    pub async fn upgrade_one(&self, name: &SchemaName, run: &RunOptions) -> TenantReport {
+        let clock = Instant::now();
+        let target = Target::Tenant(name.clone());
+        let mut r = match migrate_target(self.dialect, &target, name.as_str(), self.set, run).await {
+            Ok(res) => {
+                let status = if res.steps.is_empty() {
+                    OutcomeStatus::UpToDate
+                } else {
+                    OutcomeStatus::Migrated
+                };
+                metrics::counter!("tenant_migrator_migrations_applied_total")
+                    .increment(res.steps.len() as u64);
+                let mut r = TenantReport::new(name.as_str(), status);
+                r.from = res.from;
+                r.to = res.to;
+                r.attempts = res.attempts;
+                r.migrations = res.steps;
+                r
+            }
+            Err(e) => {
+                metrics::counter!("tenant_migrator_migrations_failed_total").increment(1);
+                warn!(schema = %name, error = %e, "tenant failed");
+                failure_report(name.as_str(), &e)
+            }
+        };
+        r.duration_ms = clock.elapsed().as_millis() as i64;
+        r
+    }
+
+    /// Writes a tenant's outcome to its catalog row (and the job, when there is one). Never
+    /// in a dry run; only when something changed for tenants that were up to date.
+    async fn record(&self, row: &TenantRow, r: &TenantReport, opts: &FleetOptions) {
+        if opts.run.dry_run || r.status == OutcomeStatus::NotAttempted {
+            return;
+        }
+        let (status, version, error) = if r.status.is_failure() {
+            (TenantStatus::Failed, r.to.or(row.schema_version), r.error.as_deref())
+        } else {
+            (TenantStatus::Active, r.to, None)
+        };
+        let unchanged = row.status == status
+            && row.schema_version == version
+            && row.last_error.as_deref() == error;
+        if !unchanged
+            && let Err(e) = self
+                .catalog
+                .set_tenant_outcome(&row.schema_name, status, version, error)
+                .await
+        {
+            warn!(schema = %row.schema_name, error = %e, "could not record the tenant's outcome in the catalog");
+        }
+        if let Some(job) = opts.job
+            && r.status != OutcomeStatus::UpToDate
+        {
+            let t = JobTenantRow {
+                schema_name: r.schema.clone(),
+                status: r.status.as_str().to_owned(),
+                from_version: r.from,
+                to_version: r.to,
+                duration_ms: r.duration_ms,
+                attempts: i64::from(r.attempts),
+                error: r.error.clone(),
+                finished_at: chrono::Utc::now(),
+            };
+            if let Err(e) = self.catalog.record_job_tenant(job, &t).await {
+                warn!(schema = %row.schema_name, error = %e, "could not record the tenant's outcome in the job");
+            }
+        }
+    }
+}
+
+enum Triage {
+    Done(TenantReport),
+    Work,
+}
+
+/// Job counters from a finished report.
+pub fn counts_of(report: &FleetReport) -> JobCounts {
+    JobCounts {
+        total: report.tenants.len() as i64,
+        succeeded: report.successful_migrations as i64,
+        failed: report.failed as i64,
+        skipped: report.skipped as i64,
+        not_attempted: report.not_attempted as i64,
+    }
+}

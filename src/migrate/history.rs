@@ -1,0 +1,235 @@
+//! The history table (`_tenant_migrations`) every migrated schema carries: its row type and
+//! the row-level SQL, written once for all backends. Table DDL is each dialect's own.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::db::{Backend, Conn, DbError, MigrationRef, placeholders, with_conn};
+
+/// The state a history row records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RowState {
+    /// The migration completed.
+    Applied,
+    /// A statement failed after others may have committed (MySQL): needs a human, then repair.
+    Failed,
+    /// The migration started and never finished (the process died mid-way, MySQL): as dirty as
+    /// `failed`.
+    Running,
+}
+
+impl RowState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowState::Applied => "applied",
+            RowState::Failed => "failed",
+            RowState::Running => "running",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "applied" => RowState::Applied,
+            "running" => RowState::Running,
+            // Anything unknown is treated as the most cautious state.
+            _ => RowState::Failed,
+        }
+    }
+}
+
+/// One row of a history table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryRow {
+    pub version: i64,
+    pub name: String,
+    pub checksum: String,
+    pub state: RowState,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// Column list shared by every read of a history table.
+pub const COLUMNS: &str = "version, name, checksum, state, started_at, finished_at, duration_ms, error";
+
+/// Decodes a history row selected with [`COLUMNS`] (after `offset` leading columns).
+pub fn decode_row<R>(row: &R, offset: usize) -> Result<HistoryRow, sqlx::Error>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    DateTime<Utc>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let state: String = row.try_get(offset + 3)?;
+    Ok(HistoryRow {
+        version: row.try_get(offset)?,
+        name: row.try_get(offset + 1)?,
+        checksum: row.try_get(offset + 2)?,
+        state: RowState::parse(&state),
+        started_at: row.try_get(offset + 4)?,
+        finished_at: row.try_get(offset + 5)?,
+        duration_ms: row.try_get(offset + 6)?,
+        error: row.try_get(offset + 7)?,
+    })
+}
+
+/// A schema's history table, addressed by its qualified name.
+pub struct HistoryTable {
+    /// `` `schema`.`_tenant_migrations` `` / `"schema"."_tenant_migrations"` / `_tenant_migrations`.
+    pub qualified: String,
+    pub label: String,
+}
+
+/// Longest error text kept in a history row.
+const MAX_ERROR_LEN: usize = 4000;
+
+fn clip(s: &str) -> String {
+    if s.len() <= MAX_ERROR_LEN {
+        return s.to_owned();
+    }
+    let mut end = MAX_ERROR_LEN;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+impl HistoryTable {
+    pub fn new(backend: Backend, schema: Option<&str>, table: &str) -> Self {
+        let qualified = match schema {
+            Some(s) => format!("{}.{}", backend.quote(s), backend.quote(table)),
+            None => backend.quote(table),
+        };
+        Self {
+            qualified,
+            label: schema.unwrap_or("main").to_owned(),
+        }
+    }
+
+    fn ctx(&self, what: &str) -> String {
+        format!("{what} history of {}", self.label)
+    }
+
+    /// All rows, ordered by version. Sent unprepared: the text names the schema, and a
+    /// prepared statement must never be reused across schemas.
+    pub async fn read(&self, conn: &mut Conn) -> Result<Vec<HistoryRow>, DbError> {
+        let sql = format!("SELECT {COLUMNS} FROM {} ORDER BY version", self.qualified);
+        with_conn!(conn, |c, _b| {
+            let rows = sqlx::raw_sql(AssertSqlSafe(sql))
+                .fetch_all(&mut *c)
+                .await
+                .map_err(|e| DbError::sqlx(self.ctx("reading"), e))?;
+            rows.iter()
+                .map(|r| decode_row(r, 0))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| DbError::sqlx(self.ctx("decoding"), e))
+        })
+    }
+
+    /// Inserts a row for `m` in `state`.
+    pub async fn insert(
+        &self,
+        conn: &mut Conn,
+        m: MigrationRef<'_>,
+        state: RowState,
+        started: DateTime<Utc>,
+        duration_ms: Option<i64>,
+        error: Option<&str>,
+    ) -> Result<(), DbError> {
+        let sql = format!(
+            "INSERT INTO {} ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            self.qualified
+        );
+        let finished = (state != RowState::Running).then(Utc::now);
+        with_conn!(conn, |c, b| {
+            sqlx::query(placeholders(b, &sql))
+                .persistent(false)
+                .bind(m.version)
+                .bind(m.name)
+                .bind(m.checksum)
+                .bind(state.as_str())
+                .bind(started)
+                .bind(finished)
+                .bind(duration_ms)
+                .bind(error.map(clip))
+                .execute(&mut *c)
+                .await
+                .map(|_| ())
+                .map_err(|e| DbError::sqlx(self.ctx("writing"), e))
+        })
+    }
+
+    /// Moves the row of `version` to `state`, recording when and how it ended.
+    pub async fn finish(
+        &self,
+        conn: &mut Conn,
+        version: i64,
+        state: RowState,
+        duration_ms: i64,
+        error: Option<&str>,
+    ) -> Result<(), DbError> {
+        let sql = format!(
+            "UPDATE {} SET state = ?, finished_at = ?, duration_ms = ?, error = ? WHERE version = ?",
+            self.qualified
+        );
+        with_conn!(conn, |c, b| {
+            sqlx::query(placeholders(b, &sql))
+                .persistent(false)
+                .bind(state.as_str())
+                .bind(Utc::now())
+                .bind(duration_ms)
+                .bind(error.map(clip))
+                .bind(version)
+                .execute(&mut *c)
+                .await
+                .map(|_| ())
+                .map_err(|e| DbError::sqlx(self.ctx("updating"), e))
+        })
+    }
+
+    /// Deletes the rows of `versions`.
+    pub async fn delete(&self, conn: &mut Conn, versions: &[i64]) -> Result<u64, DbError> {
+        let mut n = 0;
+        let sql = format!("DELETE FROM {} WHERE version = ?", self.qualified);
+        for v in versions {
+            n += with_conn!(&mut *conn, |c, b| {
+                sqlx::query(placeholders(b, &sql))
+                    .persistent(false)
+                    .bind(*v)
+                    .execute(&mut *c)
+                    .await
+                    .map(|r| r.rows_affected())
+                    .map_err(|e| DbError::sqlx(self.ctx("repairing"), e))
+            })?;
+        }
+        Ok(n)
+    }
+
+    /// Marks `version` applied with `checksum`, clearing its error.
+    pub async fn mark_applied(
+        &self,
+        conn: &mut Conn,
+        version: i64,
+        checksum: &str,
+    ) -> Result<u64, DbError> {
+        let sql = format!(
+            "UPDATE {} SET state = 'applied', checksum = ?, error = NULL, finished_at = ? WHERE version = ?",
+            self.qualified
+        );
+        with_conn!(conn, |c, b| {
+            sqlx::query(placeholders(b, &sql))
+                .persistent(false)
+                .bind(checksum)
+                .bind(Utc::now())
+                .bind(version)
+                .execute(&mut *c)
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(|e| DbError::sqlx(self.ctx("repairing"), e))
+        })
+    }
+}

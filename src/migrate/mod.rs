@@ -1,0 +1,16 @@
+//! The migration engine: loading and checksumming files (`source`), splitting them
+//! (`split`), deciding what to run (`plan`), running it under a lock (`apply`), and the
+//! history table it all rests on (`history`).
+
+pub mod apply;
+pub mod error;
+pub mod history;
+pub mod lock;
+pub mod plan;
+pub mod source;
+pub mod split;
+
+pub use apply::{RunOptions, StepReport, TargetResult, migrate_target};
+pub use error::MigrateError;
+pub use plan::{Plan, Problem};
+pub use source::{Migration, MigrationSet, MigrationSource, Scope};

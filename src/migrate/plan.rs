@@ -1,0 +1,209 @@
+//! What to run: compares a schema's history with the migration set and a target version.
+//! The same `Plan` drives `--dry-run` (printed) and apply (executed), so a dry run shows
+//! exactly what would happen.
+
+use serde::Serialize;
+
+use super::history::{HistoryRow, RowState};
+use super::source::MigrationSet;
+
+/// Something in a schema's history that stops the engine from touching it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Problem {
+    /// A migration failed or was interrupted after some statements committed (MySQL). A human
+    /// must look, then run `repair`.
+    Dirty {
+        version: i64,
+        name: String,
+        state: RowState,
+        error: Option<String>,
+    },
+    /// An applied migration's file changed since it ran.
+    ChecksumMismatch {
+        version: i64,
+        name: String,
+        applied: String,
+        file: String,
+    },
+    /// An applied migration has no file any more.
+    MissingFile { version: i64, name: String },
+    /// A file older than the newest applied version was never applied (added out of order).
+    OutOfOrder { version: i64, name: String },
+}
+
+impl Problem {
+    pub fn describe(&self) -> String {
+        match self {
+            Problem::Dirty {
+                version,
+                name,
+                state,
+                error,
+            } => format!(
+                "dirty: migration {version:04}_{name} is {}{}; fix the schema by hand, then run `repair`",
+                state.as_str(),
+                error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+            ),
+            Problem::ChecksumMismatch { version, name, .. } => format!(
+                "checksum mismatch: {version:04}_{name} was changed after it was applied"
+            ),
+            Problem::MissingFile { version, name } => {
+                format!("applied migration {version:04}_{name} has no file any more")
+            }
+            Problem::OutOfOrder { version, name } => format!(
+                "migration {version:04}_{name} is older than the newest applied one and was never applied"
+            ),
+        }
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        matches!(self, Problem::Dirty { .. })
+    }
+}
+
+/// The work for one schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Newest applied version (`None` for a fresh schema).
+    pub from: Option<i64>,
+    /// Version the schema will be at once `pending` ran (equal to `from` when nothing runs).
+    pub to: Option<i64>,
+    /// Versions to run, in order.
+    pub pending: Vec<i64>,
+    /// Why nothing may run. Non-empty means `pending` is ignored.
+    pub problems: Vec<Problem>,
+}
+
+impl Plan {
+    pub fn is_noop(&self) -> bool {
+        self.pending.is_empty() && self.problems.is_empty()
+    }
+}
+
+/// Builds the plan for `history` against `set`, up to `target` (inclusive) or the newest file.
+pub fn plan(set: &MigrationSet, history: &[HistoryRow], target: Option<i64>) -> Plan {
+    let mut problems = Vec::new();
+    for row in history {
+        if row.state != RowState::Applied {
+            problems.push(Problem::Dirty {
+                version: row.version,
+                name: row.name.clone(),
+                state: row.state,
+                error: row.error.clone(),
+            });
+            continue;
+        }
+        match set.get(row.version) {
+            None => problems.push(Problem::MissingFile {
+                version: row.version,
+                name: row.name.clone(),
+            }),
+            Some(m) if m.checksum != row.checksum => problems.push(Problem::ChecksumMismatch {
+                version: row.version,
+                name: row.name.clone(),
+                applied: row.checksum.clone(),
+                file: m.checksum.clone(),
+            }),
+            Some(_) => {}
+        }
+    }
+    let applied: std::collections::BTreeSet<i64> = history
+        .iter()
+        .filter(|r| r.state == RowState::Applied)
+        .map(|r| r.version)
+        .collect();
+    let from = applied.last().copied();
+    for m in &set.migrations {
+        if from.is_some_and(|f| m.version < f) && !applied.contains(&m.version) {
+            problems.push(Problem::OutOfOrder {
+                version: m.version,
+                name: m.name.clone(),
+            });
+        }
+    }
+    let limit = target.or(set.latest());
+    let pending: Vec<i64> = set
+        .migrations
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| from.is_none_or(|f| *v > f) && limit.is_some_and(|l| *v <= l))
+        .collect();
+    let to = pending.last().copied().or(from);
+    Plan {
+        from,
+        to,
+        pending,
+        problems,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Backend;
+    use crate::migrate::source::{Migration, Scope};
+
+    fn set(versions: &[i64]) -> MigrationSet {
+        MigrationSet {
+            scope: Scope::Tenant,
+            backend: Backend::Sqlite,
+            migrations: versions
+                .iter()
+                .map(|v| Migration {
+                    version: *v,
+                    name: format!("m{v}"),
+                    file: format!("tenant/sqlite/{v:04}_m{v}.sql"),
+                    checksum: format!("c{v}"),
+                    statements: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    fn row(v: i64, checksum: &str, state: RowState) -> HistoryRow {
+        HistoryRow {
+            version: v,
+            name: format!("m{v}"),
+            checksum: checksum.into(),
+            state,
+            started_at: None,
+            finished_at: None,
+            duration_ms: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn fresh_schema_gets_everything_up_to_target() {
+        let p = plan(&set(&[1, 2, 3]), &[], None);
+        assert_eq!((p.from, p.to, p.pending.clone()), (None, Some(3), vec![1, 2, 3]));
+        let p = plan(&set(&[1, 2, 3]), &[], Some(2));
+        assert_eq!(p.pending, vec![1, 2]);
+    }
+
+    #[test]
+    fn up_to_date_is_a_noop() {
+        let h = [row(1, "c1", RowState::Applied), row(2, "c2", RowState::Applied)];
+        let p = plan(&set(&[1, 2]), &h, None);
+        assert!(p.is_noop());
+        assert_eq!((p.from, p.to), (Some(2), Some(2)));
+    }
+
+    #[test]
+    fn problems_block_and_are_all_reported() {
+        let h = [
+            row(1, "changed", RowState::Applied),
+            row(3, "c3", RowState::Applied),
+            row(4, "c4", RowState::Failed),
+            row(9, "c9", RowState::Applied),
+        ];
+        let p = plan(&set(&[1, 2, 3, 4, 5]), &h, None);
+        let kinds: Vec<_> = p.problems.iter().map(|p| p.describe()).collect();
+        assert_eq!(p.problems.len(), 4, "{kinds:?}");
+        assert!(kinds.iter().any(|k| k.starts_with("checksum mismatch")));
+        assert!(kinds.iter().any(|k| k.starts_with("dirty")));
+        assert!(kinds.iter().any(|k| k.contains("no file")));
+        assert!(kinds.iter().any(|k| k.contains("older than")));
+    }
+}
