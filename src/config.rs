@@ -11,6 +11,9 @@ use crate::db::Backend;
 
 /// Default tenant connection pool size, as in the seed.
 pub const DEFAULT_POOL_SIZE: u32 = 3;
+/// Default catalog pool size of batch commands: with the tenant pool, at most pool + 2
+/// connections per server.
+pub const DEFAULT_CATALOG_POOL_SIZE: u32 = 2;
 /// Default time to wait for another run's lock on a schema.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(300);
 /// Where the embedded SQLite default keeps its files.
@@ -45,6 +48,7 @@ pub struct Settings {
     pub data_dir: Option<PathBuf>,
     pub lock_timeout_secs: Option<u64>,
     pub catalog_schema: Option<String>,
+    pub catalog_pool_size: Option<u32>,
 }
 
 /// Where a database lives, normalised and validated.
@@ -106,6 +110,8 @@ pub struct Config {
     pub lock_timeout: Duration,
     /// PostgreSQL: the schema that holds the catalog tables.
     pub catalog_schema: String,
+    /// Connections of the catalog pool (default 2; the service raises it).
+    pub catalog_pool_size: u32,
 }
 
 impl std::fmt::Debug for Config {
@@ -118,6 +124,7 @@ impl std::fmt::Debug for Config {
             .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
             .field("lock_timeout", &self.lock_timeout)
             .field("catalog_schema", &self.catalog_schema)
+            .field("catalog_pool_size", &self.catalog_pool_size)
             .finish()
     }
 }
@@ -163,6 +170,13 @@ impl Config {
                 }
             }
         }
+        let catalog_pool_size = s.catalog_pool_size.unwrap_or(DEFAULT_CATALOG_POOL_SIZE);
+        if !(1..=256).contains(&catalog_pool_size) {
+            return Err(ConfigError::new(
+                "CATALOG_POOL_SIZE",
+                format!("{catalog_pool_size} is out of range (1 to 256)"),
+            ));
+        }
         let catalog_schema = s.catalog_schema.unwrap_or_else(|| "public".into());
         if !is_plain_identifier(&catalog_schema) {
             return Err(ConfigError::new(
@@ -182,6 +196,7 @@ impl Config {
                 .map(Duration::from_secs)
                 .unwrap_or(DEFAULT_LOCK_TIMEOUT),
             catalog_schema,
+            catalog_pool_size,
         })
     }
 

@@ -14,6 +14,8 @@ pub mod engine;
 pub mod jobs;
 pub mod migrate;
 pub mod telemetry;
+pub mod auth;
+pub mod http;
 
 pub use config::{Config, ConfigError, Settings};
 pub use domain::{Email, Role, SchemaName, ValidationError};

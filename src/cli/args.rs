@@ -14,7 +14,7 @@ use crate::migrate::Scope;
     version,
     about = "Owns the database schemas of a schema-per-tenant SaaS: provisions tenants and migrates the whole fleet.",
     after_help = "Environment: DATABASE_URL (alias PUBLIC_DATABASE_URL), TENANT_URL_TEMPLATE, \
-TENANT_ENGINE_POOL_SIZE, MIGRATIONS_DIR, DATA_DIR, LOCK_TIMEOUT, CATALOG_SCHEMA, SECRET_KEY, \
+TENANT_ENGINE_POOL_SIZE, MIGRATIONS_DIR, DATA_DIR, LOCK_TIMEOUT, CATALOG_SCHEMA, CATALOG_POOL_SIZE, SECRET_KEY, \
 REDIS_URL, LOG_FORMAT, RUST_LOG. A .env file in the working directory is read too; flags win."
 )]
 pub struct Cli {
@@ -128,6 +128,7 @@ impl GlobalArgs {
             data_dir: self.data_dir.clone().or_else(|| env("DATA_DIR").map(PathBuf::from)),
             lock_timeout_secs: number(self.lock_timeout.as_ref(), "LOCK_TIMEOUT")?,
             catalog_schema: env("CATALOG_SCHEMA"),
+            catalog_pool_size: number(None, "CATALOG_POOL_SIZE")?,
         })
     }
 }
@@ -169,6 +170,23 @@ pub enum Command {
         #[arg(long)]
         accept_checksums: bool,
     },
+    /// Run the HTTP control plane (REST API, /docs, /metrics).
+    Serve(ServeArgs),
+    /// Create an admin master user; the password is read from stdin (at least 12 characters).
+    CreateAdmin {
+        email: String,
+        /// admin, operator or viewer.
+        #[arg(long, default_value = "admin")]
+        role: String,
+    },
+    /// Print the OpenAPI document of the HTTP API.
+    Openapi,
+    /// Exit 0 when the service on BIND_ADDR answers /healthz (for container health checks).
+    Healthcheck {
+        /// Address of the service [env: BIND_ADDR, default 127.0.0.1:8080].
+        #[arg(long)]
+        bind: Option<String>,
+    },
     /// Create the next-numbered empty migration file in every dialect folder.
     NewMigration {
         #[arg(long, value_enum)]
@@ -176,6 +194,14 @@ pub enum Command {
         /// snake_case name, e.g. add_loyalty_points
         name: String,
     },
+}
+
+/// Settings of `serve` (flags over environment).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [env: BIND_ADDR, default 127.0.0.1:8080].
+    #[arg(long)]
+    pub bind: Option<String>,
 }
 
 impl Command {

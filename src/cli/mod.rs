@@ -6,13 +6,14 @@ mod args;
 mod progress;
 mod render;
 mod scaffold;
+mod serve;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use args::{Cli, Command, GlobalArgs, OutputFormat};
+pub use args::{Cli, Command, GlobalArgs, OutputFormat, ServeArgs};
 
 use crate::catalog::{TenantFilter, TenantStatus};
 use crate::config::{Config, ConfigError};
@@ -176,12 +177,19 @@ async fn run(cli: Cli) -> Result<u8, EngineError> {
             render::repair(g.output, &report);
             Ok(if report.remaining.is_empty() { 0 } else { 1 })
         }
+        Command::Serve(args) => serve::serve(g, args).await,
+        Command::CreateAdmin { email, role } => serve::create_admin(g, email, role).await,
+        Command::Openapi => {
+            println!("{}", crate::http::openapi::spec_json());
+            Ok(0)
+        }
+        Command::Healthcheck { bind } => Ok(serve::healthcheck(bind.as_deref()).await),
         Command::NewMigration { scope, name } => {
             let dir = g
                 .migrations_dir
                 .clone()
                 .unwrap_or_else(|| std::path::PathBuf::from("migrations"));
-            let created = scaffold::new_migration(&dir, *scope, name, g.dry_run)?;
+            let created = scaffold::new_migration(&dir, Scope::from(*scope), name, g.dry_run)?;
             render::created_files(g.output, &created);
             Ok(0)
         }

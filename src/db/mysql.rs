@@ -103,7 +103,7 @@ impl MySqlDialect {
             let _ = probe.close().await;
         }
         let catalog = MySqlPoolOptions::new()
-            .max_connections(2)
+            .max_connections(config.catalog_pool_size)
             .min_connections(0)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .idle_timeout(Duration::from_secs(60))

@@ -79,7 +79,7 @@ impl PgDialect {
         let catalog_opts = options(url, "DATABASE_URL")?
             .options([("search_path", config.catalog_schema.as_str())]);
         let catalog = PgPoolOptions::new()
-            .max_connections(2)
+            .max_connections(config.catalog_pool_size)
             .min_connections(0)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .idle_timeout(Duration::from_secs(60))

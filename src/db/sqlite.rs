@@ -62,7 +62,7 @@ impl SqliteDialect {
             .foreign_keys(true);
         // Lazy: a dry run against a machine with no catalog yet must not create one.
         let catalog = SqlitePoolOptions::new()
-            .max_connections(2)
+            .max_connections(config.catalog_pool_size)
             .min_connections(0)
             .connect_lazy_with(opts);
         Ok(Self {

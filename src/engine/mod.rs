@@ -6,6 +6,7 @@ mod error;
 mod status;
 mod tenants;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -233,9 +234,19 @@ impl Engine {
     }
 
     /// Brings every tenant (except archived ones and those being provisioned) to the target.
-    #[instrument(skip_all, fields(dry_run = opts.run.dry_run, concurrency = opts.concurrency))]
     pub async fn upgrade_all(
         &self,
+        opts: &FleetOptions,
+        progress: &dyn Progress,
+    ) -> Result<FleetReport, EngineError> {
+        self.upgrade_all_except(&HashSet::new(), opts, progress).await
+    }
+
+    /// Like [`Engine::upgrade_all`], leaving out the schemas in `done` (resuming a job).
+    #[instrument(skip_all, fields(dry_run = opts.run.dry_run, concurrency = opts.concurrency, done = done.len()))]
+    pub async fn upgrade_all_except(
+        &self,
+        done: &HashSet<String>,
         opts: &FleetOptions,
         progress: &dyn Progress,
     ) -> Result<FleetReport, EngineError> {
@@ -250,12 +261,13 @@ impl Engine {
                 0,
             ));
         }
-        let tenants = self
+        let mut tenants = self
             .inner
             .catalog
             .list_tenants(&TenantFilter::default())
             .await?
             .tenants;
+        tenants.retain(|t| !done.contains(&t.schema_name));
         Ok(self.fleet().run(tenants, opts, progress).await?)
     }
 

@@ -37,12 +37,13 @@ impl Engine {
             )
             .into());
         }
-        let mut unique: Vec<&SchemaName> = Vec::with_capacity(names.len());
+        let mut unique: Vec<SchemaName> = Vec::with_capacity(names.len());
         for n in names {
-            if !unique.contains(&n) {
-                unique.push(n);
+            if !unique.contains(n) {
+                unique.push(n.clone());
             }
         }
+        let display_name: Option<String> = display_name.map(str::to_owned);
         let clock = Instant::now();
         let catalog_ready = self.prepare_catalog(opts.run.dry_run).await?;
         progress.planned(unique.len(), unique.len());
@@ -50,6 +51,7 @@ impl Engine {
         let reports: Vec<TenantReport> = stream::iter(unique)
             .map(|name| {
                 let stop = &stop;
+                let display = display_name.clone().unwrap_or_else(|| name.to_string());
                 async move {
                     if stop.load(Ordering::SeqCst) || opts.cancel.load(Ordering::SeqCst) {
                         let r = TenantReport::new(name.as_str(), OutcomeStatus::NotAttempted);
@@ -57,11 +59,10 @@ impl Engine {
                         return r;
                     }
                     progress.tenant_started(name.as_str());
-                    let display = display_name.unwrap_or(name.as_str());
                     let r = if opts.run.dry_run {
-                        self.plan_create(name, catalog_ready, opts).await
+                        self.plan_create(&name, catalog_ready, opts).await
                     } else {
-                        self.create_one(name, display, opts).await
+                        self.create_one(&name, &display, opts).await
                     };
                     if r.status.is_failure() && !opts.continue_on_error {
                         stop.store(true, Ordering::SeqCst);

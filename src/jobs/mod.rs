@@ -114,6 +114,9 @@ impl Fleet<'_> {
             match self.triage(&name, &row, &state, opts) {
                 Triage::Done(r) => {
                     self.record(&row, &r, opts).await;
+                    if r.status.is_failure() {
+                        progress.tenant_finished(&r);
+                    }
                     reports.push(r);
                 }
                 Triage::Work => work.push((name, row)),
@@ -243,27 +246,14 @@ impl Fleet<'_> {
         r
     }
 
-    /// Writes a tenant's outcome to its catalog row (and the job, when there is one). Never
-    /// in a dry run; only when something changed for tenants that were up to date.
+    /// Writes a tenant's outcome to its catalog row (never in a dry run; only when something
+    /// changed) and to the job, when there is one (a dry-run job records its plan there).
     async fn record(&self, row: &TenantRow, r: &TenantReport, opts: &FleetOptions) {
-        if opts.run.dry_run || r.status == OutcomeStatus::NotAttempted {
+        if r.status == OutcomeStatus::NotAttempted {
             return;
         }
-        let (status, version, error) = if r.status.is_failure() {
-            (TenantStatus::Failed, r.to.or(row.schema_version), r.error.as_deref())
-        } else {
-            (TenantStatus::Active, r.to, None)
-        };
-        let unchanged = row.status == status
-            && row.schema_version == version
-            && row.last_error.as_deref() == error;
-        if !unchanged
-            && let Err(e) = self
-                .catalog
-                .set_tenant_outcome(&row.schema_name, status, version, error)
-                .await
-        {
-            warn!(schema = %row.schema_name, error = %e, "could not record the tenant's outcome in the catalog");
+        if !opts.run.dry_run {
+            self.record_tenant(row, r).await;
         }
         if let Some(job) = opts.job
             && r.status != OutcomeStatus::UpToDate
@@ -281,6 +271,25 @@ impl Fleet<'_> {
             if let Err(e) = self.catalog.record_job_tenant(job, &t).await {
                 warn!(schema = %row.schema_name, error = %e, "could not record the tenant's outcome in the job");
             }
+        }
+    }
+
+    async fn record_tenant(&self, row: &TenantRow, r: &TenantReport) {
+        let (status, version, error) = if r.status.is_failure() {
+            (TenantStatus::Failed, r.to.or(row.schema_version), r.error.as_deref())
+        } else {
+            (TenantStatus::Active, r.to, None)
+        };
+        let unchanged = row.status == status
+            && row.schema_version == version
+            && row.last_error.as_deref() == error;
+        if !unchanged
+            && let Err(e) = self
+                .catalog
+                .set_tenant_outcome(&row.schema_name, status, version, error)
+                .await
+        {
+            warn!(schema = %row.schema_name, error = %e, "could not record the tenant's outcome in the catalog");
         }
     }
 }

@@ -1,0 +1,147 @@
+//! Commands of the HTTP service: `serve`, `create-admin` and `healthcheck`.
+
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{GlobalArgs, ServeArgs, engine};
+use crate::auth::TokenSettings;
+use crate::auth::password::{PasswordError, hash_password};
+use crate::config::{ConfigError, DEFAULT_CATALOG_POOL_SIZE};
+use crate::domain::{Email, Role};
+use crate::engine::{Engine, EngineError};
+use crate::http::{Application, HttpSettings, StartError, shutdown_signal};
+
+/// Catalog connections of the service (unless CATALOG_POOL_SIZE says otherwise): it answers
+/// many concurrent reads.
+const SERVICE_CATALOG_POOL: u32 = 10;
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn bind_addr(flag: Option<&str>) -> Result<SocketAddr, ConfigError> {
+    let raw = flag.map(str::to_owned).or_else(|| env("BIND_ADDR"));
+    match raw {
+        None => Ok(SocketAddr::from(([127, 0, 0, 1], 8080))),
+        Some(r) => r.trim().parse().map_err(|_| {
+            ConfigError::new("BIND_ADDR", format!("{r:?} is not an address like 0.0.0.0:8080"))
+        }),
+    }
+}
+
+fn seconds(var: &'static str, default: u64) -> Result<u64, ConfigError> {
+    match env(var) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ConfigError::new(var, format!("{v:?} is not a positive number of seconds"))),
+    }
+}
+
+/// Service settings from the environment.
+pub fn http_settings(bind: Option<&str>, secret_key: Option<String>) -> Result<HttpSettings, ConfigError> {
+    let defaults = TokenSettings::default();
+    Ok(HttpSettings {
+        bind: bind_addr(bind)?,
+        cors_origins: env("CORS_ORIGINS")
+            .map(|v| v.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect())
+            .unwrap_or_default(),
+        request_timeout: Duration::from_secs(seconds("REQUEST_TIMEOUT", 60)?),
+        token: TokenSettings {
+            issuer: env("JWT_ISSUER").unwrap_or(defaults.issuer),
+            audience: env("JWT_AUDIENCE").unwrap_or(defaults.audience),
+            ttl_secs: seconds("JWT_TTL", defaults.ttl_secs)?,
+        },
+        secret_key,
+    })
+}
+
+pub async fn serve(g: &GlobalArgs, args: &ServeArgs) -> Result<u8, EngineError> {
+    let mut settings = g.settings()?;
+    if settings.catalog_pool_size.is_none() {
+        settings.catalog_pool_size = Some(SERVICE_CATALOG_POOL.max(DEFAULT_CATALOG_POOL_SIZE));
+    }
+    let config = crate::config::Config::from_settings(settings)?;
+    let http = http_settings(args.bind.as_deref(), config.secret_key.clone())?;
+    let engine = Engine::connect(config).await?;
+    let app = match Application::build(engine, http).await {
+        Ok(app) => app,
+        Err(StartError::Engine(e)) => return Err(e),
+        Err(StartError::Config(e)) => return Err(e.into()),
+        Err(e @ StartError::Bind { .. }) => {
+            return Err(ConfigError::new("BIND_ADDR", e.to_string()).into());
+        }
+    };
+    app.run_until_stopped(shutdown_signal())
+        .await
+        .map_err(|e| EngineError::Catalog(format!("server error: {e}")))?;
+    Ok(0)
+}
+
+fn read_password() -> Result<String, EngineError> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("Password for the new admin (at least 12 characters; pipe it in to keep it off the screen): ");
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| crate::domain::ValidationError::new("password", format!("cannot read stdin: {e}")))?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+pub async fn create_admin(g: &GlobalArgs, email: &str, role: &str) -> Result<u8, EngineError> {
+    let email = Email::parse(email)?;
+    let role: Role = role.parse()?;
+    let password = read_password()?;
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| EngineError::Catalog(format!("hashing failed: {e}")))?
+        .map_err(|e| match e {
+            PasswordError::TooShort | PasswordError::TooLong => {
+                EngineError::Validation(crate::domain::ValidationError::new("password", e.to_string()))
+            }
+            other => EngineError::Catalog(other.to_string()),
+        })?;
+    let engine = engine(g).await?;
+    engine.prepare_catalog(false).await?;
+    match engine.catalog().insert_admin(&email, &hash, role).await? {
+        Some(admin) => {
+            let _ = engine
+                .catalog()
+                .audit("cli", "admin.create", Some(email.as_str()), "ok", Some(&serde_json::json!({"role": role})), None)
+                .await;
+            println!("created admin {} ({}) with role {}", admin.email, admin.id, admin.role);
+            Ok(0)
+        }
+        None => Err(EngineError::Catalog(format!("an admin with e-mail {email} exists"))),
+    }
+}
+
+/// Returns 0 when `GET /healthz` on the service answers 200 within 3 seconds, 1 otherwise.
+pub async fn healthcheck(bind: Option<&str>) -> u8 {
+    let Ok(mut addr) = bind_addr(bind) else { return 1 };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let req = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = vec![0u8; 64];
+        let n = s.read(&mut buf).await.ok()?;
+        let head = String::from_utf8_lossy(&buf[..n]);
+        Some(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"))
+    };
+    match tokio::time::timeout(Duration::from_secs(3), probe).await {
+        Ok(Some(true)) => 0,
+        _ => 1,
+    }
+}

@@ -1,0 +1,120 @@
+//! Extractors whose rejections are problem documents: `ApiJson` (bad JSON → 400, wrong
+//! content type → 415, unknown or wrong fields → 422 naming the field, too large → 413),
+//! `ApiQuery` and `ApiPath`.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+use super::error::problem;
+
+fn field_of(message: &str) -> Option<String> {
+    // serde: "unknown field `foo`, expected …" / "missing field `bar`" / "foo: invalid type …"
+    if let Some(start) = message.find('`') {
+        let rest = &message[start + 1..];
+        if let Some(end) = rest.find('`') {
+            return Some(rest[..end].to_owned());
+        }
+    }
+    None
+}
+
+fn reject(status: StatusCode, kind: &str, detail: String) -> Response {
+    let mut p = problem(status, kind, Some(detail.clone()));
+    if status == StatusCode::UNPROCESSABLE_ENTITY {
+        p.field = field_of(&detail);
+    }
+    p.into_response()
+}
+
+/// JSON body extractor with problem-document rejections.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> Response {
+    let status = r.status();
+    let detail = match &r {
+        JsonRejection::JsonDataError(e) => {
+            // "Failed to deserialize the JSON body into the target type: field: message"
+            let full = e.body_text();
+            full.split_once(": ")
+                .map(|(_, m)| m.to_owned())
+                .unwrap_or(full)
+        }
+        JsonRejection::JsonSyntaxError(_) => "the body is not valid JSON".to_owned(),
+        JsonRejection::MissingJsonContentType(_) => {
+            "expected a body with content-type: application/json".to_owned()
+        }
+        _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
+            "request body is too large (limit 64 KiB)".to_owned()
+        }
+        other => other.body_text(),
+    };
+    let kind = match status {
+        StatusCode::UNPROCESSABLE_ENTITY => "urn:tenant-migrator:problem:validation",
+        _ => "about:blank",
+    };
+    reject(status, kind, detail)
+}
+
+/// Query-string extractor with problem-document rejections (422).
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(r) => Err(query_rejection(r)),
+        }
+    }
+}
+
+fn query_rejection(r: QueryRejection) -> Response {
+    let text = r.body_text();
+    let detail = text
+        .split_once(": ")
+        .map(|(_, m)| m.to_owned())
+        .unwrap_or(text);
+    reject(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "urn:tenant-migrator:problem:validation",
+        detail,
+    )
+}
+
+/// Path-parameter extractor with problem-document rejections.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(r) => Err(path_rejection(r)),
+        }
+    }
+}
+
+fn path_rejection(r: PathRejection) -> Response {
+    let status = match r.status() {
+        s if s.is_server_error() => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    reject(status, "urn:tenant-migrator:problem:validation", r.body_text())
+}

@@ -1,0 +1,99 @@
+//! `/healthz` (the process answers), `/readyz` (catalog reachable and migrated) and
+//! `/metrics` (Prometheus text). No authentication: these are for load balancers and
+//! scrapers on the private network.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::http::AppState;
+use crate::http::error::{ApiError, Problem};
+use crate::migrate::Scope;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: String,
+    pub version: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    #[schema(example = "ready")]
+    pub status: String,
+    /// Catalog schema version.
+    pub catalog_version: Option<i64>,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Alive", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+/// Readiness: the catalog is reachable and its migrations are current.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = Ready),
+        (status = 503, description = "Catalog unreachable or not migrated", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
+    state
+        .engine
+        .catalog()
+        .ping()
+        .await
+        .map_err(|_| ApiError::Unavailable("the catalog is unreachable".into()))?;
+    let (catalog, _) = state
+        .engine
+        .status(None)
+        .await
+        .map_err(|_| ApiError::Unavailable("the catalog cannot be read".into()))?;
+    if !catalog.pending.is_empty() || !catalog.problems.is_empty() {
+        return Err(ApiError::Unavailable(
+            "the catalog's migrations are not current; run upgrade-public".into(),
+        ));
+    }
+    let latest = state.engine.migrations(Scope::Public).latest();
+    Ok(Json(Ready {
+        status: "ready".into(),
+        catalog_version: catalog.version.or(latest),
+    }))
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    if let Ok(counts) = state.engine.catalog().count_by_status().await {
+        for status in crate::catalog::TenantStatus::ALL {
+            let n = counts
+                .iter()
+                .find(|(s, _)| s == status.as_str())
+                .map(|(_, n)| *n)
+                .unwrap_or(0);
+            metrics::gauge!("tenant_migrator_tenants", "status" => status.as_str()).set(n as f64);
+        }
+    }
+    let body = crate::http::metrics::handle()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        body,
+    )
+        .into_response()
+}
+
+/// Health routes are documented in the OpenAPI spec through `openapi::api_router`.
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+}

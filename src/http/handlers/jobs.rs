@@ -1,0 +1,302 @@
+//! Fleet jobs: list, inspect (per-tenant outcomes), cancel, resume, and follow as
+//! server-sent events (one `tenant` event per tenant finished, then one `summary`).
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{Paging, audit};
+use crate::catalog::{JobFilter, JobRow, JobState, JobTenantRow, StartJobError};
+use crate::domain::Role;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{ApiPath, ApiQuery};
+use crate::http::jobs::JobEvent;
+use crate::http::{AppState, AuthUser};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct JobsQuery {
+    /// Page size (1 to 500, default 50).
+    pub limit: Option<u64>,
+    pub offset: Option<u64>,
+    /// Only jobs in this state.
+    pub state: Option<JobState>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<JobRow>,
+    pub total: i64,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobDetail {
+    pub job: JobRow,
+    /// Outcome of every tenant the job worked on (up-to-date tenants are only counted).
+    pub tenants: Vec<JobTenantRow>,
+}
+
+async fn load(state: &AppState, id: Uuid) -> Result<JobRow, ApiError> {
+    state
+        .engine
+        .catalog()
+        .get_job(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))
+}
+
+/// Jobs, newest first.
+#[utoipa::path(
+    get,
+    path = "/migrations/jobs",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(JobsQuery),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobList),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    ApiQuery(q): ApiQuery<JobsQuery>,
+) -> Result<Json<JobList>, ApiError> {
+    let limit = Paging {
+        limit: q.limit,
+        offset: q.offset,
+    }
+    .limit()?;
+    let offset = q.offset.unwrap_or(0);
+    let (jobs, total) = state
+        .engine
+        .catalog()
+        .list_jobs(&JobFilter {
+            state: q.state,
+            limit,
+            offset,
+        })
+        .await?;
+    Ok(Json(JobList {
+        jobs,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// A job: state, counts and per-tenant outcomes.
+#[utoipa::path(
+    get,
+    path = "/migrations/jobs/{id}",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job", body = JobDetail),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn show(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<JobDetail>, ApiError> {
+    let job = load(&state, id).await?;
+    let tenants = state.engine.catalog().job_tenants(id).await?;
+    Ok(Json(JobDetail { job, tenants }))
+}
+
+/// Stop a running job at the next tenant boundary (tenants in flight finish).
+#[utoipa::path(
+    post,
+    path = "/migrations/jobs/{id}/cancel",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses(
+        (status = 202, description = "Cancelling; the job ends as cancelled", body = JobRow),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job is not running here", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<(StatusCode, Json<JobRow>), ApiError> {
+    user.require(Role::Operator)?;
+    let job = load(&state, id).await?;
+    if job.state.is_finished() {
+        return Err(ApiError::Conflict {
+            detail: format!("job {id} is already {}", job.state.as_str()),
+            job_id: Some(id),
+        });
+    }
+    if !state.jobs.cancel(id) {
+        return Err(ApiError::Conflict {
+            detail: format!("job {id} runs in another instance of the service; cancel it there"),
+            job_id: Some(id),
+        });
+    }
+    audit(&state, &user.email, "job.cancel", Some(&id.to_string()), "ok", None).await;
+    Ok((StatusCode::ACCEPTED, Json(job)))
+}
+
+/// Continue an interrupted job with the tenants it had not finished.
+#[utoipa::path(
+    post,
+    path = "/migrations/jobs/{id}/resume",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses(
+        (status = 202, description = "Resumed", body = JobRow),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job is not interrupted, or another fleet job is running", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn resume(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<(StatusCode, Json<JobRow>), ApiError> {
+    user.require(Role::Operator)?;
+    let job = load(&state, id).await?;
+    match state.jobs.resume(id).await {
+        Ok(Some(job)) => {
+            audit(&state, &user.email, "job.resume", Some(&id.to_string()), "ok", None).await;
+            Ok((StatusCode::ACCEPTED, Json(job)))
+        }
+        Ok(None) => Err(ApiError::Conflict {
+            detail: format!("job {id} is {}; only interrupted jobs can be resumed", job.state.as_str()),
+            job_id: Some(id),
+        }),
+        Err(StartJobError::AlreadyRunning(other)) => Err(ApiError::Conflict {
+            detail: format!("fleet job {other} is running; resume this one after it"),
+            job_id: Some(other),
+        }),
+        Err(StartJobError::Db(e)) => Err(e.into()),
+    }
+}
+
+fn tenant_event(t: &impl Serialize) -> Event {
+    Event::default()
+        .event("tenant")
+        .json_data(t)
+        .unwrap_or_else(|_| Event::default().event("tenant"))
+}
+
+fn summary_event(job: &JobRow) -> Event {
+    Event::default()
+        .event("summary")
+        .json_data(job)
+        .unwrap_or_else(|_| Event::default().event("summary"))
+}
+
+/// Follow a job: a `tenant` event per tenant finished (outcomes recorded before you
+/// connected come first), then a `summary` event with the final job, then the stream ends.
+#[utoipa::path(
+    get,
+    path = "/migrations/jobs/{id}/events",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "text/event-stream of `tenant` and `summary` events", content_type = "text/event-stream", body = String),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn events(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // Subscribe before reading what is recorded, so nothing falls between the two.
+    let live = state.jobs.subscribe(id);
+    load(&state, id).await?;
+    let (tx, rx) = mpsc::channel::<Event>(64);
+    tokio::spawn(follow(state, id, live, tx));
+    let stream = futures_util::StreamExt::map(ReceiverStream::new(rx), Ok);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+async fn follow(
+    state: AppState,
+    id: Uuid,
+    live: Option<broadcast::Receiver<JobEvent>>,
+    tx: mpsc::Sender<Event>,
+) {
+    let catalog = state.engine.catalog().clone();
+    let mut sent: HashSet<String> = HashSet::new();
+    let replay = |rows: Vec<JobTenantRow>, sent: &mut HashSet<String>| -> Vec<Event> {
+        rows.into_iter()
+            .filter(|r| sent.insert(r.schema_name.clone()))
+            .map(|r| tenant_event(&r))
+            .collect()
+    };
+    let Ok(rows) = catalog.job_tenants(id).await else { return };
+    for e in replay(rows, &mut sent) {
+        if tx.send(e).await.is_err() {
+            return;
+        }
+    }
+    if let Some(mut live) = live {
+        loop {
+            match live.recv().await {
+                Ok(JobEvent::Tenant(t)) => {
+                    if sent.insert(t.schema.clone()) && tx.send(tenant_event(&t)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(JobEvent::Summary(job)) => {
+                    let _ = tx.send(summary_event(&job)).await;
+                    return;
+                }
+                // Too slow a reader: catch up from the catalog and go on.
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    if let Ok(rows) = catalog.job_tenants(id).await {
+                        for e in replay(rows, &mut sent) {
+                            if tx.send(e).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    }
+    // Finished already, or running in another instance: poll the catalog until it ends.
+    loop {
+        let Ok(Some(job)) = catalog.get_job(id).await else { return };
+        if let Ok(rows) = catalog.job_tenants(id).await {
+            for e in replay(rows, &mut sent) {
+                if tx.send(e).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if job.state.is_finished() {
+            let _ = tx.send(summary_event(&job)).await;
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tx.closed() => return,
+        }
+    }
+}

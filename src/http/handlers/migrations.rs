@@ -1,0 +1,173 @@
+//! Migrations: the available versions, the catalog upgrade, and fleet upgrades as jobs.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::audit;
+use crate::catalog::{JobRow, StartJobError};
+use crate::db::Backend;
+use crate::domain::Role;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::ApiJson;
+use crate::http::jobs::UpgradeAllParams;
+use crate::http::{AppState, AuthUser};
+use crate::jobs::TenantReport;
+use crate::migrate::Scope;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MigrationInfo {
+    pub version: i64,
+    pub name: String,
+    /// SHA-256 of the file.
+    pub checksum: String,
+    pub file: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MigrationList {
+    pub backend: Backend,
+    pub public: Vec<MigrationInfo>,
+    pub tenant: Vec<MigrationInfo>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeAllRequest {
+    /// Plan only: record what would run, change no tenant.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Attempt every tenant even after one fails.
+    #[serde(default)]
+    pub continue_on_error: bool,
+    /// Tenants at once (1 to 64; default: the tenant pool size).
+    pub concurrency: Option<usize>,
+    /// Stop at this version (inclusive).
+    pub target: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradePublicRequest {
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+fn infos(state: &AppState, scope: Scope) -> Vec<MigrationInfo> {
+    state
+        .engine
+        .migrations(scope)
+        .migrations
+        .iter()
+        .map(|m| MigrationInfo {
+            version: m.version,
+            name: m.name.clone(),
+            checksum: m.checksum.clone(),
+            file: m.file.clone(),
+        })
+        .collect()
+}
+
+/// The migrations this service runs, per scope, for its database.
+#[utoipa::path(
+    get,
+    path = "/migrations",
+    tag = "migrations",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Versions with checksums", body = MigrationList),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list(State(state): State<AppState>, _user: AuthUser) -> Json<MigrationList> {
+    Json(MigrationList {
+        backend: state.engine.config().backend(),
+        public: infos(&state, Scope::Public),
+        tenant: infos(&state, Scope::Tenant),
+    })
+}
+
+/// Start a fleet upgrade job. One at a time.
+#[utoipa::path(
+    post,
+    path = "/migrations/upgrade-all",
+    tag = "migrations",
+    security(("bearer" = [])),
+    request_body = UpgradeAllRequest,
+    responses(
+        (status = 202, description = "Job started; follow it at the Location", body = JobRow, headers(("Location" = String, description = "/migrations/jobs/{id}"))),
+        (status = 403, description = "Needs the operator role", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another fleet job is running (its id is in job_id)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid concurrency or target", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn upgrade_all(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(req): ApiJson<UpgradeAllRequest>,
+) -> Result<Response, ApiError> {
+    user.require(Role::Operator)?;
+    let concurrency = match req.concurrency {
+        None => state.engine.dialect().tenant_pool_size() as usize,
+        Some(c) if (1..=64).contains(&c) => c,
+        Some(c) => return Err(ApiError::validation("concurrency", format!("{c} is out of range (1 to 64)"))),
+    };
+    state.engine.check_target(Scope::Tenant, req.target)?;
+    let started = state
+        .jobs
+        .start_upgrade_all(
+            UpgradeAllParams {
+                dry_run: req.dry_run,
+                continue_on_error: req.continue_on_error,
+                concurrency,
+                target: req.target,
+            },
+            &user.email,
+        )
+        .await;
+    let job = match started {
+        Ok(job) => job,
+        Err(StartJobError::AlreadyRunning(id)) => {
+            return Err(ApiError::Conflict {
+                detail: format!("fleet job {id} is running; wait for it or cancel it"),
+                job_id: Some(id),
+            });
+        }
+        Err(StartJobError::Db(e)) => return Err(e.into()),
+    };
+    audit(&state, &user.email, "migrations.upgrade_all", Some(&job.id.to_string()), "ok",
+        Some(serde_json::json!({"dry_run": req.dry_run, "continue_on_error": req.continue_on_error, "concurrency": concurrency, "target": req.target}))).await;
+    let location = HeaderValue::from_str(&format!("/migrations/jobs/{}", job.id))
+        .map_err(|e| ApiError::internal("building the job location", &e))?;
+    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(job)).into_response())
+}
+
+/// Migrate the catalog (public) schema.
+#[utoipa::path(
+    post,
+    path = "/migrations/upgrade-public",
+    tag = "migrations",
+    security(("bearer" = [])),
+    request_body = UpgradePublicRequest,
+    responses(
+        (status = 200, description = "What was (or would be) applied to the catalog", body = TenantReport),
+        (status = 403, description = "Needs the operator role", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn upgrade_public(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(req): ApiJson<UpgradePublicRequest>,
+) -> Result<Json<TenantReport>, ApiError> {
+    user.require(Role::Operator)?;
+    let opts = state.engine.run_options(req.dry_run, None);
+    let report = state.engine.upgrade_public(&opts).await?;
+    if !req.dry_run {
+        audit(&state, &user.email, "migrations.upgrade_public", None, "ok",
+            Some(serde_json::json!({"from": report.from, "to": report.to}))).await;
+    }
+    Ok(Json(report))
+}

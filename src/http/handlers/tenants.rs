@@ -1,0 +1,268 @@
+//! Tenants: list (paged, filtered), show (catalog row + schema state), create (201, or 200
+//! for a repeat; a failed tenant is resumed; `?dry_run=true` returns the plan), upgrade one.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{MAX_LIMIT, audit};
+use crate::catalog::{TenantFilter, TenantRow, TenantStatus};
+use crate::domain::{Role, SchemaName};
+use crate::engine::TenantState;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::http::{AppState, AuthUser};
+use crate::jobs::{NoProgress, OutcomeStatus, TenantReport};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Page size (1 to 500, default 50).
+    pub limit: Option<u64>,
+    /// Rows to skip (offset paging).
+    pub offset: Option<u64>,
+    /// Only tenants after this schema name (cursor paging; use `next_cursor`).
+    pub cursor: Option<String>,
+    /// Only tenants in this status.
+    pub status: Option<TenantStatus>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantList {
+    pub tenants: Vec<TenantRow>,
+    /// Tenants matching the filter, over all pages.
+    pub total: i64,
+    pub limit: u64,
+    pub offset: u64,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenantRequest {
+    /// a-z, 0-9 and _, starting with a letter, at most 63 characters.
+    #[schema(example = "salon_bella")]
+    pub schema_name: String,
+    #[schema(example = "Salão Bella")]
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DryRunQuery {
+    /// Return the plan and write nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// A tenant after (or, in a dry run, before) provisioning, with what was done.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProvisionResponse {
+    /// The catalog row (absent in a dry run for a new tenant).
+    pub tenant: Option<TenantRow>,
+    pub result: TenantReport,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantDetail {
+    pub tenant: TenantRow,
+    pub state: TenantState,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeTenantRequest {
+    /// Stop at this version (inclusive).
+    pub target: Option<i64>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+fn parse_schema(raw: &str) -> Result<SchemaName, ApiError> {
+    SchemaName::parse(raw).map_err(|e| ApiError::validation(e.field, e.message))
+}
+
+/// Tenants from the catalog, by schema name.
+#[utoipa::path(
+    get,
+    path = "/tenants",
+    tag = "tenants",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of tenants", body = TenantList),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid paging or filter", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<TenantList>, ApiError> {
+    let limit = match q.limit {
+        None => 50,
+        Some(l) if (1..=MAX_LIMIT).contains(&l) => l,
+        Some(l) => return Err(ApiError::validation("limit", format!("{l} is out of range (1 to {MAX_LIMIT})"))),
+    };
+    let offset = q.offset.unwrap_or(0);
+    let page = state
+        .engine
+        .catalog()
+        .list_tenants(&TenantFilter {
+            status: q.status,
+            after: q.cursor,
+            offset,
+            limit: Some(limit),
+        })
+        .await?;
+    let next_cursor = (page.tenants.len() as u64 == limit)
+        .then(|| page.tenants.last().map(|t| t.schema_name.clone()))
+        .flatten();
+    Ok(Json(TenantList {
+        tenants: page.tenants,
+        total: page.total,
+        limit,
+        offset,
+        next_cursor,
+    }))
+}
+
+/// One tenant: its catalog row and where its schema stands.
+#[utoipa::path(
+    get,
+    path = "/tenants/{schema}",
+    tag = "tenants",
+    security(("bearer" = [])),
+    params(("schema" = String, Path, description = "Tenant schema name")),
+    responses(
+        (status = 200, description = "The tenant", body = TenantDetail),
+        (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid schema name", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn show(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    ApiPath(schema): ApiPath<String>,
+) -> Result<Json<TenantDetail>, ApiError> {
+    let name = parse_schema(&schema)?;
+    let tenant = state
+        .engine
+        .catalog()
+        .get_tenant(name.as_str())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no tenant {name}")))?;
+    let (_, mut states) = state.engine.status(Some(&name)).await?;
+    let st = states
+        .pop()
+        .ok_or_else(|| ApiError::NotFound(format!("no tenant {name}")))?;
+    Ok(Json(TenantDetail { tenant, state: st }))
+}
+
+/// Provision a tenant: catalog row, schema, migrations. Safe to repeat.
+#[utoipa::path(
+    post,
+    path = "/tenants",
+    tag = "tenants",
+    security(("bearer" = [])),
+    params(DryRunQuery),
+    request_body = CreateTenantRequest,
+    responses(
+        (status = 201, description = "Provisioned now", body = ProvisionResponse, headers(("Location" = String, description = "/tenants/{schema}"))),
+        (status = 200, description = "Already existed (repeat request), or the plan of a dry run", body = ProvisionResponse),
+        (status = 403, description = "Needs the operator role", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid schema name or body; nothing was created", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Provisioning failed; the tenant is marked failed and a repeat resumes it", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(q): ApiQuery<DryRunQuery>,
+    ApiJson(req): ApiJson<CreateTenantRequest>,
+) -> Result<Response, ApiError> {
+    user.require(Role::Operator)?;
+    let name = parse_schema(&req.schema_name)?;
+    let display = match req.display_name.as_deref().map(str::trim) {
+        Some("") => return Err(ApiError::validation("display_name", "must not be empty")),
+        Some(d) if d.chars().count() > 255 => {
+            return Err(ApiError::validation("display_name", "must be at most 255 characters"));
+        }
+        other => other.map(str::to_owned),
+    };
+    let engine = &state.engine;
+    let opts = engine.fleet_options(q.dry_run, None);
+    let result = engine
+        .create_tenant(&name, display.as_deref(), &opts)
+        .await?;
+    let tenant = if q.dry_run {
+        engine.catalog().get_tenant(name.as_str()).await.ok().flatten()
+    } else {
+        engine.catalog().get_tenant(name.as_str()).await?
+    };
+    if !q.dry_run {
+        let outcome = if result.status.is_failure() { "failed" } else { "ok" };
+        audit(&state, &user.email, "tenant.create", Some(name.as_str()), outcome,
+            Some(serde_json::json!({"status": result.status, "to": result.to}))).await;
+    }
+    if result.status.is_failure() {
+        tracing::error!(schema = %name, error = result.error.as_deref().unwrap_or_default(), "provisioning failed");
+        return Err(ApiError::Internal(format!(
+            "provisioning {name} failed; the tenant is marked failed (see GET /tenants/{name}) and repeating this request resumes it"
+        )));
+    }
+    let status = match result.status {
+        OutcomeStatus::Created => StatusCode::CREATED,
+        _ => StatusCode::OK,
+    };
+    let mut headers = HeaderMap::new();
+    if status == StatusCode::CREATED
+        && let Ok(v) = HeaderValue::from_str(&format!("/tenants/{name}"))
+    {
+        headers.insert(header::LOCATION, v);
+    }
+    Ok((status, headers, Json(ProvisionResponse { tenant, result })).into_response())
+}
+
+/// Bring one tenant to the newest (or target) version.
+#[utoipa::path(
+    post,
+    path = "/tenants/{schema}/upgrade",
+    tag = "tenants",
+    security(("bearer" = [])),
+    params(("schema" = String, Path, description = "Tenant schema name")),
+    request_body = UpgradeTenantRequest,
+    responses(
+        (status = 200, description = "What happened (status migrated, up_to_date, planned, failed, dirty, checksum_mismatch…)", body = TenantReport),
+        (status = 403, description = "Needs the operator role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid schema name or target", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn upgrade(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(schema): ApiPath<String>,
+    ApiJson(req): ApiJson<UpgradeTenantRequest>,
+) -> Result<Json<TenantReport>, ApiError> {
+    user.require(Role::Operator)?;
+    let name = parse_schema(&schema)?;
+    let opts = state.engine.fleet_options(req.dry_run, req.target);
+    let report = state.engine.upgrade_tenant(&name, &opts, &NoProgress).await?;
+    let result = report
+        .tenants
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| TenantReport::new(name.as_str(), OutcomeStatus::NotAttempted));
+    if !req.dry_run {
+        let outcome = if result.status.is_failure() { "failed" } else { "ok" };
+        audit(&state, &user.email, "tenant.upgrade", Some(name.as_str()), outcome,
+            Some(serde_json::json!({"status": result.status, "from": result.from, "to": result.to}))).await;
+    }
+    Ok(Json(result))
+}

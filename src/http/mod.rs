@@ -1,0 +1,256 @@
+//! The control-plane service: an axum router over the same [`Engine`] the CLI uses, with JWT
+//! admin auth, RFC 9457 errors, request ids, body limit, timeout, compression, optional CORS,
+//! Prometheus metrics, OpenAPI and Swagger UI. `Application::build` binds (port 0 in tests)
+//! and migrates the catalog; `run_until_stopped` serves until the shutdown future resolves,
+//! then stops fleet jobs at a tenant boundary and marks them `interrupted`.
+
+mod auth;
+mod error;
+mod extract;
+pub mod handlers;
+mod jobs;
+mod metrics;
+pub mod openapi;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
+use tokio::net::TcpListener;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use tracing::{info, info_span, warn};
+
+pub use auth::AuthUser;
+pub use error::{ApiError, Problem};
+pub use jobs::{JobEvent, JobManager};
+
+use crate::auth::{TokenKeys, TokenSettings};
+use crate::config::ConfigError;
+use crate::db::Backend;
+use crate::engine::{Engine, EngineError};
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Settings of the HTTP service.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub bind: SocketAddr,
+    /// Origins allowed by CORS; empty: CORS off.
+    pub cors_origins: Vec<String>,
+    pub request_timeout: Duration,
+    pub token: TokenSettings,
+    /// `SECRET_KEY`; `None` is allowed only with the embedded SQLite default.
+    pub secret_key: Option<String>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            cors_origins: Vec::new(),
+            request_timeout: Duration::from_secs(60),
+            token: TokenSettings::default(),
+            secret_key: None,
+        }
+    }
+}
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub tokens: Arc<TokenKeys>,
+    pub jobs: JobManager,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StartError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StartError::Config(_) | StartError::Bind { .. } => 2,
+            StartError::Engine(e) => e.exit_code(),
+        }
+    }
+}
+
+fn token_keys(engine: &Engine, settings: &HttpSettings) -> Result<TokenKeys, ConfigError> {
+    match settings.secret_key.as_deref() {
+        Some(k) => TokenKeys::new(k.as_bytes(), settings.token.clone()).map_err(|_| {
+            ConfigError::new(
+                "SECRET_KEY",
+                format!(
+                    "must be at least {} bytes (e.g. `openssl rand -hex 32`)",
+                    crate::auth::token::MIN_SECRET_LEN
+                ),
+            )
+        }),
+        None if engine.config().backend() == Backend::Sqlite => {
+            warn!(
+                "SECRET_KEY is not set: using a random key for this process only. Tokens stop \
+                 working at restart and differ between replicas. Set SECRET_KEY (32+ bytes) \
+                 for anything but a local trial."
+            );
+            Ok(TokenKeys::random(settings.token.clone()))
+        }
+        None => Err(ConfigError::new(
+            "SECRET_KEY",
+            "is required with a MySQL or PostgreSQL catalog (at least 32 bytes)",
+        )),
+    }
+}
+
+/// A bound, ready-to-serve service.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Checks the settings, migrates the catalog (refusing a dirty one), marks jobs of dead
+    /// processes `interrupted`, and binds.
+    pub async fn build(engine: Engine, settings: HttpSettings) -> Result<Self, StartError> {
+        let tokens = token_keys(&engine, &settings)?;
+        engine.prepare_catalog(false).await.inspect_err(|e| {
+            tracing::error!(error = %e, "the catalog cannot be migrated; refusing to serve");
+        })?;
+        let jobs = JobManager::new(engine.clone());
+        jobs.interrupt_stale().await;
+        let state = AppState {
+            engine,
+            tokens: Arc::new(tokens),
+            jobs,
+        };
+        let router = router(state.clone(), &settings);
+        let listener = TcpListener::bind(settings.bind)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: settings.bind,
+                source,
+            })?;
+        Ok(Self {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves: stops accepting, lets requests in flight finish,
+    /// then stops fleet jobs at a tenant boundary and marks them `interrupted`.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        info!(addr = %self.local_addr(), "listening");
+        let janitor = self.state.jobs.spawn_janitor();
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        janitor.abort();
+        self.state.jobs.shutdown().await;
+        self.state.engine.close().await;
+        info!("stopped");
+        served
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    info!("shutdown requested");
+}
+
+fn router(state: AppState, settings: &HttpSettings) -> Router {
+    let (api, spec) = openapi::api_router().split_for_parts();
+    let request_id = HeaderName::from_static("x-request-id");
+    let mut app = api
+        .merge(openapi::docs_router(spec))
+        .merge(handlers::health::router())
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::from_fn(error::problem_responses))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            settings.request_timeout,
+        ))
+        .layer(CompressionLayer::new())
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
+    if !settings.cors_origins.is_empty() {
+        let origins: Vec<HeaderValue> = settings
+            .cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        app = app.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST, Method::PATCH])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+                .expose_headers([HeaderName::from_static("x-request-id"), header::LOCATION]),
+        );
+    }
+    app
+}
