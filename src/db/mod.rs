@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-pub use conn::{Conn, DbPool, placeholders};
+pub use conn::{Conn, DbPool, Lit, placeholders};
 pub(crate) use conn::{with_conn, with_pool};
 pub use error::{DbError, is_transient};
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::db::{Backend, Conn, DbError, MigrationRef, placeholders, with_conn};
+use crate::db::{Backend, Conn, DbError, Lit, MigrationRef, with_conn};
 
 /// The state a history row records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -130,6 +130,19 @@ impl HistoryTable {
         })
     }
 
+    /// Runs one unprepared statement. History writes are sent as text with literals: one round
+    /// trip, nothing left in the statement cache, and no one-shot prepared statement whose
+    /// unanswered close packet would stall the next query behind Nagle's algorithm.
+    async fn write(&self, conn: &mut Conn, what: &str, sql: String) -> Result<u64, DbError> {
+        with_conn!(conn, |c, _b| {
+            sqlx::raw_sql(AssertSqlSafe(sql))
+                .execute(&mut *c)
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(|e| DbError::sqlx(self.ctx(what), e))
+        })
+    }
+
     /// Inserts a row for `m` in `state`.
     pub async fn insert(
         &self,
@@ -140,27 +153,25 @@ impl HistoryTable {
         duration_ms: Option<i64>,
         error: Option<&str>,
     ) -> Result<(), DbError> {
-        let sql = format!(
-            "INSERT INTO {} ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            self.qualified
-        );
+        let b = conn.backend();
         let finished = (state != RowState::Running).then(Utc::now);
-        with_conn!(conn, |c, b| {
-            sqlx::query(placeholders(b, &sql))
-                .persistent(false)
-                .bind(m.version)
-                .bind(m.name)
-                .bind(m.checksum)
-                .bind(state.as_str())
-                .bind(started)
-                .bind(finished)
-                .bind(duration_ms)
-                .bind(error.map(clip))
-                .execute(&mut *c)
-                .await
-                .map(|_| ())
-                .map_err(|e| DbError::sqlx(self.ctx("writing"), e))
-        })
+        let error = error.map(clip);
+        let values = [
+            Lit::Int(m.version),
+            Lit::Text(m.name),
+            Lit::Text(m.checksum),
+            Lit::Text(state.as_str()),
+            Lit::Time(started),
+            finished.map_or(Lit::Null, Lit::Time),
+            duration_ms.into(),
+            error.as_deref().into(),
+        ]
+        .iter()
+        .map(|l| l.render(b))
+        .collect::<Vec<_>>()
+        .join(", ");
+        let sql = format!("INSERT INTO {} ({COLUMNS}) VALUES ({values})", self.qualified);
+        self.write(conn, "writing", sql).await.map(|_| ())
     }
 
     /// Moves the row of `version` to `state`, recording when and how it ended.
@@ -172,41 +183,32 @@ impl HistoryTable {
         duration_ms: i64,
         error: Option<&str>,
     ) -> Result<(), DbError> {
+        let b = conn.backend();
+        let error = error.map(clip);
         let sql = format!(
-            "UPDATE {} SET state = ?, finished_at = ?, duration_ms = ?, error = ? WHERE version = ?",
-            self.qualified
+            "UPDATE {} SET state = {}, finished_at = {}, duration_ms = {}, error = {} WHERE version = {}",
+            self.qualified,
+            Lit::Text(state.as_str()).render(b),
+            Lit::Time(Utc::now()).render(b),
+            Lit::Int(duration_ms).render(b),
+            Lit::from(error.as_deref()).render(b),
+            Lit::Int(version).render(b),
         );
-        with_conn!(conn, |c, b| {
-            sqlx::query(placeholders(b, &sql))
-                .persistent(false)
-                .bind(state.as_str())
-                .bind(Utc::now())
-                .bind(duration_ms)
-                .bind(error.map(clip))
-                .bind(version)
-                .execute(&mut *c)
-                .await
-                .map(|_| ())
-                .map_err(|e| DbError::sqlx(self.ctx("updating"), e))
-        })
+        self.write(conn, "updating", sql).await.map(|_| ())
     }
 
     /// Deletes the rows of `versions`.
     pub async fn delete(&self, conn: &mut Conn, versions: &[i64]) -> Result<u64, DbError> {
-        let mut n = 0;
-        let sql = format!("DELETE FROM {} WHERE version = ?", self.qualified);
-        for v in versions {
-            n += with_conn!(&mut *conn, |c, b| {
-                sqlx::query(placeholders(b, &sql))
-                    .persistent(false)
-                    .bind(*v)
-                    .execute(&mut *c)
-                    .await
-                    .map(|r| r.rows_affected())
-                    .map_err(|e| DbError::sqlx(self.ctx("repairing"), e))
-            })?;
+        if versions.is_empty() {
+            return Ok(0);
         }
-        Ok(n)
+        let list = versions
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("DELETE FROM {} WHERE version IN ({list})", self.qualified);
+        self.write(conn, "repairing", sql).await
     }
 
     /// Marks `version` applied with `checksum`, clearing its error.
@@ -216,20 +218,14 @@ impl HistoryTable {
         version: i64,
         checksum: &str,
     ) -> Result<u64, DbError> {
+        let b = conn.backend();
         let sql = format!(
-            "UPDATE {} SET state = 'applied', checksum = ?, error = NULL, finished_at = ? WHERE version = ?",
-            self.qualified
+            "UPDATE {} SET state = 'applied', checksum = {}, error = NULL, finished_at = {} WHERE version = {}",
+            self.qualified,
+            Lit::Text(checksum).render(b),
+            Lit::Time(Utc::now()).render(b),
+            Lit::Int(version).render(b),
         );
-        with_conn!(conn, |c, b| {
-            sqlx::query(placeholders(b, &sql))
-                .persistent(false)
-                .bind(checksum)
-                .bind(Utc::now())
-                .bind(version)
-                .execute(&mut *c)
-                .await
-                .map(|r| r.rows_affected())
-                .map_err(|e| DbError::sqlx(self.ctx("repairing"), e))
-        })
+        self.write(conn, "repairing", sql).await
     }
 }

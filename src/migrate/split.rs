@@ -44,6 +44,9 @@ struct Splitter<'a> {
     start_line: usize,
     /// True once the current statement has something other than whitespace and comments.
     has_code: bool,
+    /// Byte offset and line of the statement's first code (leading comments are dropped).
+    code_start: usize,
+    code_line: usize,
     /// First words of the current statement (upper-cased), to recognise `CREATE TRIGGER`.
     lead_words: Vec<String>,
     /// SQLite trigger body depth: BEGIN/CASE open, END closes.
@@ -64,6 +67,8 @@ impl<'a> Splitter<'a> {
             start: 0,
             start_line: 1,
             has_code: false,
+            code_start: 0,
+            code_line: 1,
             lead_words: Vec::new(),
             block_depth: 0,
             seen_begin: false,
@@ -74,6 +79,15 @@ impl<'a> Splitter<'a> {
         SplitError {
             line,
             message: message.into(),
+        }
+    }
+
+    /// Notes that code starts at the current position (the first time in a statement).
+    fn mark_code(&mut self) {
+        if !self.has_code {
+            self.has_code = true;
+            self.code_start = self.pos;
+            self.code_line = self.line;
         }
     }
 
@@ -110,7 +124,7 @@ impl<'a> Splitter<'a> {
                         && self.peek(1) == Some(b'\'')
                         && !self.prev_is_word_char() =>
                 {
-                    self.has_code = true;
+                    self.mark_code();
                     self.advance(1);
                     self.quoted(b'\'', true)?;
                 }
@@ -124,7 +138,7 @@ impl<'a> Splitter<'a> {
                 _ if c.is_ascii_alphabetic() || c == b'_' => self.word(),
                 _ => {
                     if !c.is_ascii_whitespace() {
-                        self.has_code = true;
+                        self.mark_code();
                     }
                     self.advance(1);
                 }
@@ -185,6 +199,8 @@ impl<'a> Splitter<'a> {
         }
         if !self.has_code {
             self.has_code = true;
+            self.code_start = begin;
+            self.code_line = self.line;
         }
         let word = self.src[begin..self.pos].to_ascii_uppercase();
         if self.lead_words.len() < 3 {
@@ -205,7 +221,7 @@ impl<'a> Splitter<'a> {
 
     fn quoted(&mut self, quote: u8, backslash: bool) -> Result<(), SplitError> {
         let open_line = self.line;
-        self.has_code = true;
+        self.mark_code();
         self.advance(1);
         loop {
             match self.peek(0) {
@@ -242,7 +258,7 @@ impl<'a> Splitter<'a> {
         let open_line = self.line;
         // MySQL executable comments (`/*! … */`) are code the server runs.
         if self.backend == Backend::MySql && self.peek(2) == Some(b'!') {
-            self.has_code = true;
+            self.mark_code();
         }
         let nests = self.backend == Backend::Postgres;
         let mut depth = 0;
@@ -269,6 +285,7 @@ impl<'a> Splitter<'a> {
         // `$tag$` where tag is empty or an identifier not starting with a digit; `$1` is a
         // parameter and `a$b` part of a word.
         if self.prev_is_word_char() {
+            self.mark_code();
             self.advance(1);
             return Ok(());
         }
@@ -280,13 +297,13 @@ impl<'a> Splitter<'a> {
         let tag_ok = rest.as_bytes().get(tag_len) == Some(&b'$')
             && !rest.as_bytes().first().is_some_and(u8::is_ascii_digit);
         if !tag_ok {
-            self.has_code = true;
+            self.mark_code();
             self.advance(1);
             return Ok(());
         }
         let open_line = self.line;
         let tag = self.src[self.pos..self.pos + tag_len + 2].to_owned();
-        self.has_code = true;
+        self.mark_code();
         self.advance(tag.len());
         match self.src[self.pos..].find(tag.as_str()) {
             Some(off) => {
@@ -323,13 +340,9 @@ impl<'a> Splitter<'a> {
 
     fn finish(&mut self, end: usize) {
         if self.has_code {
-            let raw = &self.src[self.start..end];
-            let trimmed = raw.trim();
-            let lead = raw.len() - raw.trim_start().len();
-            let line = self.start_line + raw[..lead].matches('\n').count();
             self.out.push(Statement {
-                sql: trimmed.to_owned(),
-                line,
+                sql: self.src[self.code_start..end].trim().to_owned(),
+                line: self.code_line,
             });
         }
         self.start = self.pos;
@@ -359,7 +372,7 @@ mod tests {
             "-- header\nCREATE TABLE a (x INT);\n\n/* note; */\nCREATE TABLE b (y INT);\n-- end\n",
             Backend::MySql,
         );
-        assert_eq!(got, vec!["CREATE TABLE a (x INT)", "/* note; */\nCREATE TABLE b (y INT)"]);
+        assert_eq!(got, vec!["CREATE TABLE a (x INT)", "CREATE TABLE b (y INT)"]);
     }
 
     #[test]
@@ -369,12 +382,20 @@ mod tests {
             sqls(sql, Backend::MySql),
             vec![
                 "INSERT INTO t VALUES ('a;b', 'it''s; ok', \"q;\", `c;d`)",
-                "-- x; y\n# z;\nSELECT 1"
+                "SELECT 1"
             ]
         );
         assert_eq!(sqls(r"SELECT 'a\';b';", Backend::MySql), vec![r"SELECT 'a\';b'"]);
         // Outside MySQL a backslash is an ordinary character inside '…'.
         assert_eq!(sqls(r"SELECT 'a\'; SELECT 2;", Backend::Sqlite), vec![r"SELECT 'a\'", "SELECT 2"]);
+    }
+
+    #[test]
+    fn mysql_executable_comments_are_code() {
+        assert_eq!(
+            sqls("/*!40101 SET NAMES utf8mb4 */;\n/* plain */ SELECT 1;", Backend::MySql),
+            vec!["/*!40101 SET NAMES utf8mb4 */", "SELECT 1"]
+        );
     }
 
     #[test]
