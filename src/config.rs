@@ -221,8 +221,7 @@ impl Config {
 pub fn is_plain_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$' || c == '-')
 }
 
@@ -275,9 +274,8 @@ pub fn parse_location(raw: &str, variable: &'static str) -> Result<DbLocation, C
             } else {
                 "postgres"
             };
-            let url = Url::parse(&format!("{target}://{rest}")).map_err(|e| {
-                ConfigError::new(variable, format!("is not a valid URL ({e})"))
-            })?;
+            let url = Url::parse(&format!("{target}://{rest}"))
+                .map_err(|e| ConfigError::new(variable, format!("is not a valid URL ({e})")))?;
             if url.host_str().is_none_or(str::is_empty) {
                 return Err(ConfigError::new(variable, "URL has no host"));
             }
@@ -455,11 +453,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.backend(), Backend::MySql);
         assert_eq!(c.catalog_name(), "torri_app_public");
-        let c = Config::from_settings(settings(
-            Some("postgresql+psycopg://u:p@db:5432/app"),
-            None,
-        ))
-        .unwrap();
+        let c = Config::from_settings(settings(Some("postgresql+psycopg://u:p@db:5432/app"), None))
+            .unwrap();
         assert_eq!(c.backend(), Backend::Postgres);
     }
 
@@ -469,7 +464,10 @@ mod tests {
         assert_eq!(c.backend(), Backend::Sqlite);
         match c.tenants {
             TenantLocation::Sqlite { path_template } => {
-                assert!(path_template.ends_with("tenants/{schema}.db"), "{path_template}")
+                assert!(
+                    path_template.ends_with("tenants/{schema}.db"),
+                    "{path_template}"
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -487,8 +485,12 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.variable, "TENANT_URL_TEMPLATE");
         assert!(!e.to_string().contains("hunter2"));
-        let e = Config::from_settings(settings(Some("mysql://u:hunter2@h:3306/"), None)).unwrap_err();
-        assert!(e.message.contains("no database") && !e.message.contains("hunter2"), "{e}");
+        let e =
+            Config::from_settings(settings(Some("mysql://u:hunter2@h:3306/"), None)).unwrap_err();
+        assert!(
+            e.message.contains("no database") && !e.message.contains("hunter2"),
+            "{e}"
+        );
     }
 
     #[test]

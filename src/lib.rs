@@ -5,17 +5,17 @@
 //! ([`Engine::upgrade_public`]), reports [`Engine::status`], [`Engine::repair`]s dirty schemas
 //! and checks drift. The CLI ([`cli`]) and the HTTP service are thin layers over it.
 
+pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod engine;
+pub mod http;
 pub mod jobs;
 pub mod migrate;
 pub mod telemetry;
-pub mod auth;
-pub mod http;
 
 pub use config::{Config, ConfigError, Settings};
 pub use domain::{Email, Role, SchemaName, ValidationError};

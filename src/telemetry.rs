@@ -47,7 +47,9 @@ pub fn init(verbose: bool, quiet_default: bool) {
             .with_current_span(true)
             .with_span_list(false)
             .try_init(),
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
     };
     // A second init (tests embedding the CLI) keeps the first subscriber.
     let _ = result;

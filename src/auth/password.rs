@@ -45,7 +45,9 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
         return false;
     }
     match PasswordHash::new(hash) {
-        Ok(parsed) => hasher().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => hasher()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -54,9 +56,7 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 /// unknown and known e-mails cost the same time.
 pub fn decoy_hash() -> &'static str {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DECOY.get_or_init(|| {
-        hash_password(&uuid::Uuid::new_v4().to_string()).unwrap_or_default()
-    })
+    DECOY.get_or_init(|| hash_password(&uuid::Uuid::new_v4().to_string()).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -70,6 +70,9 @@ mod tests {
         assert!(verify_password("correct horse battery", &h));
         assert!(!verify_password("correct horse batterz", &h));
         assert!(!verify_password("x", "not a hash"));
-        assert!(matches!(hash_password("short"), Err(PasswordError::TooShort)));
+        assert!(matches!(
+            hash_password("short"),
+            Err(PasswordError::TooShort)
+        ));
     }
 }

@@ -62,7 +62,9 @@ pub struct TokenKeys {
 
 impl std::fmt::Debug for TokenKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenKeys").field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("TokenKeys")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 

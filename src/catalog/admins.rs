@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Catalog, col, now};
+use super::{Catalog, col, now, uuid_of};
 use crate::db::{DbError, placeholders, with_pool};
 use crate::domain::{Email, Role};
 
@@ -36,7 +36,7 @@ macro_rules! decode_admin {
         let r = $r;
         let role: String = col(r, 3)?;
         Ok::<AdminRow, DbError>(AdminRow {
-            id: Uuid::from(col::<_, $Id>(r, 0)?),
+            id: uuid_of(col::<_, $Id>(r, 0)?),
             email: col(r, 1)?,
             password_hash: col(r, 2)?,
             role: role.parse().unwrap_or(Role::Viewer),
@@ -125,16 +125,18 @@ impl Catalog {
     }
 
     /// Counts a failed login; locks the account until `lock_until` once `max_failures` is
-    /// reached. Returns the new failure count.
+    /// reached.
     pub async fn record_failed_login(
         &self,
         id: Uuid,
         max_failures: i64,
         lock_until: DateTime<Utc>,
     ) -> Result<(), DbError> {
-        let sql = "UPDATE admin_master_users SET failed_logins = failed_logins + 1, \
+        // `locked_until` first: MySQL evaluates SET assignments left to right, so a later
+        // clause would already see the incremented count (PostgreSQL and SQLite see old values).
+        let sql = "UPDATE admin_master_users SET \
             locked_until = CASE WHEN failed_logins + 1 >= ? THEN ? ELSE locked_until END, \
-            updated_at = ? WHERE id = ?";
+            failed_logins = failed_logins + 1, updated_at = ? WHERE id = ?";
         with_pool!(&self.pool, |p, b, Id| {
             sqlx::query(placeholders(b, sql))
                 .bind(max_failures)

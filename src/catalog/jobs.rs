@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Catalog, col, now};
+use super::{Catalog, col, now, uuid_of};
 use crate::db::{DbError, placeholders, with_pool};
 
 /// Life cycle of a job.
@@ -132,7 +132,7 @@ macro_rules! decode_job {
         let r = $r;
         let state: String = col(r, 2)?;
         Ok::<JobRow, DbError>(JobRow {
-            id: Uuid::from(col::<_, $Id>(r, 0)?),
+            id: uuid_of(col::<_, $Id>(r, 0)?),
             kind: col(r, 1)?,
             state: JobState::parse(&state).unwrap_or(JobState::Failed),
             dry_run: col(r, 3)?,
@@ -208,13 +208,16 @@ impl Catalog {
 
     async fn slot_holder(&self, kind: &str) -> Result<Option<Uuid>, DbError> {
         with_pool!(&self.pool, |p, b, Id| {
-            let row = sqlx::query(placeholders(b, "SELECT id FROM migration_jobs WHERE active_slot = ?"))
-                .bind(kind)
-                .fetch_optional(p)
-                .await
-                .map_err(|e| DbError::sqlx("reading job slot", e))?;
+            let row = sqlx::query(placeholders(
+                b,
+                "SELECT id FROM migration_jobs WHERE active_slot = ?",
+            ))
+            .bind(kind)
+            .fetch_optional(p)
+            .await
+            .map_err(|e| DbError::sqlx("reading job slot", e))?;
             match row {
-                Some(r) => Ok(Some(Uuid::from(col::<_, Id>(&r, 0)?))),
+                Some(r) => Ok(Some(uuid_of(col::<_, Id>(&r, 0)?))),
                 None => Ok(None),
             }
         })
@@ -237,7 +240,11 @@ impl Catalog {
 
     /// Jobs, newest first, with the total count.
     pub async fn list_jobs(&self, filter: &JobFilter) -> Result<(Vec<JobRow>, i64), DbError> {
-        let cond = if filter.state.is_some() { " WHERE state = ?" } else { "" };
+        let cond = if filter.state.is_some() {
+            " WHERE state = ?"
+        } else {
+            ""
+        };
         let sql = format!(
             "SELECT {COLUMNS} FROM migration_jobs{cond} ORDER BY created_at DESC, id LIMIT {} OFFSET {}",
             filter.limit, filter.offset
@@ -267,22 +274,15 @@ impl Catalog {
         })
     }
 
-    /// Records (or, on resume, replaces) one tenant's outcome.
+    /// Records (or, on resume, replaces) one tenant's outcome. Insert first and update on a
+    /// duplicate: no DELETE, so concurrent tenants of one job take no gap locks and cannot
+    /// deadlock each other on MySQL.
     pub async fn record_job_tenant(&self, job: Uuid, t: &JobTenantRow) -> Result<(), DbError> {
-        let del = "DELETE FROM migration_job_tenants WHERE job_id = ? AND schema_name = ?";
         let ins = "INSERT INTO migration_job_tenants (job_id, schema_name, status, from_version, \
             to_version, duration_ms, attempts, error, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
-        with_pool!(&self.pool, |p, b, Id| {
-            let mut tx = p
-                .begin()
-                .await
-                .map_err(|e| DbError::sqlx("recording job outcome", e))?;
-            sqlx::query(placeholders(b, del))
-                .bind(Id::from(job))
-                .bind(&t.schema_name)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| DbError::sqlx("recording job outcome", e))?;
+        let upd = "UPDATE migration_job_tenants SET status = ?, from_version = ?, to_version = ?, \
+            duration_ms = ?, attempts = ?, error = ?, finished_at = ? WHERE job_id = ? AND schema_name = ?";
+        let inserted = with_pool!(&self.pool, |p, b, Id| {
             sqlx::query(placeholders(b, ins))
                 .bind(Id::from(job))
                 .bind(&t.schema_name)
@@ -293,13 +293,30 @@ impl Catalog {
                 .bind(t.attempts)
                 .bind(t.error.as_deref())
                 .bind(t.finished_at)
-                .execute(&mut *tx)
+                .execute(p)
                 .await
-                .map_err(|e| DbError::sqlx("recording job outcome", e))?;
-            tx.commit()
-                .await
+                .map(|_| ())
                 .map_err(|e| DbError::sqlx("recording job outcome", e))
-        })
+        });
+        match inserted {
+            Err(e) if e.is_unique_violation() => with_pool!(&self.pool, |p, b, Id| {
+                sqlx::query(placeholders(b, upd))
+                    .bind(&t.status)
+                    .bind(t.from_version)
+                    .bind(t.to_version)
+                    .bind(t.duration_ms)
+                    .bind(t.attempts)
+                    .bind(t.error.as_deref())
+                    .bind(t.finished_at)
+                    .bind(Id::from(job))
+                    .bind(&t.schema_name)
+                    .execute(p)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| DbError::sqlx("recording job outcome", e))
+            }),
+            other => other,
+        }
     }
 
     /// Per-tenant outcomes of a job, by schema name.
@@ -432,7 +449,11 @@ impl Catalog {
         );
         with_pool!(&self.pool, |p, b, _Id| {
             let q = sqlx::query(placeholders(b, &sql)).bind(now());
-            let q = if owner.is_some() { q.bind(who.as_str()) } else { q.bind(stale_before) };
+            let q = if owner.is_some() {
+                q.bind(who.as_str())
+            } else {
+                q.bind(stale_before)
+            };
             q.execute(p)
                 .await
                 .map(|r| r.rows_affected())

@@ -56,6 +56,11 @@ where
         .map_err(|e| DbError::sqlx("decoding a catalog row", e))
 }
 
+/// A UUID column's value, whichever way the driver decodes it (native or hyphenated text).
+pub(crate) fn uuid_of(v: impl Into<uuid::Uuid>) -> uuid::Uuid {
+    v.into()
+}
+
 /// The current time, truncated to microseconds (what every backend stores).
 pub(crate) fn now() -> DateTime<Utc> {
     let t = Utc::now();

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Catalog, col, now};
+use super::{Catalog, col, now, uuid_of};
 use crate::db::{DbError, placeholders, with_pool};
 
 /// Life cycle of a tenant row.
@@ -91,7 +91,7 @@ macro_rules! decode_tenant {
         let r = $r;
         let status: String = col(r, 3)?;
         Ok::<TenantRow, DbError>(TenantRow {
-            id: Uuid::from(col::<_, $Id>(r, 0)?),
+            id: uuid_of(col::<_, $Id>(r, 0)?),
             schema_name: col(r, 1)?,
             display_name: col(r, 2)?,
             status: TenantStatus::parse(&status).unwrap_or(TenantStatus::Failed),
@@ -145,16 +145,31 @@ impl Catalog {
                 .map(|_| ())
                 .map_err(|e| DbError::sqlx("inserting tenant", e))
         });
-        let created = match inserted {
-            Ok(_) => true,
-            Err(e) if e.is_unique_violation() => false,
-            Err(e) => return Err(e),
-        };
-        let row = self
-            .get_tenant(schema)
-            .await?
-            .ok_or_else(|| DbError::Unexpected(format!("tenant {schema} vanished after insert")))?;
-        Ok((row, created))
+        match inserted {
+            Ok(_) => Ok((
+                TenantRow {
+                    id,
+                    schema_name: schema.to_owned(),
+                    display_name: display_name.to_owned(),
+                    status: TenantStatus::Provisioning,
+                    server: "default".into(),
+                    schema_version: None,
+                    last_error: None,
+                    created_at: t,
+                    updated_at: t,
+                },
+                true,
+            )),
+            Err(e) if e.is_unique_violation() => {
+                let row = self.get_tenant(schema).await?.ok_or_else(|| {
+                    DbError::Unexpected(format!(
+                        "tenant {schema} vanished after a conflicting insert"
+                    ))
+                })?;
+                Ok((row, false))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Records the outcome of provisioning or upgrading `schema`.

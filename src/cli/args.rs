@@ -125,7 +125,10 @@ impl GlobalArgs {
                 .or_else(|| env("MIGRATIONS_DIR").map(PathBuf::from)),
             secret_key: env("SECRET_KEY"),
             redis_url: env("REDIS_URL"),
-            data_dir: self.data_dir.clone().or_else(|| env("DATA_DIR").map(PathBuf::from)),
+            data_dir: self
+                .data_dir
+                .clone()
+                .or_else(|| env("DATA_DIR").map(PathBuf::from)),
             lock_timeout_secs: number(self.lock_timeout.as_ref(), "LOCK_TIMEOUT")?,
             catalog_schema: env("CATALOG_SCHEMA"),
             catalog_pool_size: number(None, "CATALOG_POOL_SIZE")?,

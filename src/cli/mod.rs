@@ -103,7 +103,9 @@ async fn run(cli: Cli) -> Result<u8, EngineError> {
             let engine = engine(g).await?;
             let opts = fleet_options(&engine, g);
             let progress = progress::for_run(g.output, 1);
-            let report = engine.upgrade_tenant(&name, &opts, progress.as_ref()).await?;
+            let report = engine
+                .upgrade_tenant(&name, &opts, progress.as_ref())
+                .await?;
             render::fleet(g.output, &report);
             Ok(exit_for(&report))
         }

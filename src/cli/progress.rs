@@ -13,10 +13,13 @@ use crate::jobs::{FleetReport, Progress, TenantReport};
 /// The sink for this terminal and output format.
 pub fn for_run(output: OutputFormat, expected: usize) -> Box<dyn Progress> {
     if output == OutputFormat::Text && std::io::stderr().is_terminal() {
-        let bar = ProgressBar::with_draw_target(Some(expected as u64), ProgressDrawTarget::stderr());
+        let bar =
+            ProgressBar::with_draw_target(Some(expected as u64), ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.enable_steady_tick(Duration::from_millis(120));
         Box::new(Bar(bar))

@@ -30,7 +30,13 @@ pub fn fleet(output: OutputFormat, r: &FleetReport) {
     if output == OutputFormat::Json {
         return json(r);
     }
-    let width = r.tenants.iter().map(|t| t.schema.len()).max().unwrap_or(6).max(6);
+    let width = r
+        .tenants
+        .iter()
+        .map(|t| t.schema.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
     for t in &r.tenants {
         let mut line = format!(
             "{:width$}  {:17}  {:>4} -> {:<4}  {:>6} ms",
@@ -60,7 +66,11 @@ pub fn fleet(output: OutputFormat, r: &FleetReport) {
         r.failed,
         r.skipped,
         r.not_attempted,
-        if r.dry_run { format!(", {} planned", r.planned) } else { String::new() },
+        if r.dry_run {
+            format!(", {} planned", r.planned)
+        } else {
+            String::new()
+        },
         r.migrations_applied,
         r.duration_ms as f64 / 1000.0
     );
@@ -74,8 +84,17 @@ pub fn tenants(output: OutputFormat, page: &TenantPage) {
         println!("no tenants");
         return;
     }
-    let width = page.tenants.iter().map(|t| t.schema_name.len()).max().unwrap_or(6).max(6);
-    println!("{:width$}  {:12}  {:>7}  {:25}  display name", "schema", "status", "version", "updated");
+    let width = page
+        .tenants
+        .iter()
+        .map(|t| t.schema_name.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    println!(
+        "{:width$}  {:12}  {:>7}  {:25}  display name",
+        "schema", "status", "version", "updated"
+    );
     for t in &page.tenants {
         println!(
             "{:width$}  {:12}  {:>7}  {:25}  {}",
@@ -129,12 +148,23 @@ pub fn repair(output: OutputFormat, r: &RepairReport) {
     if output == OutputFormat::Json {
         return json(r);
     }
-    let list = |v: &[i64]| v.iter().map(|v| format!("{v:04}")).collect::<Vec<_>>().join(", ");
+    let list = |v: &[i64]| {
+        v.iter()
+            .map(|v| format!("{v:04}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let prefix = if r.dry_run { "would " } else { "" };
     println!("{}:", r.schema);
-    println!("  {prefix}forget (run again at next upgrade): [{}]", list(&r.forgotten));
+    println!(
+        "  {prefix}forget (run again at next upgrade): [{}]",
+        list(&r.forgotten)
+    );
     println!("  {prefix}mark applied: [{}]", list(&r.marked_applied));
-    println!("  {prefix}accept checksums: [{}]", list(&r.checksums_accepted));
+    println!(
+        "  {prefix}accept checksums: [{}]",
+        list(&r.checksums_accepted)
+    );
     if r.remaining.is_empty() {
         println!("  no problems remain");
     }

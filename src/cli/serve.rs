@@ -27,7 +27,10 @@ fn bind_addr(flag: Option<&str>) -> Result<SocketAddr, ConfigError> {
     match raw {
         None => Ok(SocketAddr::from(([127, 0, 0, 1], 8080))),
         Some(r) => r.trim().parse().map_err(|_| {
-            ConfigError::new("BIND_ADDR", format!("{r:?} is not an address like 0.0.0.0:8080"))
+            ConfigError::new(
+                "BIND_ADDR",
+                format!("{r:?} is not an address like 0.0.0.0:8080"),
+            )
         }),
     }
 }
@@ -35,22 +38,27 @@ fn bind_addr(flag: Option<&str>) -> Result<SocketAddr, ConfigError> {
 fn seconds(var: &'static str, default: u64) -> Result<u64, ConfigError> {
     match env(var) {
         None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| ConfigError::new(var, format!("{v:?} is not a positive number of seconds"))),
+        Some(v) => v.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            ConfigError::new(var, format!("{v:?} is not a positive number of seconds"))
+        }),
     }
 }
 
 /// Service settings from the environment.
-pub fn http_settings(bind: Option<&str>, secret_key: Option<String>) -> Result<HttpSettings, ConfigError> {
+pub fn http_settings(
+    bind: Option<&str>,
+    secret_key: Option<String>,
+) -> Result<HttpSettings, ConfigError> {
     let defaults = TokenSettings::default();
     Ok(HttpSettings {
         bind: bind_addr(bind)?,
         cors_origins: env("CORS_ORIGINS")
-            .map(|v| v.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect())
+            .map(|v| {
+                v.split(',')
+                    .map(|o| o.trim().to_owned())
+                    .filter(|o| !o.is_empty())
+                    .collect()
+            })
             .unwrap_or_default(),
         request_timeout: Duration::from_secs(seconds("REQUEST_TIMEOUT", 60)?),
         token: TokenSettings {
@@ -87,13 +95,14 @@ pub async fn serve(g: &GlobalArgs, args: &ServeArgs) -> Result<u8, EngineError> 
 fn read_password() -> Result<String, EngineError> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        eprint!("Password for the new admin (at least 12 characters; pipe it in to keep it off the screen): ");
+        eprint!(
+            "Password for the new admin (at least 12 characters; pipe it in to keep it off the screen): "
+        );
     }
     let mut line = String::new();
-    stdin
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| crate::domain::ValidationError::new("password", format!("cannot read stdin: {e}")))?;
+    stdin.lock().read_line(&mut line).map_err(|e| {
+        crate::domain::ValidationError::new("password", format!("cannot read stdin: {e}"))
+    })?;
     Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
@@ -105,9 +114,9 @@ pub async fn create_admin(g: &GlobalArgs, email: &str, role: &str) -> Result<u8,
         .await
         .map_err(|e| EngineError::Catalog(format!("hashing failed: {e}")))?
         .map_err(|e| match e {
-            PasswordError::TooShort | PasswordError::TooLong => {
-                EngineError::Validation(crate::domain::ValidationError::new("password", e.to_string()))
-            }
+            PasswordError::TooShort | PasswordError::TooLong => EngineError::Validation(
+                crate::domain::ValidationError::new("password", e.to_string()),
+            ),
             other => EngineError::Catalog(other.to_string()),
         })?;
     let engine = engine(g).await?;
@@ -116,18 +125,32 @@ pub async fn create_admin(g: &GlobalArgs, email: &str, role: &str) -> Result<u8,
         Some(admin) => {
             let _ = engine
                 .catalog()
-                .audit("cli", "admin.create", Some(email.as_str()), "ok", Some(&serde_json::json!({"role": role})), None)
+                .audit(
+                    "cli",
+                    "admin.create",
+                    Some(email.as_str()),
+                    "ok",
+                    Some(&serde_json::json!({"role": role})),
+                    None,
+                )
                 .await;
-            println!("created admin {} ({}) with role {}", admin.email, admin.id, admin.role);
+            println!(
+                "created admin {} ({}) with role {}",
+                admin.email, admin.id, admin.role
+            );
             Ok(0)
         }
-        None => Err(EngineError::Catalog(format!("an admin with e-mail {email} exists"))),
+        None => Err(EngineError::Catalog(format!(
+            "an admin with e-mail {email} exists"
+        ))),
     }
 }
 
 /// Returns 0 when `GET /healthz` on the service answers 200 within 3 seconds, 1 otherwise.
 pub async fn healthcheck(bind: Option<&str>) -> u8 {
-    let Ok(mut addr) = bind_addr(bind) else { return 1 };
+    let Ok(mut addr) = bind_addr(bind) else {
+        return 1;
+    };
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }

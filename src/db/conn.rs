@@ -165,13 +165,17 @@ impl Lit<'_> {
                 Backend::MySql => format!("_utf8mb4 X'{}'", hex::encode(s.as_bytes())),
                 Backend::Postgres => format!(
                     "E'{}'",
-                    s.replace('\0', "").replace('\\', "\\\\").replace('\'', "''")
+                    s.replace('\0', "")
+                        .replace('\\', "\\\\")
+                        .replace('\'', "''")
                 ),
                 Backend::Sqlite => format!("'{}'", s.replace('\0', "").replace('\'', "''")),
             },
             Lit::Time(t) => match backend {
                 Backend::MySql => format!("'{}'", t.format("%Y-%m-%d %H:%M:%S%.6f")),
-                Backend::Postgres => format!("'{}'::timestamptz", t.format("%Y-%m-%d %H:%M:%S%.6f+00")),
+                Backend::Postgres => {
+                    format!("'{}'::timestamptz", t.format("%Y-%m-%d %H:%M:%S%.6f+00"))
+                }
                 Backend::Sqlite => format!(
                     "'{}'",
                     t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)

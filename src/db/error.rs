@@ -17,7 +17,7 @@ pub enum DbError {
         /// The server's own error code (MySQL error number, SQLSTATE, SQLite result code).
         code: Option<String>,
         #[source]
-        source: sqlx::Error,
+        source: Box<sqlx::Error>,
     },
     /// Another process held the schema's migration lock for longer than we were willing to wait.
     #[error(
@@ -62,7 +62,7 @@ impl DbError {
             message,
             transient,
             code,
-            source,
+            source: Box::new(source),
         }
     }
 

@@ -49,9 +49,10 @@ fn options(url: &url::Url, var: &'static str) -> Result<MySqlConnectOptions, Con
     }
     for (k, v) in url.query_pairs() {
         o = match k.as_ref() {
-            "ssl-mode" | "sslmode" | "ssl_mode" => o.ssl_mode(v.parse().map_err(|_| {
-                ConfigError::new(var, format!("unknown ssl-mode {v:?}"))
-            })?),
+            "ssl-mode" | "sslmode" | "ssl_mode" => o.ssl_mode(
+                v.parse()
+                    .map_err(|_| ConfigError::new(var, format!("unknown ssl-mode {v:?}")))?,
+            ),
             "ssl-ca" | "sslca" | "ssl_ca" => o.ssl_ca(v.as_ref()),
             "charset" => o.charset(&v),
             "socket" | "unix_socket" => o.socket(v.as_ref()),
@@ -86,22 +87,22 @@ impl MySqlDialect {
         let catalog_opts = options(url, "DATABASE_URL")?;
         let tenant_opts = options(server, "TENANT_URL_TEMPLATE")?;
         let pool_size = config.pool_size;
+        let tenant_var = if server == url {
+            "DATABASE_URL"
+        } else {
+            "TENANT_URL_TEMPLATE"
+        };
+        probe(&tenant_opts, tenant_var, server).await?;
+        if server_label(url) != server_label(server) {
+            // Check the catalog's server too; the catalog database itself may not exist yet.
+            probe(&catalog_opts, "DATABASE_URL", url).await?;
+        }
         let tenants = MySqlPoolOptions::new()
             .max_connections(pool_size)
             .min_connections(0)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .idle_timeout(Duration::from_secs(60))
-            .connect_with(tenant_opts)
-            .await
-            .map_err(|e| unreachable("TENANT_URL_TEMPLATE", server, &e))?;
-        if server_label(url) != server_label(server) {
-            // Check the catalog's server too; the catalog database itself may not exist yet.
-            let probe = tokio::time::timeout(CONNECT_TIMEOUT, sqlx::MySqlConnection::connect_with(&catalog_opts))
-                .await
-                .map_err(|_| ConfigError::new("DATABASE_URL", format!("cannot connect to {}: timed out", redact_url(url))))?
-                .map_err(|e| unreachable("DATABASE_URL", url, &e))?;
-            let _ = probe.close().await;
-        }
+            .connect_lazy_with(tenant_opts);
         let catalog = MySqlPoolOptions::new()
             .max_connections(config.catalog_pool_size)
             .min_connections(0)
@@ -234,6 +235,26 @@ impl MySqlDialect {
     }
 }
 
+/// Opens and closes one connection, so that a server that cannot be reached is reported at
+/// once with its own error (a pool retries until its acquire timeout and then says only that).
+async fn probe(
+    opts: &MySqlConnectOptions,
+    var: &'static str,
+    url: &url::Url,
+) -> Result<(), ConfigError> {
+    let conn = tokio::time::timeout(CONNECT_TIMEOUT, sqlx::MySqlConnection::connect_with(opts))
+        .await
+        .map_err(|_| {
+            ConfigError::new(
+                var,
+                format!("cannot connect to {}: timed out", redact_url(url)),
+            )
+        })?
+        .map_err(|e| unreachable(var, url, &e))?;
+    let _ = conn.close().await;
+    Ok(())
+}
+
 fn unreachable(var: &'static str, url: &url::Url, e: &sqlx::Error) -> ConfigError {
     let why = match e.as_database_error() {
         Some(db) => db.message().to_owned(),
@@ -353,36 +374,37 @@ impl Dialect for MySqlDialect {
             Target::Catalog => &self.catalog,
             Target::Tenant(_) => &self.tenants,
         };
-        let mut conn = pool
+        let conn = pool
             .acquire()
             .await
             .map_err(|e| DbError::sqlx(ctx("connecting for", &schema), e))?;
-        let lock = mysql_lock_name(&schema);
+        let mut session = MySqlSession {
+            history: HistoryTable::new(Backend::MySql, Some(&schema), HISTORY_TABLE),
+            conn: Conn::MySql(conn),
+            lock: mysql_lock_name(&schema),
+            released: false,
+        };
+        let lock = session.lock.clone();
         let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
             .bind(&lock)
             .bind(lock_timeout.as_secs_f64())
-            .fetch_one(&mut *conn)
+            .fetch_one(session.conn())
             .await
             .map_err(|e| DbError::sqlx(ctx("locking", &schema), e))?;
         if got != Some(1) {
             let holder: Option<i64> = sqlx::query_scalar("SELECT IS_USED_LOCK(?)")
                 .bind(&lock)
-                .fetch_one(&mut *conn)
+                .fetch_one(session.conn())
                 .await
                 .ok()
                 .flatten();
+            session.released = true;
             return Err(DbError::LockTimeout {
                 schema,
                 waited: lock_timeout,
                 holder: holder.map(|id| format!("connection {id}")),
             });
         }
-        let mut session = MySqlSession {
-            history: HistoryTable::new(Backend::MySql, Some(&schema), HISTORY_TABLE),
-            conn: Conn::MySql(conn),
-            lock,
-            released: false,
-        };
         let use_sql = format!("USE {}", Backend::MySql.quote(&schema));
         if let Err(e) = session.raw(&use_sql).await {
             let _ = Box::new(session).release().await;
@@ -425,7 +447,10 @@ impl Dialect for MySqlDialect {
             s.columns.push(ColumnShape {
                 table: r.try_get(0).map_err(decode)?,
                 column: r.try_get(1).map_err(decode)?,
-                data_type: r.try_get::<String, _>(2).map_err(decode)?.to_ascii_lowercase(),
+                data_type: r
+                    .try_get::<String, _>(2)
+                    .map_err(decode)?
+                    .to_ascii_lowercase(),
                 nullable: r.try_get::<String, _>(3).map_err(decode)? == "YES",
             });
         }
@@ -535,7 +560,13 @@ impl SchemaSession for MySqlSession {
         duration_ms: i64,
     ) -> Result<(), DbError> {
         self.history
-            .finish(&mut self.conn, m.version, RowState::Applied, duration_ms, None)
+            .finish(
+                &mut self.conn,
+                m.version,
+                RowState::Applied,
+                duration_ms,
+                None,
+            )
             .await
     }
 
@@ -552,7 +583,11 @@ impl SchemaSession for MySqlSession {
                     .finish(&mut self.conn, m.version, RowState::Failed, ms, Some(error))
                     .await
             }
-            None => self.history.delete(&mut self.conn, &[m.version]).await.map(|_| ()),
+            None => self
+                .history
+                .delete(&mut self.conn, &[m.version])
+                .await
+                .map(|_| ()),
         }
     }
 
@@ -561,15 +596,18 @@ impl SchemaSession for MySqlSession {
     }
 
     async fn mark_applied(&mut self, version: i64, checksum: &str) -> Result<u64, DbError> {
-        self.history.mark_applied(&mut self.conn, version, checksum).await
+        self.history
+            .mark_applied(&mut self.conn, version, checksum)
+            .await
     }
 
     async fn release(mut self: Box<Self>) -> Result<(), DbError> {
         let lock = self.lock.clone();
-        let released: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar("SELECT RELEASE_LOCK(?)")
-            .bind(&lock)
-            .fetch_one(self.conn())
-            .await;
+        let released: Result<Option<i64>, sqlx::Error> =
+            sqlx::query_scalar("SELECT RELEASE_LOCK(?)")
+                .bind(&lock)
+                .fetch_one(self.conn())
+                .await;
         match released {
             Ok(_) => {
                 self.released = true;

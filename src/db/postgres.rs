@@ -17,8 +17,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Executor, PgPool, Row};
 
 use super::{
-    ACQUIRE_TIMEOUT, Backend, ColumnShape, Conn, DbError, DbPool, Dialect, HISTORY_TABLE,
-    IndexShape, MigrationRef, SchemaSession, SchemaState, Structure, Target,
+    ACQUIRE_TIMEOUT, Backend, CONNECT_TIMEOUT, ColumnShape, Conn, DbError, DbPool, Dialect,
+    HISTORY_TABLE, IndexShape, MigrationRef, SchemaSession, SchemaState, Structure, Target,
 };
 use crate::config::{Config, ConfigError, DbLocation, TenantLocation, redact_url};
 use crate::migrate::history::{COLUMNS, HistoryRow, HistoryTable, RowState, decode_row};
@@ -48,6 +48,29 @@ fn redact_error(e: &sqlx::Error) -> String {
     }
 }
 
+/// Opens and closes one connection, so that a server that cannot be reached is reported at
+/// once with its own error (a pool retries until its acquire timeout and then says only that).
+async fn probe(
+    opts: &PgConnectOptions,
+    var: &'static str,
+    url: &url::Url,
+) -> Result<(), ConfigError> {
+    let conn = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        <sqlx::PgConnection as sqlx::Connection>::connect_with(opts),
+    )
+    .await
+    .map_err(|_| {
+        ConfigError::new(
+            var,
+            format!("cannot connect to {}: timed out", redact_url(url)),
+        )
+    })?
+    .map_err(|e| unreachable(var, url, &e))?;
+    let _ = sqlx::Connection::close(conn).await;
+    Ok(())
+}
+
 fn unreachable(var: &'static str, url: &url::Url, e: &sqlx::Error) -> ConfigError {
     let why = match e.as_database_error() {
         Some(db) => db.message().to_owned(),
@@ -68,24 +91,30 @@ impl PgDialect {
         else {
             return Err(ConfigError::new("DATABASE_URL", "not a PostgreSQL URL"));
         };
+        let tenant_var = if tenant_url == url {
+            "DATABASE_URL"
+        } else {
+            "TENANT_URL_TEMPLATE"
+        };
+        let tenant_opts = options(tenant_url, tenant_var)?;
+        probe(&tenant_opts, tenant_var, tenant_url).await?;
         let tenants = PgPoolOptions::new()
             .max_connections(config.pool_size)
             .min_connections(0)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .idle_timeout(Duration::from_secs(60))
-            .connect_with(options(tenant_url, "TENANT_URL_TEMPLATE")?)
-            .await
-            .map_err(|e| unreachable("TENANT_URL_TEMPLATE", tenant_url, &e))?;
+            .connect_lazy_with(tenant_opts);
         let catalog_opts = options(url, "DATABASE_URL")?
             .options([("search_path", config.catalog_schema.as_str())]);
+        if tenant_url != url {
+            probe(&catalog_opts, "DATABASE_URL", url).await?;
+        }
         let catalog = PgPoolOptions::new()
             .max_connections(config.catalog_pool_size)
             .min_connections(0)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .idle_timeout(Duration::from_secs(60))
-            .connect_with(catalog_opts)
-            .await
-            .map_err(|e| unreachable("DATABASE_URL", url, &e))?;
+            .connect_lazy_with(catalog_opts);
         Ok(Self {
             catalog,
             tenants,
@@ -231,17 +260,29 @@ impl Dialect for PgDialect {
 
     async fn create_schema(&self, target: &Target) -> Result<(), DbError> {
         let schema = self.schema_of(target);
-        let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", Backend::Postgres.quote(schema));
-        self.pool_of(target)
-            .execute(AssertSqlSafe(sql))
-            .await
-            .map(|_| ())
-            .map_err(|e| DbError::sqlx(ctx("creating schema", schema), e))
+        let sql = format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            Backend::Postgres.quote(schema)
+        );
+        match self.pool_of(target).execute(AssertSqlSafe(sql)).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = DbError::sqlx(ctx("creating schema", schema), e);
+                if err.is_unique_violation() && self.schema_exists(target).await? {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
     }
 
     async fn drop_schema(&self, target: &Target) -> Result<(), DbError> {
         let schema = self.schema_of(target);
-        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", Backend::Postgres.quote(schema));
+        let sql = format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            Backend::Postgres.quote(schema)
+        );
         self.pool_of(target)
             .execute(AssertSqlSafe(sql))
             .await
@@ -292,32 +333,12 @@ impl Dialect for PgDialect {
         lock_timeout: Duration,
     ) -> Result<Box<dyn SchemaSession>, DbError> {
         let schema = self.schema_of(target).to_owned();
-        let mut conn = self
+        let conn = self
             .pool_of(target)
             .acquire()
             .await
             .map_err(|e| DbError::sqlx(ctx("connecting for", &schema), e))?;
         let key = postgres_lock_key(&schema);
-        let set_timeout = format!("SET lock_timeout = {}", lock_timeout.as_millis().max(1));
-        conn.execute(AssertSqlSafe(set_timeout))
-            .await
-            .map_err(|e| DbError::sqlx(ctx("locking", &schema), e))?;
-        let locked = sqlx::query("SELECT pg_advisory_lock($1)")
-            .bind(key)
-            .execute(&mut *conn)
-            .await;
-        let reset = conn.execute("RESET lock_timeout").await;
-        if let Err(e) = locked {
-            let err = DbError::sqlx(ctx("locking", &schema), e);
-            return Err(match &err {
-                DbError::Sqlx { code: Some(c), .. } if c == "55P03" => DbError::LockTimeout {
-                    schema,
-                    waited: lock_timeout,
-                    holder: None,
-                },
-                _ => err,
-            });
-        }
         let mut session = PgSession {
             history: HistoryTable::new(Backend::Postgres, Some(&schema), HISTORY_TABLE),
             quoted: Backend::Postgres.quote(&schema),
@@ -326,6 +347,31 @@ impl Dialect for PgDialect {
             schema: schema.clone(),
             released: false,
         };
+        let set_timeout = format!("SET lock_timeout = {}", lock_timeout.as_millis().max(1));
+        session
+            .conn()
+            .execute(AssertSqlSafe(set_timeout))
+            .await
+            .map_err(|e| DbError::sqlx(ctx("locking", &schema), e))?;
+        let locked = sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(key)
+            .execute(session.conn())
+            .await;
+        let reset = session.conn().execute("RESET lock_timeout").await;
+        if let Err(e) = locked {
+            let err = DbError::sqlx(ctx("locking", &schema), e);
+            return Err(match &err {
+                DbError::Sqlx { code: Some(c), .. } if c == "55P03" => {
+                    session.released = reset.is_ok();
+                    DbError::LockTimeout {
+                        schema,
+                        waited: lock_timeout,
+                        holder: None,
+                    }
+                }
+                _ => err,
+            });
+        }
         reset.map_err(|e| DbError::sqlx(ctx("locking", &schema), e))?;
         let exists: Result<i64, sqlx::Error> =
             sqlx::query_scalar("SELECT COUNT(*) FROM pg_namespace WHERE nspname = $1")
@@ -386,7 +432,10 @@ impl Dialect for PgDialect {
             s.indexes.push(IndexShape {
                 table: r.try_get(0).map_err(err)?,
                 index: r.try_get(1).map_err(err)?,
-                columns: r.try_get::<Option<String>, _>(2).map_err(err)?.unwrap_or_default(),
+                columns: r
+                    .try_get::<Option<String>, _>(2)
+                    .map_err(err)?
+                    .unwrap_or_default(),
                 unique: r.try_get(3).map_err(err)?,
             });
         }
@@ -468,7 +517,11 @@ impl SchemaSession for PgSession {
         self.raw(sql).await
     }
 
-    async fn begin(&mut self, _m: MigrationRef<'_>, _started: DateTime<Utc>) -> Result<(), DbError> {
+    async fn begin(
+        &mut self,
+        _m: MigrationRef<'_>,
+        _started: DateTime<Utc>,
+    ) -> Result<(), DbError> {
         self.raw("BEGIN".into()).await?;
         let path = format!("SET LOCAL search_path TO {}", self.quoted);
         self.raw(path).await
@@ -485,7 +538,14 @@ impl SchemaSession for PgSession {
         duration_ms: i64,
     ) -> Result<(), DbError> {
         self.history
-            .insert(&mut self.conn, m, RowState::Applied, started, Some(duration_ms), None)
+            .insert(
+                &mut self.conn,
+                m,
+                RowState::Applied,
+                started,
+                Some(duration_ms),
+                None,
+            )
             .await?;
         self.raw("COMMIT".into()).await
     }
@@ -504,7 +564,9 @@ impl SchemaSession for PgSession {
     }
 
     async fn mark_applied(&mut self, version: i64, checksum: &str) -> Result<u64, DbError> {
-        self.history.mark_applied(&mut self.conn, version, checksum).await
+        self.history
+            .mark_applied(&mut self.conn, version, checksum)
+            .await
     }
 
     async fn release(mut self: Box<Self>) -> Result<(), DbError> {

@@ -20,8 +20,8 @@ use sqlx::{AssertSqlSafe, Connection, Executor, Row, SqliteConnection, SqlitePoo
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{
-    Backend, ColumnShape, Conn, DbError, DbPool, Dialect, HISTORY_TABLE, IndexShape,
-    MigrationRef, SchemaSession, SchemaState, Structure, Target,
+    Backend, ColumnShape, Conn, DbError, DbPool, Dialect, HISTORY_TABLE, IndexShape, MigrationRef,
+    SchemaSession, SchemaState, Structure, Target,
 };
 use crate::config::{Config, ConfigError, DbLocation, TenantLocation};
 use crate::migrate::history::{HistoryRow, HistoryTable, RowState};
@@ -267,7 +267,10 @@ impl Dialect for SqliteDialect {
             s.indexes.push(IndexShape {
                 table: r.try_get(0).map_err(err)?,
                 index: r.try_get(1).map_err(err)?,
-                columns: r.try_get::<Option<String>, _>(2).map_err(err)?.unwrap_or_default(),
+                columns: r
+                    .try_get::<Option<String>, _>(2)
+                    .map_err(err)?
+                    .unwrap_or_default(),
                 unique: r.try_get::<i64, _>(3).map_err(err)? != 0,
             });
         }
@@ -333,7 +336,8 @@ impl SchemaSession for SqliteSession {
     }
 
     async fn begin(&mut self, m: MigrationRef<'_>, _started: DateTime<Utc>) -> Result<(), DbError> {
-        self.raw(format!("SAVEPOINT {}", savepoint(m.version))).await
+        self.raw(format!("SAVEPOINT {}", savepoint(m.version)))
+            .await
     }
 
     async fn execute(&mut self, sql: &str) -> Result<(), DbError> {
@@ -347,7 +351,14 @@ impl SchemaSession for SqliteSession {
         duration_ms: i64,
     ) -> Result<(), DbError> {
         self.history
-            .insert(&mut self.conn, m, RowState::Applied, started, Some(duration_ms), None)
+            .insert(
+                &mut self.conn,
+                m,
+                RowState::Applied,
+                started,
+                Some(duration_ms),
+                None,
+            )
             .await?;
         self.raw(format!("RELEASE {}", savepoint(m.version))).await
     }
@@ -368,7 +379,9 @@ impl SchemaSession for SqliteSession {
     }
 
     async fn mark_applied(&mut self, version: i64, checksum: &str) -> Result<u64, DbError> {
-        self.history.mark_applied(&mut self.conn, version, checksum).await
+        self.history
+            .mark_applied(&mut self.conn, version, checksum)
+            .await
     }
 
     async fn release(mut self: Box<Self>) -> Result<(), DbError> {

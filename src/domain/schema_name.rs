@@ -166,6 +166,11 @@ mod tests {
             assert!(e.message.contains(why), "{bad}: {}", e.message);
         }
         let long = "a".repeat(64);
-        assert!(SchemaName::parse(&long).unwrap_err().message.contains("too long"));
+        assert!(
+            SchemaName::parse(&long)
+                .unwrap_err()
+                .message
+                .contains("too long")
+        );
     }
 }

@@ -14,7 +14,8 @@ use tracing::{info, instrument};
 
 pub use error::EngineError;
 pub use status::{
-    DriftReport, REFERENCE_PREFIX, RepairOptions, RepairReport, TenantDrift, TenantState, diff_structure,
+    DriftReport, REFERENCE_PREFIX, RepairOptions, RepairReport, TenantDrift, TenantState,
+    diff_structure,
 };
 
 use crate::catalog::{Catalog, TenantFilter, TenantPage, TenantStatus};
@@ -22,7 +23,9 @@ use crate::config::Config;
 use crate::db::{self, Dialect, SchemaState, Target};
 use crate::jobs::{Fleet, FleetOptions, FleetReport, OutcomeStatus, Progress, TenantReport};
 use crate::migrate::apply::dry_run_result;
-use crate::migrate::{MigrateError, MigrationSet, MigrationSource, RunOptions, Scope, migrate_target};
+use crate::migrate::{
+    MigrateError, MigrationSet, MigrationSource, RunOptions, Scope, migrate_target,
+};
 
 /// The migration engine bound to one configuration.
 #[derive(Clone)]
@@ -54,7 +57,11 @@ impl Engine {
             if source.missing_dialect(scope, backend) {
                 return Err(EngineError::Config(crate::config::ConfigError::new(
                     "MIGRATIONS_DIR",
-                    format!("has no {}/{} folder for this database", scope.folder(), backend.folder()),
+                    format!(
+                        "has no {}/{} folder for this database",
+                        scope.folder(),
+                        backend.folder()
+                    ),
                 )));
             }
         }
@@ -126,8 +133,8 @@ impl Engine {
     /// Checks that `target` names a migration of `scope`.
     pub fn check_target(&self, scope: Scope, target: Option<i64>) -> Result<(), EngineError> {
         match target {
-            Some(v) if self.migrations(scope).get(v).is_none() => {
-                Err(EngineError::Validation(crate::domain::ValidationError::new(
+            Some(v) if self.migrations(scope).get(v).is_none() => Err(EngineError::Validation(
+                crate::domain::ValidationError::new(
                     "target",
                     format!(
                         "no {scope} migration has version {v} (newest is {})",
@@ -136,8 +143,8 @@ impl Engine {
                             .map(|l| l.to_string())
                             .unwrap_or_else(|| "none".into())
                     ),
-                )))
-            }
+                ),
+            )),
             _ => Ok(()),
         }
     }
@@ -166,12 +173,16 @@ impl Engine {
         };
         let state = self.catalog_state().await?;
         let mut report = if opts.dry_run {
-            let res = dry_run_result(&self.inner.public, &state, opts.target).map_err(catalog_err)?;
-            let mut r = TenantReport::new(&label, if res.steps.is_empty() {
-                OutcomeStatus::UpToDate
-            } else {
-                OutcomeStatus::Planned
-            });
+            let res =
+                dry_run_result(&self.inner.public, &state, opts.target).map_err(catalog_err)?;
+            let mut r = TenantReport::new(
+                &label,
+                if res.steps.is_empty() {
+                    OutcomeStatus::UpToDate
+                } else {
+                    OutcomeStatus::Planned
+                },
+            );
             r.from = res.from;
             r.to = res.to;
             r.migrations = res.steps;
@@ -189,11 +200,14 @@ impl Engine {
             )
             .await
             .map_err(catalog_err)?;
-            let mut r = TenantReport::new(&label, if res.steps.is_empty() {
-                OutcomeStatus::UpToDate
-            } else {
-                OutcomeStatus::Migrated
-            });
+            let mut r = TenantReport::new(
+                &label,
+                if res.steps.is_empty() {
+                    OutcomeStatus::UpToDate
+                } else {
+                    OutcomeStatus::Migrated
+                },
+            );
             r.from = res.from;
             r.to = res.to;
             r.attempts = res.attempts;
@@ -209,13 +223,18 @@ impl Engine {
     pub async fn prepare_catalog(&self, dry_run: bool) -> Result<bool, EngineError> {
         let state = self.catalog_state().await?;
         let plan = crate::migrate::apply::plan_from_state(&self.inner.public, &state, None)
-            .map_err(|e| EngineError::Catalog(format!("{e}; run `upgrade-public` after fixing it")))?;
+            .map_err(|e| {
+                EngineError::Catalog(format!("{e}; run `upgrade-public` after fixing it"))
+            })?;
         if plan.is_noop() {
             return Ok(true);
         }
         if dry_run {
             // The catalog would be migrated first; without its tables there is nothing to list.
-            return Ok(!matches!(state, SchemaState::Missing | SchemaState::Uninitialised));
+            return Ok(!matches!(
+                state,
+                SchemaState::Missing | SchemaState::Uninitialised
+            ));
         }
         self.upgrade_public(&self.run_options(false, None)).await?;
         Ok(true)
@@ -239,7 +258,8 @@ impl Engine {
         opts: &FleetOptions,
         progress: &dyn Progress,
     ) -> Result<FleetReport, EngineError> {
-        self.upgrade_all_except(&HashSet::new(), opts, progress).await
+        self.upgrade_all_except(&HashSet::new(), opts, progress)
+            .await
     }
 
     /// Like [`Engine::upgrade_all`], leaving out the schemas in `done` (resuming a job).
@@ -280,21 +300,27 @@ impl Engine {
     ) -> Result<FleetReport, EngineError> {
         self.check_target(Scope::Tenant, opts.run.target)?;
         if !self.prepare_catalog(opts.run.dry_run).await? {
-            return Err(EngineError::NotFound(format!("tenant {schema} is not in the catalog")));
+            return Err(EngineError::NotFound(format!(
+                "tenant {schema} is not in the catalog"
+            )));
         }
         let row = self
             .inner
             .catalog
             .get_tenant(schema.as_str())
             .await?
-            .ok_or_else(|| EngineError::NotFound(format!("tenant {schema} is not in the catalog")))?;
+            .ok_or_else(|| {
+                EngineError::NotFound(format!("tenant {schema} is not in the catalog"))
+            })?;
         if row.status == TenantStatus::Archived {
-            return Err(EngineError::NotFound(format!("tenant {schema} is archived")));
+            return Err(EngineError::NotFound(format!(
+                "tenant {schema} is archived"
+            )));
         }
         Ok(self.fleet().run(vec![row], opts, progress).await?)
     }
 
-    fn fleet(&self) -> Fleet<'_> {
+    pub(crate) fn fleet(&self) -> Fleet<'_> {
         Fleet {
             dialect: self.inner.dialect.as_ref(),
             catalog: &self.inner.catalog,

@@ -139,7 +139,11 @@ fn describe_index(i: &IndexShape) -> String {
 }
 
 /// Compares `actual` against `reference`.
-pub fn diff_structure(schema: &str, reference: &Structure, actual: &Structure) -> Option<TenantDrift> {
+pub fn diff_structure(
+    schema: &str,
+    reference: &Structure,
+    actual: &Structure,
+) -> Option<TenantDrift> {
     let key = |c: &ColumnShape| (c.table.clone(), c.column.clone());
     let refc: BTreeMap<_, _> = reference.columns.iter().map(|c| (key(c), c)).collect();
     let actc: BTreeMap<_, _> = actual.columns.iter().map(|c| (key(c), c)).collect();
@@ -202,10 +206,14 @@ impl Engine {
             Some(s) => match self.catalog().get_tenant(s.as_str()).await {
                 Ok(Some(row)) => vec![row],
                 Ok(None) => {
-                    return Err(EngineError::NotFound(format!("tenant {s} is not in the catalog")));
+                    return Err(EngineError::NotFound(format!(
+                        "tenant {s} is not in the catalog"
+                    )));
                 }
                 Err(_) if !catalog.exists => {
-                    return Err(EngineError::NotFound(format!("tenant {s} is not in the catalog")));
+                    return Err(EngineError::NotFound(format!(
+                        "tenant {s} is not in the catalog"
+                    )));
                 }
                 Err(e) => return Err(e.into()),
             },
@@ -243,7 +251,9 @@ impl Engine {
             (Target::Catalog, Scope::Public)
         } else {
             if self.catalog().get_tenant(schema.as_str()).await?.is_none() {
-                return Err(EngineError::NotFound(format!("tenant {schema} is not in the catalog")));
+                return Err(EngineError::NotFound(format!(
+                    "tenant {schema} is not in the catalog"
+                )));
             }
             (Target::Tenant(schema.clone()), Scope::Tenant)
         };
@@ -267,7 +277,11 @@ impl Engine {
         };
         let history = match session.as_mut() {
             Some(s) => s.history().await,
-            None => match self.dialect().read_states(std::slice::from_ref(&target)).await {
+            None => match self
+                .dialect()
+                .read_states(std::slice::from_ref(&target))
+                .await
+            {
                 Ok(mut v) => Ok(match v.pop() {
                     Some(SchemaState::History(rows)) => Some(rows),
                     _ => None,
@@ -294,7 +308,11 @@ impl Engine {
             }
             if let Some(s) = session.as_mut() {
                 s.delete_rows(&report.forgotten).await?;
-                for v in report.marked_applied.iter().chain(&report.checksums_accepted) {
+                for v in report
+                    .marked_applied
+                    .iter()
+                    .chain(&report.checksums_accepted)
+                {
                     if let Some(f) = set.get(*v) {
                         s.mark_applied(*v, &f.checksum).await?;
                     }
@@ -319,18 +337,20 @@ impl Engine {
             Ok::<(), crate::db::DbError>(())
         }
         .await;
-        if let Some(s) = session {
-            if let Err(e) = s.release().await {
-                warn!(error = %e, "could not release the lock after repair");
-            }
+        if let Some(s) = session
+            && let Err(e) = s.release().await
+        {
+            warn!(error = %e, "could not release the lock after repair");
         }
         result?;
-        if !opts.dry_run && target != Target::Catalog && report.remaining.is_empty() {
-            if let Some(row) = self.catalog().get_tenant(schema.as_str()).await? {
-                self.catalog()
-                    .set_tenant_outcome(schema.as_str(), row.status, row.schema_version, None)
-                    .await?;
-            }
+        if !opts.dry_run
+            && target != Target::Catalog
+            && report.remaining.is_empty()
+            && let Some(row) = self.catalog().get_tenant(schema.as_str()).await?
+        {
+            self.catalog()
+                .set_tenant_outcome(schema.as_str(), row.status, row.schema_version, None)
+                .await?;
         }
         info!(
             forgotten = ?report.forgotten,
@@ -348,17 +368,26 @@ impl Engine {
     pub async fn check_structure(&self) -> Result<DriftReport, EngineError> {
         let set = self.migrations(Scope::Tenant);
         let (_, tenants) = self.status(None).await?;
-        let reference_name = format!("{REFERENCE_PREFIX}{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let reference_name = format!(
+            "{REFERENCE_PREFIX}{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
         let reference = SchemaName::reference(&reference_name);
         let target = Target::Tenant(reference.clone());
         let built = async {
             self.dialect().create_schema(&target).await?;
-            migrate_target(self.dialect(), &target, reference.as_str(), set, &self.run_options(false, None))
-                .await
-                .map_err(|e| EngineError::Migrate {
-                    target: "drift reference schema".into(),
-                    source: e,
-                })?;
+            migrate_target(
+                self.dialect(),
+                &target,
+                reference.as_str(),
+                set,
+                &self.run_options(false, None),
+            )
+            .await
+            .map_err(|e| EngineError::Migrate {
+                target: "drift reference schema".into(),
+                source: e,
+            })?;
             Ok::<Structure, EngineError>(self.dialect().structure(&target).await?)
         }
         .await;
@@ -377,7 +406,9 @@ impl Engine {
                 report.not_current.push(t.schema);
                 continue;
             }
-            let Ok(name) = SchemaName::from_catalog(&t.schema) else { continue };
+            let Ok(name) = SchemaName::from_catalog(&t.schema) else {
+                continue;
+            };
             let actual = self.dialect().structure(&Target::Tenant(name)).await?;
             report.checked += 1;
             if let Some(d) = diff_structure(&t.schema, &reference_structure, &actual) {

@@ -12,7 +12,9 @@ use super::{Engine, EngineError};
 use crate::catalog::TenantStatus;
 use crate::db::Target;
 use crate::domain::{SchemaName, ValidationError};
-use crate::jobs::{FleetOptions, FleetReport, OutcomeStatus, Progress, TenantReport, failure_report};
+use crate::jobs::{
+    FleetOptions, FleetReport, OutcomeStatus, Progress, TenantReport, failure_report,
+};
 use crate::migrate::apply::dry_run_result;
 use crate::migrate::{Scope, migrate_target};
 
@@ -33,7 +35,10 @@ impl Engine {
         if let Some(n) = names.iter().find(|n| n.as_str() == catalog_name) {
             return Err(ValidationError::new(
                 "schema_name",
-                format!("{n:?} is the catalog's own schema and cannot be a tenant"),
+                format!(
+                    "{:?} is the catalog's own schema and cannot be a tenant",
+                    n.as_str()
+                ),
             )
             .into());
         }
@@ -94,7 +99,12 @@ impl Engine {
         opts: &FleetOptions,
     ) -> Result<TenantReport, EngineError> {
         let report = self
-            .create_tenants(std::slice::from_ref(name), display_name, opts, &crate::jobs::NoProgress)
+            .create_tenants(
+                std::slice::from_ref(name),
+                display_name,
+                opts,
+                &crate::jobs::NoProgress,
+            )
             .await?;
         Ok(report
             .tenants
@@ -157,7 +167,12 @@ impl Engine {
         )
     }
 
-    async fn create_one(&self, name: &SchemaName, display: &str, opts: &FleetOptions) -> TenantReport {
+    async fn create_one(
+        &self,
+        name: &SchemaName,
+        display: &str,
+        opts: &FleetOptions,
+    ) -> TenantReport {
         let started = Instant::now();
         let mut r = match self.try_create_one(name, display, opts).await {
             Ok(r) => r,
@@ -178,9 +193,9 @@ impl Engine {
         opts: &FleetOptions,
     ) -> Result<TenantReport, EngineError> {
         let catalog = self.catalog();
-        let row = match catalog.get_tenant(name.as_str()).await? {
-            Some(row) => row,
-            None => catalog.insert_tenant(name.as_str(), display).await?.0,
+        let (row, inserted) = match catalog.get_tenant(name.as_str()).await? {
+            Some(row) => (row, false),
+            None => catalog.insert_tenant(name.as_str(), display).await?,
         };
         match row.status {
             TenantStatus::Active => {
@@ -210,7 +225,13 @@ impl Engine {
                 metrics::counter!("tenant_migrator_migrations_applied_total")
                     .increment(res.steps.len() as u64);
                 info!(schema = %name, version = res.to, "tenant created");
-                let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Created);
+                // Another request that provisioned it meanwhile leaves this one nothing to do.
+                let status = if inserted || !res.steps.is_empty() {
+                    OutcomeStatus::Created
+                } else {
+                    OutcomeStatus::Exists
+                };
+                let mut r = TenantReport::new(name.as_str(), status);
                 r.from = res.from;
                 r.to = res.to;
                 r.attempts = res.attempts;
@@ -220,7 +241,9 @@ impl Engine {
             Err(e) => {
                 metrics::counter!("tenant_migrator_migrations_failed_total").increment(1);
                 warn!(schema = %name, error = %e, "tenant creation failed");
-                let r = failure_report(name.as_str(), &e);
+                let mut r = failure_report(name.as_str(), &e);
+                r.from = row.schema_version;
+                r.to = self.fleet().reached(name).await.or(row.schema_version);
                 catalog
                     .set_tenant_outcome(
                         name.as_str(),

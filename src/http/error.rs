@@ -52,9 +52,15 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{detail}")]
-    Conflict { detail: String, job_id: Option<Uuid> },
+    Conflict {
+        detail: String,
+        job_id: Option<Uuid>,
+    },
     #[error("{detail}")]
-    Validation { field: Option<String>, detail: String },
+    Validation {
+        field: Option<String>,
+        detail: String,
+    },
     #[error("{0}")]
     Unavailable(String),
     /// Logged with its cause; the client sees a generic message.
@@ -156,7 +162,9 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound(m) => ApiError::NotFound(m),
             EngineError::Catalog(_) => {
                 error!(error = %e, "catalog unusable");
-                ApiError::Unavailable("the catalog cannot be used right now; see the server log".into())
+                ApiError::Unavailable(
+                    "the catalog cannot be used right now; see the server log".into(),
+                )
             }
             EngineError::Db(ref d) if d.is_transient() => {
                 error!(error = %e, "database unavailable");
@@ -204,7 +212,9 @@ pub async fn problem_responses(req: Request, next: Next) -> Response {
         let detail = match status {
             StatusCode::NOT_FOUND => Some(format!("no route for {path}")),
             StatusCode::METHOD_NOT_ALLOWED => Some("method not allowed for this route".to_owned()),
-            StatusCode::PAYLOAD_TOO_LARGE => Some("request body is too large (limit 64 KiB)".to_owned()),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                Some("request body is too large (limit 64 KiB)".to_owned())
+            }
             StatusCode::REQUEST_TIMEOUT => Some("the request took too long".to_owned()),
             s if s.is_server_error() => None,
             _ if !text.is_empty() && text.len() < 500 => Some(text),

@@ -13,6 +13,16 @@ use super::error::problem;
 
 fn field_of(message: &str) -> Option<String> {
     // serde: "unknown field `foo`, expected …" / "missing field `bar`" / "foo: invalid type …"
+    // A path prefix names the field whose value was wrong ("role: unknown variant `root`"):
+    // the backticks there quote the value, not the field.
+    if let Some((path, _)) = message.split_once(": ")
+        && !path.is_empty()
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'))
+    {
+        return Some(path.to_owned());
+    }
     if let Some(start) = message.find('`') {
         let rest = &message[start + 1..];
         if let Some(end) = rest.find('`') {
@@ -116,5 +126,9 @@ fn path_rejection(r: PathRejection) -> Response {
         s if s.is_server_error() => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     };
-    reject(status, "urn:tenant-migrator:problem:validation", r.body_text())
+    reject(
+        status,
+        "urn:tenant-migrator:problem:validation",
+        r.body_text(),
+    )
 }

@@ -95,8 +95,15 @@ impl JobManager {
     /// Marks jobs of dead processes `interrupted`.
     pub async fn interrupt_stale(&self) {
         let cutoff = chrono::Utc::now()
-            - chrono::Duration::from_std(STALE_AFTER).unwrap_or_else(|_| chrono::Duration::seconds(60));
-        match self.inner.engine.catalog().interrupt_stale_jobs(cutoff, None).await {
+            - chrono::Duration::from_std(STALE_AFTER)
+                .unwrap_or_else(|_| chrono::Duration::seconds(60));
+        match self
+            .inner
+            .engine
+            .catalog()
+            .interrupt_stale_jobs(cutoff, None)
+            .await
+        {
             Ok(0) => {}
             Ok(n) => warn!(jobs = n, "marked jobs of stopped processes as interrupted"),
             Err(e) => warn!(error = %e, "could not check for interrupted jobs"),
@@ -180,21 +187,33 @@ impl JobManager {
         self.running().get(&id).map(|r| r.events.subscribe())
     }
 
+    /// Tells every job to stop at its next tenant boundary (it ends `interrupted`), without
+    /// waiting. Called as soon as a shutdown is requested, so that jobs — and the event streams
+    /// following them — end while the HTTP server drains its connections.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        for r in self.running().values() {
+            r.cancel.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// True once a shutdown was requested.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::SeqCst)
+    }
+
     /// Stops every job at a tenant boundary, waits for them, marks them `interrupted`.
     pub async fn shutdown(&self) {
-        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        self.begin_shutdown();
         let tasks: Vec<JoinHandle<()>> = {
             let mut running = self.running();
-            running
-                .values_mut()
-                .filter_map(|r| {
-                    r.cancel.store(true, Ordering::SeqCst);
-                    r.task.take()
-                })
-                .collect()
+            running.values_mut().filter_map(|r| r.task.take()).collect()
         };
         if !tasks.is_empty() {
-            info!(jobs = tasks.len(), "stopping fleet jobs at a tenant boundary");
+            info!(
+                jobs = tasks.len(),
+                "stopping fleet jobs at a tenant boundary"
+            );
         }
         for t in tasks {
             let _ = t.await;
@@ -202,7 +221,8 @@ impl JobManager {
     }
 
     fn launch(&self, job: JobRow, done: HashSet<String>, prior_succeeded: i64) {
-        let cancel = Arc::new(AtomicBool::new(false));
+        // Started while the server stops: it ends `interrupted` at once, resumable later.
+        let cancel = Arc::new(AtomicBool::new(self.is_shutting_down()));
         let (tx, _) = broadcast::channel(1024);
         let me = self.clone();
         let id = job.id;
@@ -251,14 +271,20 @@ impl JobManager {
                 let mut tick = tokio::time::interval(HEARTBEAT);
                 loop {
                     tick.tick().await;
-                    let snapshot = *counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let snapshot = *counts
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     if let Err(e) = catalog.heartbeat_job(id, &snapshot).await {
                         warn!(error = %e, "job heartbeat failed");
                     }
                 }
             })
         };
-        info!(dry_run = job.dry_run, concurrency = opts.concurrency, "job started");
+        info!(
+            dry_run = job.dry_run,
+            concurrency = opts.concurrency,
+            "job started"
+        );
         let result = engine.upgrade_all_except(&done, &opts, &progress).await;
         heartbeat.abort();
         let stopped = cancel.load(Ordering::SeqCst);
@@ -282,18 +308,30 @@ impl JobManager {
             }
             Err(e) => {
                 error!(error = %e, "job failed");
-                let c = *progress.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let c = *progress
+                    .counts
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 (JobState::Failed, c, Some(e.to_string()))
             }
         };
-        if let Err(e) = catalog.finish_job(job.id, state, &counts, error.as_deref()).await {
-            error!(error = %e, "could not record the end of the job");
-        }
+        // Metrics first: whoever sees the job finished also sees it counted.
         metrics::histogram!("tenant_migrator_job_duration_seconds", "kind" => job.kind.clone(), "state" => state.as_str())
             .record(clock.elapsed().as_secs_f64());
         metrics::counter!("tenant_migrator_jobs_total", "kind" => job.kind.clone(), "state" => state.as_str())
             .increment(1);
-        info!(state = state.as_str(), succeeded = counts.succeeded, failed = counts.failed, "job finished");
+        if let Err(e) = catalog
+            .finish_job(job.id, state, &counts, error.as_deref())
+            .await
+        {
+            error!(error = %e, "could not record the end of the job");
+        }
+        info!(
+            state = state.as_str(),
+            succeeded = counts.succeeded,
+            failed = counts.failed,
+            "job finished"
+        );
         let row = catalog.get_job(job.id).await.ok().flatten();
         self.running().remove(&job.id);
         if let Some(row) = row {
@@ -310,14 +348,20 @@ struct JobProgress {
 
 impl Progress for JobProgress {
     fn planned(&self, total: usize, _work: usize) {
-        let mut c = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut c = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         c.total = total as i64 + self.prior_succeeded;
         c.succeeded = self.prior_succeeded;
     }
 
     fn tenant_finished(&self, r: &TenantReport) {
         {
-            let mut c = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut c = self
+                .counts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             match r.status {
                 OutcomeStatus::Created | OutcomeStatus::Migrated => c.succeeded += 1,
                 OutcomeStatus::NotAttempted => c.not_attempted += 1,

@@ -145,12 +145,13 @@ impl Application {
             jobs,
         };
         let router = router(state.clone(), &settings);
-        let listener = TcpListener::bind(settings.bind)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: settings.bind,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(settings.bind)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: settings.bind,
+                    source,
+                })?;
         Ok(Self {
             listener,
             router,
@@ -176,8 +177,15 @@ impl Application {
     ) -> std::io::Result<()> {
         info!(addr = %self.local_addr(), "listening");
         let janitor = self.state.jobs.spawn_janitor();
+        // Jobs start stopping when the signal arrives, not after the connections drained: an
+        // open event stream ends only when its job does.
+        let jobs = self.state.jobs.clone();
+        let signal = async move {
+            shutdown.await;
+            jobs.begin_shutdown();
+        };
         let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(signal)
             .await;
         janitor.abort();
         self.state.jobs.shutdown().await;
@@ -219,12 +227,15 @@ fn router(state: AppState, settings: &HttpSettings) -> Router {
         .fallback(|| async { StatusCode::NOT_FOUND })
         .with_state(state)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn(metrics::track))
-        .layer(axum::middleware::from_fn(error::problem_responses))
+        // Inside the metrics and problem layers, so a timeout is counted and is a problem
+        // document like any other error.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             settings.request_timeout,
         ))
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::from_fn(error::problem_responses))
+        .layer(axum::middleware::from_fn(handlers::scope_request_id))
         .layer(CompressionLayer::new())
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(

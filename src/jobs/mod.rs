@@ -119,14 +119,18 @@ impl Fleet<'_> {
                     }
                     reports.push(r);
                 }
-                Triage::Work => work.push((name, row)),
+                Triage::Work(from) => work.push((name, row, from)),
             }
         }
         progress.planned(reports.len() + work.len(), work.len());
-        info!(total = reports.len() + work.len(), with_work = work.len(), "fleet checked");
+        info!(
+            total = reports.len() + work.len(),
+            with_work = work.len(),
+            "fleet checked"
+        );
         let stop = AtomicBool::new(false);
         let results: Vec<TenantReport> = stream::iter(work)
-            .map(|(name, row)| {
+            .map(|(name, row, from)| {
                 let stop = &stop;
                 async move {
                     if stop.load(Ordering::SeqCst) || opts.cancel.load(Ordering::SeqCst) {
@@ -137,7 +141,7 @@ impl Fleet<'_> {
                         return r;
                     }
                     progress.tenant_started(name.as_str());
-                    let r = self.upgrade_one(&name, &opts.run).await;
+                    let r = self.upgrade_one(&name, from, &opts.run).await;
                     if r.status.is_failure() && !opts.continue_on_error {
                         stop.store(true, Ordering::SeqCst);
                     }
@@ -203,24 +207,30 @@ impl Fleet<'_> {
                 r.to = p.to;
                 Triage::Done(r)
             }
-            Ok(_) => Triage::Work,
+            Ok(p) => Triage::Work(p.from),
             Err(e) => {
                 let mut r = failure_report(name.as_str(), &e);
                 if let SchemaState::History(rows) = state {
-                    let v = rows.iter().map(|r| r.version).max();
-                    r.from = v;
-                    r.to = v;
+                    r.from = max_applied(rows);
+                    r.to = r.from;
                 }
                 Triage::Done(r)
             }
         }
     }
 
-    /// Locks, migrates and releases one tenant (with retries of transient errors).
-    pub async fn upgrade_one(&self, name: &SchemaName, run: &RunOptions) -> TenantReport {
+    /// Locks, migrates and releases one tenant (with retries of transient errors). `from` is
+    /// the version it was seen at, reported when it fails.
+    pub async fn upgrade_one(
+        &self,
+        name: &SchemaName,
+        from: Option<i64>,
+        run: &RunOptions,
+    ) -> TenantReport {
         let clock = Instant::now();
         let target = Target::Tenant(name.clone());
-        let mut r = match migrate_target(self.dialect, &target, name.as_str(), self.set, run).await {
+        let mut r = match migrate_target(self.dialect, &target, name.as_str(), self.set, run).await
+        {
             Ok(res) => {
                 let status = if res.steps.is_empty() {
                     OutcomeStatus::UpToDate
@@ -239,11 +249,30 @@ impl Fleet<'_> {
             Err(e) => {
                 metrics::counter!("tenant_migrator_migrations_failed_total").increment(1);
                 warn!(schema = %name, error = %e, "tenant failed");
-                failure_report(name.as_str(), &e)
+                let mut r = failure_report(name.as_str(), &e);
+                r.from = from;
+                r.to = self.reached(name).await.or(from);
+                r
             }
         };
         r.duration_ms = clock.elapsed().as_millis() as i64;
         r
+    }
+
+    /// The newest applied version of a tenant as its history says now (after a failure,
+    /// migrations before the failing one may have been applied).
+    pub async fn reached(&self, name: &SchemaName) -> Option<i64> {
+        match self
+            .dialect
+            .read_states(&[Target::Tenant(name.clone())])
+            .await
+        {
+            Ok(mut states) => match states.pop() {
+                Some(SchemaState::History(rows)) => max_applied(&rows),
+                _ => None,
+            },
+            Err(_) => None,
+        }
     }
 
     /// Writes a tenant's outcome to its catalog row (never in a dry run; only when something
@@ -276,7 +305,11 @@ impl Fleet<'_> {
 
     async fn record_tenant(&self, row: &TenantRow, r: &TenantReport) {
         let (status, version, error) = if r.status.is_failure() {
-            (TenantStatus::Failed, r.to.or(row.schema_version), r.error.as_deref())
+            (
+                TenantStatus::Failed,
+                r.to.or(row.schema_version),
+                r.error.as_deref(),
+            )
         } else {
             (TenantStatus::Active, r.to, None)
         };
@@ -296,7 +329,15 @@ impl Fleet<'_> {
 
 enum Triage {
     Done(TenantReport),
-    Work,
+    /// Needs its lock; carries the version it is at.
+    Work(Option<i64>),
+}
+
+fn max_applied(rows: &[crate::migrate::history::HistoryRow]) -> Option<i64> {
+    rows.iter()
+        .filter(|r| r.state == crate::migrate::history::RowState::Applied)
+        .map(|r| r.version)
+        .max()
 }
 
 /// Job counters from a finished report.

@@ -134,7 +134,8 @@ impl FleetReport {
         duration_ms: i64,
     ) -> Self {
         tenants.sort_by(|a, b| a.schema.cmp(&b.schema));
-        let count = |f: &dyn Fn(OutcomeStatus) -> bool| tenants.iter().filter(|t| f(t.status)).count();
+        let count =
+            |f: &dyn Fn(OutcomeStatus) -> bool| tenants.iter().filter(|t| f(t.status)).count();
         Self {
             scope,
             dry_run,

@@ -10,7 +10,8 @@ use serde::Serialize;
 use tracing::{debug, info, instrument, warn};
 
 use super::error::MigrateError;
-use super::plan::{Plan, plan};
+use super::history::RowState;
+use super::plan::{Plan, Problem, plan};
 use super::source::{Migration, MigrationSet};
 use crate::db::{Dialect, SchemaSession, SchemaState, Target};
 
@@ -74,18 +75,34 @@ fn planned_steps(set: &MigrationSet, plan: &Plan) -> Vec<StepReport> {
         .collect()
 }
 
-/// The plan for a schema whose state was read without its lock (dry runs, fleet triage).
+fn unlocked_plan(set: &MigrationSet, state: &SchemaState, target: Option<i64>) -> Plan {
+    let rows = match state {
+        SchemaState::History(rows) => rows.as_slice(),
+        SchemaState::Uninitialised | SchemaState::Missing => &[],
+    };
+    plan(set, rows, target)
+}
+
+/// The plan for a schema whose state was read without its lock (fleet triage, catalog
+/// check). A `running` row seen without the lock may be another process's migration in
+/// progress: only a read under the lock can tell it from an interrupted one, so such a schema
+/// comes back as work (a plan that is not a no-op) rather than as blocked.
 pub fn plan_from_state(
     set: &MigrationSet,
     state: &SchemaState,
     target: Option<i64>,
 ) -> Result<Plan, MigrateError> {
-    let rows = match state {
-        SchemaState::History(rows) => rows.as_slice(),
-        SchemaState::Uninitialised | SchemaState::Missing => &[],
-    };
-    let p = plan(set, rows, target);
-    if !p.problems.is_empty() {
+    let p = unlocked_plan(set, state, target);
+    let maybe_in_progress = p.problems.iter().all(|x| {
+        matches!(
+            x,
+            Problem::Dirty {
+                state: RowState::Running,
+                ..
+            }
+        )
+    });
+    if !maybe_in_progress {
         return Err(MigrateError::Blocked(p.problems));
     }
     Ok(p)
@@ -97,7 +114,10 @@ pub fn dry_run_result(
     state: &SchemaState,
     target: Option<i64>,
 ) -> Result<TargetResult, MigrateError> {
-    let p = plan_from_state(set, state, target)?;
+    let p = unlocked_plan(set, state, target);
+    if !p.problems.is_empty() {
+        return Err(MigrateError::Blocked(p.problems));
+    }
     Ok(TargetResult {
         from: p.from,
         to: p.to,

@@ -53,7 +53,8 @@ pub struct HistoryRow {
 }
 
 /// Column list shared by every read of a history table.
-pub const COLUMNS: &str = "version, name, checksum, state, started_at, finished_at, duration_ms, error";
+pub const COLUMNS: &str =
+    "version, name, checksum, state, started_at, finished_at, duration_ms, error";
 
 /// Decodes a history row selected with [`COLUMNS`] (after `offset` leading columns).
 pub fn decode_row<R>(row: &R, offset: usize) -> Result<HistoryRow, sqlx::Error>
@@ -170,7 +171,10 @@ impl HistoryTable {
         .map(|l| l.render(b))
         .collect::<Vec<_>>()
         .join(", ");
-        let sql = format!("INSERT INTO {} ({COLUMNS}) VALUES ({values})", self.qualified);
+        let sql = format!(
+            "INSERT INTO {} ({COLUMNS}) VALUES ({values})",
+            self.qualified
+        );
         self.write(conn, "writing", sql).await.map(|_| ())
     }
 

@@ -43,11 +43,14 @@ impl Problem {
             } => format!(
                 "dirty: migration {version:04}_{name} is {}{}; fix the schema by hand, then run `repair`",
                 state.as_str(),
-                error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+                error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
             ),
-            Problem::ChecksumMismatch { version, name, .. } => format!(
-                "checksum mismatch: {version:04}_{name} was changed after it was applied"
-            ),
+            Problem::ChecksumMismatch { version, name, .. } => {
+                format!("checksum mismatch: {version:04}_{name} was changed after it was applied")
+            }
             Problem::MissingFile { version, name } => {
                 format!("applied migration {version:04}_{name} has no file any more")
             }
@@ -178,14 +181,20 @@ mod tests {
     #[test]
     fn fresh_schema_gets_everything_up_to_target() {
         let p = plan(&set(&[1, 2, 3]), &[], None);
-        assert_eq!((p.from, p.to, p.pending.clone()), (None, Some(3), vec![1, 2, 3]));
+        assert_eq!(
+            (p.from, p.to, p.pending.clone()),
+            (None, Some(3), vec![1, 2, 3])
+        );
         let p = plan(&set(&[1, 2, 3]), &[], Some(2));
         assert_eq!(p.pending, vec![1, 2]);
     }
 
     #[test]
     fn up_to_date_is_a_noop() {
-        let h = [row(1, "c1", RowState::Applied), row(2, "c2", RowState::Applied)];
+        let h = [
+            row(1, "c1", RowState::Applied),
+            row(2, "c2", RowState::Applied),
+        ];
         let p = plan(&set(&[1, 2]), &h, None);
         assert!(p.is_noop());
         assert_eq!((p.from, p.to), (Some(2), Some(2)));

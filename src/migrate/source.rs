@@ -202,7 +202,10 @@ impl MigrationSource {
                 .into_iter()
                 .find(|b| b.folder() == *dialect)
                 .ok_or_else(|| {
-                    bad(&rel, "unknown dialect folder (expected mysql, postgres or sqlite)")
+                    bad(
+                        &rel,
+                        "unknown dialect folder (expected mysql, postgres or sqlite)",
+                    )
                 })?;
             let (version, name) = parse_file_name(file_name).map_err(|m| bad(&rel, m))?;
             let text = std::str::from_utf8(&bytes)
@@ -226,7 +229,11 @@ impl MigrationSource {
         }
         for set in sets.values_mut() {
             set.migrations.sort_by_key(|m| m.version);
-            if let Some(w) = set.migrations.windows(2).find(|w| w[0].version == w[1].version) {
+            if let Some(w) = set
+                .migrations
+                .windows(2)
+                .find(|w| w[0].version == w[1].version)
+            {
                 return Err(bad(
                     &w[1].file,
                     format!("version {} is also used by {}", w[1].version, w[0].file),
@@ -245,7 +252,10 @@ impl MigrationSource {
                 self.sets.values().filter(|s| s.scope == scope).collect();
             let Some(first) = sets.first() else { continue };
             let key = |s: &MigrationSet| -> Vec<(i64, String)> {
-                s.migrations.iter().map(|m| (m.version, m.name.clone())).collect()
+                s.migrations
+                    .iter()
+                    .map(|m| (m.version, m.name.clone()))
+                    .collect()
             };
             let reference = key(first);
             for other in &sets[1..] {
@@ -284,18 +294,14 @@ impl MigrationSource {
 
     /// True when some dialect folder exists for `scope` but not the one for `backend`.
     pub fn missing_dialect(&self, scope: Scope, backend: Backend) -> bool {
-        self.sets.keys().any(|(s, _)| *s == scope) && !self.sets.contains_key(&(scope, backend.folder()))
+        self.sets.keys().any(|(s, _)| *s == scope)
+            && !self.sets.contains_key(&(scope, backend.folder()))
     }
 }
 
-fn read_tree(
-    root: &Path,
-    dir: &Path,
-    out: &mut Vec<(String, Vec<u8>)>,
-) -> Result<(), SourceError> {
-    let unreadable = |e: std::io::Error| {
-        SourceError::Unreadable(dir.display().to_string(), e.to_string())
-    };
+fn read_tree(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) -> Result<(), SourceError> {
+    let unreadable =
+        |e: std::io::Error| SourceError::Unreadable(dir.display().to_string(), e.to_string());
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(unreadable)?
         .collect::<Result<_, _>>()
@@ -347,24 +353,47 @@ mod tests {
             let mysql = versions(Backend::MySql);
             assert!(!mysql.is_empty(), "{scope} has migrations");
             assert_eq!(mysql, versions(Backend::Sqlite), "{scope}: mysql vs sqlite");
-            assert_eq!(mysql, versions(Backend::Postgres), "{scope}: mysql vs postgres");
+            assert_eq!(
+                mysql,
+                versions(Backend::Postgres),
+                "{scope}: mysql vs postgres"
+            );
         }
     }
 
     #[test]
     fn file_names_are_validated() {
-        assert_eq!(parse_file_name("0001_init.sql").unwrap(), (1, "init".into()));
+        assert_eq!(
+            parse_file_name("0001_init.sql").unwrap(),
+            (1, "init".into())
+        );
         assert_eq!(parse_file_name("20240101_x2.sql").unwrap().0, 20240101);
-        for bad in ["1_init.sql", "0001-init.sql", "0001_Init.sql", "0001_.sql", "0000_x.sql", "0001_init.txt", "abcd_x.sql"] {
+        for bad in [
+            "1_init.sql",
+            "0001-init.sql",
+            "0001_Init.sql",
+            "0001_.sql",
+            "0000_x.sql",
+            "0001_init.txt",
+            "abcd_x.sql",
+        ] {
             assert!(parse_file_name(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn duplicate_versions_and_disagreeing_dialects_are_refused() {
-        let e = files(&[("tenant/mysql/0001_a.sql", ""), ("tenant/mysql/0001_b.sql", "")]).unwrap_err();
+        let e = files(&[
+            ("tenant/mysql/0001_a.sql", ""),
+            ("tenant/mysql/0001_b.sql", ""),
+        ])
+        .unwrap_err();
         assert!(e.to_string().contains("also used by"), "{e}");
-        let e = files(&[("tenant/mysql/0001_a.sql", ""), ("tenant/sqlite/0001_b.sql", "")]).unwrap_err();
+        let e = files(&[
+            ("tenant/mysql/0001_a.sql", ""),
+            ("tenant/sqlite/0001_b.sql", ""),
+        ])
+        .unwrap_err();
         assert!(e.to_string().contains("differ between dialects"), "{e}");
         let e = files(&[("tenant/oracle/0001_a.sql", "")]).unwrap_err();
         assert!(e.to_string().contains("unknown dialect"), "{e}");

@@ -226,10 +226,9 @@ impl<'a> Splitter<'a> {
         loop {
             match self.peek(0) {
                 None => {
-                    return Err(self.err(
-                        open_line,
-                        format!("unterminated {} quote", quote as char),
-                    ));
+                    return Err(
+                        self.err(open_line, format!("unterminated {} quote", quote as char))
+                    );
                 }
                 Some(b'\\') if backslash => self.advance(2),
                 Some(c) if c == quote => {
@@ -372,12 +371,16 @@ mod tests {
             "-- header\nCREATE TABLE a (x INT);\n\n/* note; */\nCREATE TABLE b (y INT);\n-- end\n",
             Backend::MySql,
         );
-        assert_eq!(got, vec!["CREATE TABLE a (x INT)", "CREATE TABLE b (y INT)"]);
+        assert_eq!(
+            got,
+            vec!["CREATE TABLE a (x INT)", "CREATE TABLE b (y INT)"]
+        );
     }
 
     #[test]
     fn semicolons_in_strings_identifiers_and_comments_do_not_split() {
-        let sql = "INSERT INTO t VALUES ('a;b', 'it''s; ok', \"q;\", `c;d`); -- x; y\n# z;\nSELECT 1;";
+        let sql =
+            "INSERT INTO t VALUES ('a;b', 'it''s; ok', \"q;\", `c;d`); -- x; y\n# z;\nSELECT 1;";
         assert_eq!(
             sqls(sql, Backend::MySql),
             vec![
@@ -385,15 +388,24 @@ mod tests {
                 "SELECT 1"
             ]
         );
-        assert_eq!(sqls(r"SELECT 'a\';b';", Backend::MySql), vec![r"SELECT 'a\';b'"]);
+        assert_eq!(
+            sqls(r"SELECT 'a\';b';", Backend::MySql),
+            vec![r"SELECT 'a\';b'"]
+        );
         // Outside MySQL a backslash is an ordinary character inside '…'.
-        assert_eq!(sqls(r"SELECT 'a\'; SELECT 2;", Backend::Sqlite), vec![r"SELECT 'a\'", "SELECT 2"]);
+        assert_eq!(
+            sqls(r"SELECT 'a\'; SELECT 2;", Backend::Sqlite),
+            vec![r"SELECT 'a\'", "SELECT 2"]
+        );
     }
 
     #[test]
     fn mysql_executable_comments_are_code() {
         assert_eq!(
-            sqls("/*!40101 SET NAMES utf8mb4 */;\n/* plain */ SELECT 1;", Backend::MySql),
+            sqls(
+                "/*!40101 SET NAMES utf8mb4 */;\n/* plain */ SELECT 1;",
+                Backend::MySql
+            ),
             vec!["/*!40101 SET NAMES utf8mb4 */", "SELECT 1"]
         );
     }
@@ -432,7 +444,10 @@ mod tests {
 
     #[test]
     fn non_ascii_text_is_fine() {
-        let got = sqls("-- Serviços ç\nINSERT INTO t VALUES ('Manicure é ótimo; sim');\nSELECT 'ü';", Backend::MySql);
+        let got = sqls(
+            "-- Serviços ç\nINSERT INTO t VALUES ('Manicure é ótimo; sim');\nSELECT 'ü';",
+            Backend::MySql,
+        );
         assert_eq!(got.len(), 2, "{got:?}");
     }
 

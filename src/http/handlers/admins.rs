@@ -73,7 +73,10 @@ pub struct UpdateAdminRequest {
         (status = 403, description = "Needs the admin role", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn list(State(state): State<AppState>, user: AuthUser) -> Result<Json<Vec<AdminView>>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<Vec<AdminView>>, ApiError> {
     user.require(Role::Admin)?;
     let admins = state.engine.catalog().list_admins().await?;
     Ok(Json(admins.into_iter().map(AdminView::from).collect()))
@@ -105,17 +108,31 @@ pub async fn create(
         .await
         .map_err(|e| ApiError::internal("hashing a password", &e))?
         .map_err(|e| match e {
-            PasswordError::TooShort | PasswordError::TooLong => ApiError::validation("password", e.to_string()),
+            PasswordError::TooShort | PasswordError::TooLong => {
+                ApiError::validation("password", e.to_string())
+            }
             other => ApiError::internal("hashing a password", &other),
         })?;
-    let created = state.engine.catalog().insert_admin(&email, &hash, req.role).await?;
+    let created = state
+        .engine
+        .catalog()
+        .insert_admin(&email, &hash, req.role)
+        .await?;
     let Some(admin) = created else {
         return Err(ApiError::Conflict {
             detail: format!("an admin with e-mail {email} exists"),
             job_id: None,
         });
     };
-    audit(&state, &user.email, "admin.create", Some(email.as_str()), "ok", Some(serde_json::json!({"role": req.role}))).await;
+    audit(
+        &state,
+        &user.email,
+        "admin.create",
+        Some(email.as_str()),
+        "ok",
+        Some(serde_json::json!({"role": req.role})),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(admin.into())))
 }
 
@@ -141,7 +158,8 @@ pub async fn update(
     ApiJson(req): ApiJson<UpdateAdminRequest>,
 ) -> Result<Json<AdminView>, ApiError> {
     user.require(Role::Admin)?;
-    if id == user.id && (req.is_active == Some(false) || req.role.is_some_and(|r| r != Role::Admin)) {
+    if id == user.id && (req.is_active == Some(false) || req.role.is_some_and(|r| r != Role::Admin))
+    {
         return Err(ApiError::validation(
             "id",
             "you cannot disable yourself or give up your own admin role; ask another admin",
@@ -153,6 +171,14 @@ pub async fn update(
     };
     let updated = state.engine.catalog().update_admin(id, &patch).await?;
     let admin = updated.ok_or_else(|| ApiError::NotFound(format!("no admin user {id}")))?;
-    audit(&state, &user.email, "admin.update", Some(&admin.email), "ok", serde_json::to_value(&patch).ok()).await;
+    audit(
+        &state,
+        &user.email,
+        "admin.update",
+        Some(&admin.email),
+        "ok",
+        serde_json::to_value(&patch).ok(),
+    )
+    .await;
     Ok(Json(admin.into()))
 }

@@ -85,7 +85,15 @@ pub async fn login(
     let password_ok = verify_off_thread(req.password, hash).await;
     let now = Utc::now();
     let Some(mut admin) = admin else {
-        audit(&state, &email, "login", None, "denied", Some(serde_json::json!({"reason": "unknown e-mail"}))).await;
+        audit(
+            &state,
+            &email,
+            "login",
+            None,
+            "denied",
+            Some(serde_json::json!({"reason": "unknown e-mail"})),
+        )
+        .await;
         return Err(denied());
     };
     if admin.locked_until.is_some_and(|t| t <= now) {
@@ -111,7 +119,15 @@ pub async fn login(
         None
     };
     if let Some(reason) = reason {
-        audit(&state, &email, "login", None, "denied", Some(serde_json::json!({"reason": reason}))).await;
+        audit(
+            &state,
+            &email,
+            "login",
+            None,
+            "denied",
+            Some(serde_json::json!({"reason": reason})),
+        )
+        .await;
         return Err(denied());
     }
     if admin.failed_logins > 0 {

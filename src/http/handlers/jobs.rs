@@ -23,6 +23,7 @@ use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiPath, ApiQuery};
 use crate::http::jobs::JobEvent;
 use crate::http::{AppState, AuthUser};
+use crate::jobs::{OutcomeStatus, TenantReport};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -152,7 +153,15 @@ pub async fn cancel(
             job_id: Some(id),
         });
     }
-    audit(&state, &user.email, "job.cancel", Some(&id.to_string()), "ok", None).await;
+    audit(
+        &state,
+        &user.email,
+        "job.cancel",
+        Some(&id.to_string()),
+        "ok",
+        None,
+    )
+    .await;
     Ok((StatusCode::ACCEPTED, Json(job)))
 }
 
@@ -178,11 +187,22 @@ pub async fn resume(
     let job = load(&state, id).await?;
     match state.jobs.resume(id).await {
         Ok(Some(job)) => {
-            audit(&state, &user.email, "job.resume", Some(&id.to_string()), "ok", None).await;
+            audit(
+                &state,
+                &user.email,
+                "job.resume",
+                Some(&id.to_string()),
+                "ok",
+                None,
+            )
+            .await;
             Ok((StatusCode::ACCEPTED, Json(job)))
         }
         Ok(None) => Err(ApiError::Conflict {
-            detail: format!("job {id} is {}; only interrupted jobs can be resumed", job.state.as_str()),
+            detail: format!(
+                "job {id} is {}; only interrupted jobs can be resumed",
+                job.state.as_str()
+            ),
             job_id: Some(id),
         }),
         Err(StartJobError::AlreadyRunning(other)) => Err(ApiError::Conflict {
@@ -198,6 +218,21 @@ fn tenant_event(t: &impl Serialize) -> Event {
         .event("tenant")
         .json_data(t)
         .unwrap_or_else(|_| Event::default().event("tenant"))
+}
+
+/// A live outcome in the shape of a recorded one, so a `tenant` event reads the same whether
+/// it was replayed from the catalog or heard live.
+fn outcome_row(t: &TenantReport) -> JobTenantRow {
+    JobTenantRow {
+        schema_name: t.schema.clone(),
+        status: t.status.as_str().to_owned(),
+        from_version: t.from,
+        to_version: t.to,
+        duration_ms: t.duration_ms,
+        attempts: i64::from(t.attempts),
+        error: t.error.clone(),
+        finished_at: chrono::Utc::now(),
+    }
 }
 
 fn summary_event(job: &JobRow) -> Event {
@@ -248,7 +283,9 @@ async fn follow(
             .map(|r| tenant_event(&r))
             .collect()
     };
-    let Ok(rows) = catalog.job_tenants(id).await else { return };
+    let Ok(rows) = catalog.job_tenants(id).await else {
+        return;
+    };
     for e in replay(rows, &mut sent) {
         if tx.send(e).await.is_err() {
             return;
@@ -257,12 +294,24 @@ async fn follow(
     if let Some(mut live) = live {
         loop {
             match live.recv().await {
+                // Tenants a cancel or a failure left alone did not finish: the summary counts them.
+                Ok(JobEvent::Tenant(t)) if t.status == OutcomeStatus::NotAttempted => {}
                 Ok(JobEvent::Tenant(t)) => {
-                    if sent.insert(t.schema.clone()) && tx.send(tenant_event(&t)).await.is_err() {
+                    if sent.insert(t.schema.clone())
+                        && tx.send(tenant_event(&outcome_row(&t))).await.is_err()
+                    {
                         return;
                     }
                 }
                 Ok(JobEvent::Summary(job)) => {
+                    // Outcomes recorded without a live event (a dry run's plan) come first.
+                    if let Ok(rows) = catalog.job_tenants(id).await {
+                        for e in replay(rows, &mut sent) {
+                            if tx.send(e).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
                     let _ = tx.send(summary_event(&job)).await;
                     return;
                 }
@@ -282,7 +331,9 @@ async fn follow(
     }
     // Finished already, or running in another instance: poll the catalog until it ends.
     loop {
-        let Ok(Some(job)) = catalog.get_job(id).await else { return };
+        let Ok(Some(job)) = catalog.get_job(id).await else {
+            return;
+        };
         if let Ok(rows) = catalog.job_tenants(id).await {
             for e in replay(rows, &mut sent) {
                 if tx.send(e).await.is_err() {
@@ -292,6 +343,10 @@ async fn follow(
         }
         if job.state.is_finished() {
             let _ = tx.send(summary_event(&job)).await;
+            return;
+        }
+        // A job of another instance does not end with this one: let the server stop.
+        if state.jobs.is_shutting_down() {
             return;
         }
         tokio::select! {

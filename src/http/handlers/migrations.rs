@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::audit;
+use super::{audit, detached};
 use crate::catalog::{JobRow, StartJobError};
 use crate::db::Backend;
 use crate::domain::Role;
@@ -113,7 +113,12 @@ pub async fn upgrade_all(
     let concurrency = match req.concurrency {
         None => state.engine.dialect().tenant_pool_size() as usize,
         Some(c) if (1..=64).contains(&c) => c,
-        Some(c) => return Err(ApiError::validation("concurrency", format!("{c} is out of range (1 to 64)"))),
+        Some(c) => {
+            return Err(ApiError::validation(
+                "concurrency",
+                format!("{c} is out of range (1 to 64)"),
+            ));
+        }
     };
     state.engine.check_target(Scope::Tenant, req.target)?;
     let started = state
@@ -142,7 +147,12 @@ pub async fn upgrade_all(
         Some(serde_json::json!({"dry_run": req.dry_run, "continue_on_error": req.continue_on_error, "concurrency": concurrency, "target": req.target}))).await;
     let location = HeaderValue::from_str(&format!("/migrations/jobs/{}", job.id))
         .map_err(|e| ApiError::internal("building the job location", &e))?;
-    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(job)).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(job),
+    )
+        .into_response())
 }
 
 /// Migrate the catalog (public) schema.
@@ -163,11 +173,24 @@ pub async fn upgrade_public(
     ApiJson(req): ApiJson<UpgradePublicRequest>,
 ) -> Result<Json<TenantReport>, ApiError> {
     user.require(Role::Operator)?;
-    let opts = state.engine.run_options(req.dry_run, None);
-    let report = state.engine.upgrade_public(&opts).await?;
-    if !req.dry_run {
-        audit(&state, &user.email, "migrations.upgrade_public", None, "ok",
-            Some(serde_json::json!({"from": report.from, "to": report.to}))).await;
-    }
+    let actor = user.email;
+    // The catalog migration runs to its end (and is recorded) even if the client goes away.
+    let report = detached(async move {
+        let opts = state.engine.run_options(req.dry_run, None);
+        let report = state.engine.upgrade_public(&opts).await?;
+        if !req.dry_run {
+            audit(
+                &state,
+                &actor,
+                "migrations.upgrade_public",
+                None,
+                "ok",
+                Some(serde_json::json!({"from": report.from, "to": report.to})),
+            )
+            .await;
+        }
+        Ok::<_, ApiError>(report)
+    })
+    .await??;
     Ok(Json(report))
 }

@@ -40,7 +40,44 @@ impl Paging {
     }
 }
 
-/// Writes an audit record; a failure to write it is logged, not returned.
+tokio::task_local! {
+    /// The `x-request-id` of the request being handled, for the audit log.
+    static REQUEST_ID: Option<String>;
+}
+
+/// Makes the request id available to [`audit`] while the request is handled.
+pub async fn scope_request_id(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    REQUEST_ID.scope(id, next.run(req)).await
+}
+
+/// Runs `work` to its end even when the request goes away (client disconnect, request
+/// timeout): a schema change must not stop half-way because an HTTP connection did. The
+/// request's id and tracing span go along.
+pub async fn detached<F>(work: F) -> Result<F::Output, ApiError>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    use tracing::Instrument;
+    let id = REQUEST_ID.try_with(Clone::clone).ok().flatten();
+    tokio::spawn(
+        REQUEST_ID
+            .scope(id, work)
+            .instrument(tracing::Span::current()),
+    )
+    .await
+    .map_err(|e| ApiError::internal("the operation", &e))
+}
+
+/// Writes an audit record (with the request id); a failure to write it is logged, not returned.
 pub async fn audit(
     state: &AppState,
     actor: &str,
@@ -49,12 +86,32 @@ pub async fn audit(
     outcome: &str,
     detail: Option<serde_json::Value>,
 ) {
+    // Both come from the client: cut them to their columns' width rather than lose the
+    // record (a long made-up e-mail at login must not slip past the audit log).
+    let request_id = REQUEST_ID
+        .try_with(Clone::clone)
+        .ok()
+        .flatten()
+        .map(|id| clip(&id, 64));
+    let actor = clip(actor, 254);
     if let Err(e) = state
         .engine
         .catalog()
-        .audit(actor, action, target, outcome, detail.as_ref(), None)
+        .audit(
+            &actor,
+            action,
+            target,
+            outcome,
+            detail.as_ref(),
+            request_id.as_deref(),
+        )
         .await
     {
         tracing::warn!(error = %e, action, "could not write the audit log");
     }
+}
+
+/// At most `max` characters of `s`.
+fn clip(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
 }

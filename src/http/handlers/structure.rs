@@ -20,7 +20,10 @@ use crate::http::{AppState, AuthUser};
         (status = 403, description = "Needs the operator role", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn check(State(state): State<AppState>, user: AuthUser) -> Result<Json<DriftReport>, ApiError> {
+pub async fn check(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<DriftReport>, ApiError> {
     user.require(Role::Operator)?;
     Ok(Json(state.engine.check_structure().await?))
 }

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{MAX_LIMIT, audit};
+use super::{MAX_LIMIT, audit, detached};
 use crate::catalog::{TenantFilter, TenantRow, TenantStatus};
 use crate::domain::{Role, SchemaName};
 use crate::engine::TenantState;
@@ -107,7 +107,12 @@ pub async fn list(
     let limit = match q.limit {
         None => 50,
         Some(l) if (1..=MAX_LIMIT).contains(&l) => l,
-        Some(l) => return Err(ApiError::validation("limit", format!("{l} is out of range (1 to {MAX_LIMIT})"))),
+        Some(l) => {
+            return Err(ApiError::validation(
+                "limit",
+                format!("{l} is out of range (1 to {MAX_LIMIT})"),
+            ));
+        }
     };
     let offset = q.offset.unwrap_or(0);
     let page = state
@@ -191,25 +196,53 @@ pub async fn create(
     let display = match req.display_name.as_deref().map(str::trim) {
         Some("") => return Err(ApiError::validation("display_name", "must not be empty")),
         Some(d) if d.chars().count() > 255 => {
-            return Err(ApiError::validation("display_name", "must be at most 255 characters"));
+            return Err(ApiError::validation(
+                "display_name",
+                "must be at most 255 characters",
+            ));
         }
         other => other.map(str::to_owned),
     };
-    let engine = &state.engine;
-    let opts = engine.fleet_options(q.dry_run, None);
-    let result = engine
-        .create_tenant(&name, display.as_deref(), &opts)
-        .await?;
-    let tenant = if q.dry_run {
-        engine.catalog().get_tenant(name.as_str()).await.ok().flatten()
-    } else {
-        engine.catalog().get_tenant(name.as_str()).await?
+    let dry_run = q.dry_run;
+    let work = {
+        let (state, name, actor) = (state.clone(), name.clone(), user.email.clone());
+        async move {
+            let engine = &state.engine;
+            let opts = engine.fleet_options(dry_run, None);
+            let result = engine
+                .create_tenant(&name, display.as_deref(), &opts)
+                .await?;
+            let tenant = if dry_run {
+                engine
+                    .catalog()
+                    .get_tenant(name.as_str())
+                    .await
+                    .ok()
+                    .flatten()
+            } else {
+                engine.catalog().get_tenant(name.as_str()).await?
+            };
+            if !dry_run {
+                let outcome = if result.status.is_failure() {
+                    "failed"
+                } else {
+                    "ok"
+                };
+                audit(
+                    &state,
+                    &actor,
+                    "tenant.create",
+                    Some(name.as_str()),
+                    outcome,
+                    Some(serde_json::json!({"status": result.status, "to": result.to})),
+                )
+                .await;
+            }
+            Ok::<_, ApiError>((result, tenant))
+        }
     };
-    if !q.dry_run {
-        let outcome = if result.status.is_failure() { "failed" } else { "ok" };
-        audit(&state, &user.email, "tenant.create", Some(name.as_str()), outcome,
-            Some(serde_json::json!({"status": result.status, "to": result.to}))).await;
-    }
+    // Provisioning finishes (and is recorded) even if the client stops waiting for it.
+    let (result, tenant) = detached(work).await??;
     if result.status.is_failure() {
         tracing::error!(schema = %name, error = result.error.as_deref().unwrap_or_default(), "provisioning failed");
         return Err(ApiError::Internal(format!(
@@ -252,17 +285,23 @@ pub async fn upgrade(
 ) -> Result<Json<TenantReport>, ApiError> {
     user.require(Role::Operator)?;
     let name = parse_schema(&schema)?;
-    let opts = state.engine.fleet_options(req.dry_run, req.target);
-    let report = state.engine.upgrade_tenant(&name, &opts, &NoProgress).await?;
-    let result = report
-        .tenants
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| TenantReport::new(name.as_str(), OutcomeStatus::NotAttempted));
-    if !req.dry_run {
-        let outcome = if result.status.is_failure() { "failed" } else { "ok" };
-        audit(&state, &user.email, "tenant.upgrade", Some(name.as_str()), outcome,
-            Some(serde_json::json!({"status": result.status, "from": result.from, "to": result.to}))).await;
-    }
+    let actor = user.email;
+    // The migration runs to its end (and is recorded) even if the client stops waiting.
+    let result = detached(async move {
+        let opts = state.engine.fleet_options(req.dry_run, req.target);
+        let report = state.engine.upgrade_tenant(&name, &opts, &NoProgress).await?;
+        let result = report
+            .tenants
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| TenantReport::new(name.as_str(), OutcomeStatus::NotAttempted));
+        if !req.dry_run {
+            let outcome = if result.status.is_failure() { "failed" } else { "ok" };
+            audit(&state, &actor, "tenant.upgrade", Some(name.as_str()), outcome,
+                Some(serde_json::json!({"status": result.status, "from": result.from, "to": result.to}))).await;
+        }
+        Ok::<_, ApiError>(result)
+    })
+    .await??;
     Ok(Json(result))
 }

@@ -1,0 +1,673 @@
+//! Fleet jobs over HTTP: upgrade-all to `succeeded` with the right per-tenant outcomes, one
+//! job at a time (409), dry runs that write nothing, cancel at a tenant boundary, SSE
+//! progress, graceful shutdown (`interrupted`), and a crashed process's job resumed.
+//!
+//! Jobs are held "running" deterministically by taking a tenant's migration lock from the
+//! test ([`Hold::tenant_lock`]) and releasing it when the test is ready.
+
+use serde_json::{Value, json};
+use tenant_migrator::domain::Role;
+
+use crate::backend_tests;
+use crate::common::{Backend, applied_up_to};
+use crate::support::{
+    CatalogArg, Hold, TestApp, expect_problem, fleet_env, read_sse, tenant_version,
+};
+
+/// The `tenants` rows of a job detail, by schema name.
+fn outcomes(detail: &Value) -> Vec<(String, String, Option<i64>, Option<i64>)> {
+    let mut v: Vec<_> = detail["tenants"]
+        .as_array()
+        .expect("tenants array")
+        .iter()
+        .map(|t| {
+            (
+                t["schema_name"].as_str().expect("schema_name").to_owned(),
+                t["status"].as_str().expect("status").to_owned(),
+                t["from_version"].as_i64(),
+                t["to_version"].as_i64(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn migrated(schema: &str) -> (String, String, Option<i64>, Option<i64>) {
+    (schema.to_owned(), "migrated".into(), Some(3), Some(4))
+}
+
+/// Asserts a tenant is entirely at version 4 or entirely at 3 (never in between), and returns
+/// whether it is at 4.
+async fn at_4_or_untouched(env: &crate::common::TestEnv, schema: &str) -> bool {
+    let (history, loyalty) = tenant_version(env, schema).await;
+    if history == applied_up_to(4) {
+        assert!(loyalty, "{schema}: history says 4 but the table is missing");
+        true
+    } else {
+        assert_eq!(history, applied_up_to(3), "{schema} is half-migrated");
+        assert!(!loyalty, "{schema}: at 3 but the 0004 table exists");
+        false
+    }
+}
+
+fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn upgrade_all_succeeds_with_per_tenant_outcomes(b: Backend) {
+    // a, b, c at 3 have work; d is already at 4.
+    let (env, t) = fleet_env(
+        b,
+        &[("a", Some(3)), ("b", Some(3)), ("c", Some(3)), ("d", None)],
+    )
+    .await;
+    let app = TestApp::spawn_env(env).await;
+    let email = app.admin(Role::Operator).await;
+    let token = app.login(&email).await;
+
+    let id = app
+        .start_upgrade_all(&token, json!({"concurrency": 2}))
+        .await;
+    let detail = app.wait_job_finished(&token, &id).await;
+    let job = &detail["job"];
+    assert_eq!(job["state"], "succeeded", "{detail:#}");
+    assert_eq!(job["kind"], "upgrade_all");
+    assert_eq!(job["dry_run"], false);
+    assert_eq!(job["concurrency"], 2);
+    assert_eq!(job["requested_by"], email.as_str());
+    assert_eq!(
+        (
+            job["total"].as_i64(),
+            job["succeeded"].as_i64(),
+            job["skipped"].as_i64()
+        ),
+        (Some(4), Some(3), Some(1)),
+        "{detail:#}"
+    );
+    assert_eq!(
+        (job["failed"].as_i64(), job["not_attempted"].as_i64()),
+        (Some(0), Some(0))
+    );
+    assert!(job["finished_at"].is_string(), "{detail:#}");
+    // Tenants with work have an outcome; the up-to-date one is only counted.
+    assert_eq!(
+        outcomes(&detail),
+        vec![migrated(&t[0]), migrated(&t[1]), migrated(&t[2])]
+    );
+    for row in detail["tenants"].as_array().expect("tenants") {
+        assert!(row["attempts"].as_i64() >= Some(1), "{row}");
+        assert!(row["error"].is_null(), "{row}");
+    }
+    for s in &t {
+        assert_eq!(
+            tenant_version(&app.env, s).await,
+            (applied_up_to(4), true),
+            "{s}"
+        );
+        let row: Value = app.get_json(&format!("/tenants/{s}"), &token).await;
+        assert_eq!(row["tenant"]["schema_version"], 4, "{row:#}");
+        assert_eq!(row["tenant"]["status"], "active");
+        assert_eq!(row["state"]["pending"], json!([]), "{row:#}");
+    }
+    // The job is listed, newest first.
+    let list = app.get_json("/migrations/jobs", &token).await;
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["jobs"][0]["id"], id.as_str());
+    let list = app.get_json("/migrations/jobs?state=running", &token).await;
+    assert_eq!(list["total"], 0);
+
+    // After the run, /metrics has the HTTP and migration counters (no token needed).
+    let res = app
+        .request(reqwest::Method::GET, "/metrics", None)
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.expect("metrics text");
+    assert!(text.contains("http_requests_total{"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("http_requests_total{")
+            && l.contains("route=\"/migrations/upgrade-all\"")
+            && l.contains("status=\"202\"")),
+        "no upgrade-all request counted by route: {text}"
+    );
+    assert!(
+        metric_value(&text, "tenant_migrator_migrations_applied_total") >= 3.0,
+        "{text}"
+    );
+    assert!(
+        text.contains("tenant_migrator_job_duration_seconds"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tenant_migrator_tenants{status=\"active\"}"),
+        "{text}"
+    );
+    app.stop().await;
+}
+
+async fn second_upgrade_all_conflicts_with_the_running_job(b: Backend) {
+    let (env, t) = fleet_env(b, &[("a", Some(3)), ("b", Some(3))]).await;
+    let app = TestApp::spawn_env(env).await;
+    let token = app.token(Role::Operator).await;
+
+    let hold = Hold::tenant_lock(&app.env, &t[0]).await;
+    // Four at once: the catalog lets exactly one start; the others name it.
+    let racers =
+        (0..4).map(|_| app.post("/migrations/upgrade-all", &token, json!({"concurrency": 1})));
+    let mut started = Vec::new();
+    let mut refused = Vec::new();
+    for res in futures_util::future::join_all(racers).await {
+        match res.status().as_u16() {
+            202 => started.push(
+                res.json::<Value>().await.expect("job")["id"]
+                    .as_str()
+                    .expect("id")
+                    .to_owned(),
+            ),
+            _ => refused.push(expect_problem(res, 409).await["job_id"].clone()),
+        }
+    }
+    assert_eq!(started.len(), 1, "started {started:?}, refused {refused:?}");
+    let first = started.remove(0);
+    assert!(
+        refused.iter().all(|id| id == first.as_str()),
+        "{refused:?} vs {first}"
+    );
+    // The job cannot finish while the test holds a tenant's lock.
+    let res = app.post("/migrations/upgrade-all", &token, json!({})).await;
+    let p = expect_problem(res, 409).await;
+    assert_eq!(p["job_id"], first.as_str(), "{p}");
+    assert!(
+        p["detail"].as_str().unwrap_or_default().contains(&first),
+        "{p}"
+    );
+    // Nor can a dry run start meanwhile, nor the running job be "resumed".
+    let res = app
+        .post("/migrations/upgrade-all", &token, json!({"dry_run": true}))
+        .await;
+    assert_eq!(expect_problem(res, 409).await["job_id"], first.as_str());
+    let res = app
+        .post(
+            &format!("/migrations/jobs/{first}/resume"),
+            &token,
+            json!({}),
+        )
+        .await;
+    expect_problem(res, 409).await;
+    assert_eq!(app.job(&token, &first).await["job"]["state"], "running");
+    hold.release().await;
+
+    let detail = app.wait_job_finished(&token, &first).await;
+    assert_eq!(detail["job"]["state"], "succeeded", "{detail:#}");
+    assert_eq!(outcomes(&detail), vec![migrated(&t[0]), migrated(&t[1])]);
+    // Finished jobs free the slot: the next one starts (and has nothing to do).
+    let next = app.start_upgrade_all(&token, json!({})).await;
+    let detail = app.wait_job_finished(&token, &next).await;
+    assert_eq!(detail["job"]["state"], "succeeded");
+    assert_eq!(detail["job"]["skipped"], 2);
+    assert_eq!(outcomes(&detail), vec![]);
+    // A finished job cannot be cancelled.
+    let res = app
+        .post(
+            &format!("/migrations/jobs/{first}/cancel"),
+            &token,
+            json!({}),
+        )
+        .await;
+    expect_problem(res, 409).await;
+    app.stop().await;
+}
+
+async fn dry_run_job_changes_nothing(b: Backend) {
+    let (env, t) = fleet_env(b, &[("a", Some(3)), ("b", Some(3)), ("c", None)]).await;
+    let app = TestApp::spawn_env(env).await;
+    let token = app.token(Role::Operator).await;
+    // Everything but the catalog's own bookkeeping (jobs, audit, logins) must stay as is.
+    let bookkeeping = [
+        "migration_jobs",
+        "migration_job_tenants",
+        "audit_log",
+        "admin_master_users",
+    ];
+    let snapshot = || async {
+        let mut s = app.env.snapshot().await;
+        let cat = s.get_mut(&app.env.catalog).expect("catalog in snapshot");
+        for table in bookkeeping {
+            assert!(cat.remove(table).is_some(), "catalog table {table}");
+        }
+        assert!(cat.contains_key("tenants"));
+        s
+    };
+    let before = snapshot().await;
+
+    let id = app
+        .start_upgrade_all(&token, json!({"dry_run": true, "concurrency": 1}))
+        .await;
+    let detail = app.wait_job_finished(&token, &id).await;
+    let job = &detail["job"];
+    assert_eq!(job["state"], "succeeded", "{detail:#}");
+    assert_eq!(job["dry_run"], true);
+    assert_eq!(
+        (job["failed"].as_i64(), job["not_attempted"].as_i64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(
+        outcomes(&detail),
+        vec![
+            (t[0].clone(), "planned".into(), Some(3), Some(4)),
+            (t[1].clone(), "planned".into(), Some(3), Some(4)),
+        ]
+    );
+    assert_eq!(snapshot().await, before, "a dry-run job wrote something");
+    for s in &t[..2] {
+        assert_eq!(tenant_version(&app.env, s).await, (applied_up_to(3), false));
+    }
+    // The single-tenant dry run is as harmless.
+    let res = app
+        .post(
+            &format!("/tenants/{}/upgrade", t[0]),
+            &token,
+            json!({"dry_run": true}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let r: Value = res.json().await.expect("json");
+    assert_eq!(r["status"], "planned", "{r}");
+    assert_eq!(r["migrations"][0]["version"], 4, "{r}");
+    assert_eq!(
+        snapshot().await,
+        before,
+        "a dry-run tenant upgrade wrote something"
+    );
+    app.stop().await;
+}
+
+async fn cancel_stops_at_a_tenant_boundary(b: Backend) {
+    let (env, t) = fleet_env(
+        b,
+        &[
+            ("a", Some(3)),
+            ("b", Some(3)),
+            ("c", Some(3)),
+            ("d", Some(3)),
+        ],
+    )
+    .await;
+    let app = TestApp::spawn_env(env).await;
+    let token = app.token(Role::Operator).await;
+    let viewer = app.token(Role::Viewer).await;
+
+    // Tenants go one at a time in schema order: a finishes, then the job waits on b's lock.
+    let hold = Hold::tenant_lock(&app.env, &t[1]).await;
+    let id = app
+        .start_upgrade_all(&token, json!({"concurrency": 1}))
+        .await;
+    app.wait_job(&token, &id, "the first tenant to finish", |d| {
+        outcomes(d).iter().any(|o| o.0 == t[0])
+    })
+    .await;
+    let res = app
+        .post(&format!("/migrations/jobs/{id}/cancel"), &viewer, json!({}))
+        .await;
+    expect_problem(res, 403).await;
+    let res = app
+        .post(&format!("/migrations/jobs/{id}/cancel"), &token, json!({}))
+        .await;
+    assert_eq!(res.status(), 202);
+    hold.release().await;
+
+    let detail = app.wait_job_finished(&token, &id).await;
+    let job = &detail["job"];
+    assert_eq!(job["state"], "cancelled", "{detail:#}");
+    let not_attempted = job["not_attempted"].as_i64().expect("not_attempted");
+    assert!(not_attempted > 0, "{detail:#}");
+    assert_eq!(
+        job["succeeded"].as_i64().expect("succeeded") + not_attempted,
+        4,
+        "{detail:#}"
+    );
+    assert_eq!(job["failed"], 0);
+    let done = outcomes(&detail);
+    assert!(done.contains(&migrated(&t[0])), "{detail:#}");
+    for s in &t {
+        let recorded = done.iter().find(|o| &o.0 == s);
+        let at_4 = at_4_or_untouched(&app.env, s).await;
+        assert_eq!(
+            at_4,
+            recorded.is_some(),
+            "{s}: outcome {recorded:?} disagrees with its schema"
+        );
+        if let Some(o) = recorded {
+            assert_eq!(o, &migrated(s));
+        }
+    }
+    // c and d were never started.
+    assert!(!at_4_or_untouched(&app.env, &t[2]).await);
+    assert!(!at_4_or_untouched(&app.env, &t[3]).await);
+    app.stop().await;
+}
+
+async fn sse_streams_one_event_per_tenant_then_the_summary(b: Backend) {
+    let (env, t) = fleet_env(
+        b,
+        &[("a", Some(3)), ("b", Some(3)), ("c", Some(3)), ("d", None)],
+    )
+    .await;
+    let app = TestApp::spawn_env(env).await;
+    let token = app.token(Role::Viewer).await;
+    let operator = app.token(Role::Operator).await;
+
+    let hold = Hold::tenant_lock(&app.env, &t[0]).await;
+    let id = app
+        .start_upgrade_all(&operator, json!({"concurrency": 1}))
+        .await;
+    // Connected while the job runs and no tenant has finished: every event arrives live.
+    let live = app
+        .get(&format!("/migrations/jobs/{id}/events"), &token)
+        .await;
+    hold.release().await;
+    let live = read_sse(live).await;
+
+    let check = |events: &[crate::support::SseEvent]| {
+        let (last, tenants) = events.split_last().expect("at least the summary");
+        assert_eq!(last.event, "summary", "{events:#?}");
+        assert_eq!(last.data["id"], id.as_str());
+        assert_eq!(last.data["state"], "succeeded", "{events:#?}");
+        assert_eq!(last.data["succeeded"], 3);
+        assert!(tenants.iter().all(|e| e.event == "tenant"), "{events:#?}");
+        let mut seen: Vec<(String, String, Option<i64>, Option<i64>)> = tenants
+            .iter()
+            .map(|e| {
+                (
+                    e.data["schema_name"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("tenant event without schema_name: {}", e.data))
+                        .to_owned(),
+                    e.data["status"].as_str().expect("status").to_owned(),
+                    e.data["from_version"].as_i64(),
+                    e.data["to_version"].as_i64(),
+                )
+            })
+            .collect();
+        seen.sort();
+        // One event per tenant with work (d was up to date), each once.
+        assert_eq!(
+            seen,
+            vec![migrated(&t[0]), migrated(&t[1]), migrated(&t[2])],
+            "{events:#?}"
+        );
+    };
+    check(&live);
+    // After the fact, the stream replays the recorded outcomes in the same shape.
+    let replay = read_sse(
+        app.get(&format!("/migrations/jobs/{id}/events"), &token)
+            .await,
+    )
+    .await;
+    check(&replay);
+
+    let res = app
+        .get(
+            "/migrations/jobs/00000000-0000-0000-0000-000000000000/events",
+            &token,
+        )
+        .await;
+    expect_problem(res, 404).await;
+    app.stop().await;
+}
+
+async fn sse_of_a_dry_run_lists_the_plan(b: Backend) {
+    let (env, t) = fleet_env(b, &[("a", Some(3)), ("b", Some(3))]).await;
+    let app = TestApp::spawn_env(env).await;
+    let token = app.token(Role::Operator).await;
+    // The dry run cannot read a's history until the test lets it: the stream is connected
+    // before the plan is made.
+    let hold = Hold::history_read_block(&app.env, &t[0]).await;
+    let id = app
+        .start_upgrade_all(&token, json!({"dry_run": true}))
+        .await;
+    let events = app
+        .get(&format!("/migrations/jobs/{id}/events"), &token)
+        .await;
+    hold.release().await;
+    let events = read_sse(events).await;
+    let (summary, tenants) = events.split_last().expect("summary");
+    assert_eq!(
+        (summary.event.as_str(), summary.data["state"].as_str()),
+        ("summary", Some("succeeded")),
+        "{events:#?}"
+    );
+    let mut planned: Vec<(String, String)> = tenants
+        .iter()
+        .map(|e| {
+            (
+                e.data["schema_name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                e.data["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    planned.sort();
+    assert_eq!(
+        planned,
+        vec![
+            (t[0].clone(), "planned".into()),
+            (t[1].clone(), "planned".into())
+        ],
+        "{events:#?}"
+    );
+    assert_eq!(outcomes(&app.job(&token, &id).await).len(), 2);
+    app.stop().await;
+}
+
+async fn graceful_shutdown_interrupts_the_job_and_resume_finishes_it(b: Backend) {
+    let (env, t) = fleet_env(b, &[("a", Some(3)), ("b", Some(3)), ("c", Some(3))]).await;
+    let mut app = TestApp::spawn_env(env).await;
+    let email = app.admin(Role::Operator).await;
+    let token = app.login(&email).await;
+
+    let hold = Hold::tenant_lock(&app.env, &t[1]).await;
+    let id = app
+        .start_upgrade_all(&token, json!({"concurrency": 1}))
+        .await;
+    app.wait_job(&token, &id, "the first tenant to finish", |d| {
+        outcomes(d).iter().any(|o| o.0 == t[0])
+    })
+    .await;
+    // A dashboard follows the job; SIGTERM comes while the job waits on b.
+    let events = app
+        .get(&format!("/migrations/jobs/{id}/events"), &token)
+        .await;
+    app.request_shutdown();
+    wait_until_refused(app.addr).await;
+    // b (in flight) finishes, c is never started, and the follower hears how it ended.
+    hold.release().await;
+    let events = read_sse(events).await;
+    let summary = events.last().expect("summary event");
+    assert_eq!(
+        (summary.event.as_str(), summary.data["state"].as_str()),
+        ("summary", Some("interrupted")),
+        "{events:#?}"
+    );
+    let app = app.restart().await;
+    let token = app.login(&email).await;
+
+    let detail = app.job(&token, &id).await;
+    assert_eq!(detail["job"]["state"], "interrupted", "{detail:#}");
+    assert!(
+        detail["job"]["not_attempted"]
+            .as_i64()
+            .expect("not_attempted")
+            > 0,
+        "{detail:#}"
+    );
+    assert!(detail["job"]["finished_at"].is_string());
+    let before: Vec<bool> = {
+        let mut v = Vec::new();
+        for s in &t {
+            v.push(at_4_or_untouched(&app.env, s).await);
+        }
+        v
+    };
+    assert!(before[0] && !before[2], "a done, c untouched: {before:?}");
+    assert_eq!(
+        outcomes(&detail)
+            .iter()
+            .map(|o| o.0.clone())
+            .collect::<Vec<_>>(),
+        t.iter()
+            .zip(&before)
+            .filter(|(_, at4)| **at4)
+            .map(|(s, _)| s.clone())
+            .collect::<Vec<_>>()
+    );
+    // The slot is free again, and the job can be resumed.
+    let res = app
+        .post(&format!("/migrations/jobs/{id}/resume"), &token, json!({}))
+        .await;
+    assert_eq!(res.status(), 202);
+    let detail = app.wait_job_finished(&token, &id).await;
+    assert_eq!(detail["job"]["state"], "succeeded", "{detail:#}");
+    assert_eq!(
+        outcomes(&detail),
+        vec![migrated(&t[0]), migrated(&t[1]), migrated(&t[2])]
+    );
+    assert_eq!(
+        (
+            detail["job"]["succeeded"].as_i64(),
+            detail["job"]["not_attempted"].as_i64()
+        ),
+        (Some(3), Some(0)),
+        "{detail:#}"
+    );
+    for s in &t {
+        assert!(at_4_or_untouched(&app.env, s).await, "{s}");
+    }
+    app.stop().await;
+}
+
+/// Waits until the server stopped accepting connections (it has seen the shutdown signal).
+async fn wait_until_refused(addr: std::net::SocketAddr) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server still accepts connections"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+async fn crashed_job_is_interrupted_after_restart_and_resumable(b: Backend) {
+    use tenant_migrator::catalog::{JobTenantRow, NewJob};
+    let (env, t) = fleet_env(b, &[("a", Some(3)), ("b", Some(3)), ("c", Some(3))]).await;
+    let app = TestApp::spawn_env(env).await;
+    let email = app.admin(Role::Operator).await;
+    let token = app.login(&email).await;
+
+    // A process that died mid-job: it had migrated a, recorded it, and then stopped beating.
+    let res = app
+        .post(&format!("/tenants/{}/upgrade", t[0]), &token, json!({}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let catalog = app.engine.catalog();
+    let job = catalog
+        .start_job(&NewJob {
+            kind: "upgrade_all".into(),
+            dry_run: false,
+            continue_on_error: false,
+            concurrency: 1,
+            target_version: None,
+            requested_by: Some(email.clone()),
+            exclusive: true,
+            owner: "4242-crashed".into(),
+        })
+        .await
+        .expect("job row");
+    catalog
+        .record_job_tenant(
+            job.id,
+            &JobTenantRow {
+                schema_name: t[0].clone(),
+                status: "migrated".into(),
+                from_version: Some(3),
+                to_version: Some(4),
+                duration_ms: 10,
+                attempts: 1,
+                error: None,
+                finished_at: chrono::Utc::now(),
+            },
+        )
+        .await
+        .expect("outcome row");
+    app.catalog_exec(
+        "UPDATE migration_jobs SET heartbeat_at = ?, total = 3, succeeded = 1 WHERE id = ?",
+        &[
+            CatalogArg::Time(chrono::Utc::now() - chrono::Duration::hours(1)),
+            CatalogArg::Id(job.id),
+        ],
+    )
+    .await;
+    let id = job.id.to_string();
+    // Until a restart notices, the dead job still holds the slot.
+    assert_eq!(app.job(&token, &id).await["job"]["state"], "running");
+    let res = app.post("/migrations/upgrade-all", &token, json!({})).await;
+    assert_eq!(expect_problem(res, 409).await["job_id"], id.as_str());
+
+    let app = app.restart().await;
+    let token = app.login(&email).await;
+    let detail = app.job(&token, &id).await;
+    assert_eq!(detail["job"]["state"], "interrupted", "{detail:#}");
+    assert!(detail["job"]["error"].is_string());
+
+    let res = app
+        .post(&format!("/migrations/jobs/{id}/resume"), &token, json!({}))
+        .await;
+    assert_eq!(res.status(), 202);
+    let detail = app.wait_job_finished(&token, &id).await;
+    assert_eq!(detail["job"]["state"], "succeeded", "{detail:#}");
+    assert_eq!(
+        outcomes(&detail),
+        vec![migrated(&t[0]), migrated(&t[1]), migrated(&t[2])]
+    );
+    assert_eq!(
+        (
+            detail["job"]["total"].as_i64(),
+            detail["job"]["succeeded"].as_i64(),
+            detail["job"]["failed"].as_i64()
+        ),
+        (Some(3), Some(3), Some(0)),
+        "{detail:#}"
+    );
+    for s in &t {
+        assert_eq!(
+            tenant_version(&app.env, s).await,
+            (applied_up_to(4), true),
+            "{s}"
+        );
+    }
+    // A finished job cannot be resumed again.
+    let res = app
+        .post(&format!("/migrations/jobs/{id}/resume"), &token, json!({}))
+        .await;
+    expect_problem(res, 409).await;
+    app.stop().await;
+}
+
+backend_tests!(
+    upgrade_all_succeeds_with_per_tenant_outcomes,
+    second_upgrade_all_conflicts_with_the_running_job,
+    dry_run_job_changes_nothing,
+    cancel_stops_at_a_tenant_boundary,
+    sse_streams_one_event_per_tenant_then_the_summary,
+    sse_of_a_dry_run_lists_the_plan,
+    graceful_shutdown_interrupts_the_job_and_resume_finishes_it,
+    crashed_job_is_interrupted_after_restart_and_resumable,
+);

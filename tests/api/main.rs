@@ -1,0 +1,13 @@
+//! HTTP API tests: a real server on port 0 with its own catalog per test, on every backend.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod support;
+
+mod auth;
+mod basics;
+mod errors;
+mod jobs;
+mod service;
+mod tenants;
