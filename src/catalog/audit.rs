@@ -54,12 +54,12 @@ impl Catalog {
 
     /// The newest entries first.
     pub async fn recent_audit(&self, limit: u64) -> Result<Vec<AuditEntry>, DbError> {
-        let sql = format!(
-            "SELECT at, actor, action, target, outcome, detail, request_id FROM audit_log \
-             ORDER BY id DESC LIMIT {limit}"
-        );
-        with_pool!(&self.pool, |p, _b, _Id| {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let sql = "SELECT at, actor, action, target, outcome, detail, request_id FROM audit_log \
+             ORDER BY id DESC LIMIT ?";
+        let limit = limit.min(i64::MAX as u64) as i64;
+        with_pool!(&self.pool, |p, b, _Id| {
+            let rows = sqlx::query(placeholders(b, sql))
+                .bind(limit)
                 .fetch_all(p)
                 .await
                 .map_err(|e| DbError::sqlx("reading audit log", e))?;

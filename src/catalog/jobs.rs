@@ -246,8 +246,11 @@ impl Catalog {
             ""
         };
         let sql = format!(
-            "SELECT {COLUMNS} FROM migration_jobs{cond} ORDER BY created_at DESC, id LIMIT {} OFFSET {}",
-            filter.limit, filter.offset
+            "SELECT {COLUMNS} FROM migration_jobs{cond} ORDER BY created_at DESC, id LIMIT ? OFFSET ?"
+        );
+        let (limit, offset) = (
+            filter.limit.min(i64::MAX as u64) as i64,
+            filter.offset.min(i64::MAX as u64) as i64,
         );
         let count_sql = format!("SELECT COUNT(*) FROM migration_jobs{cond}");
         let state = filter.state.map(JobState::as_str);
@@ -259,6 +262,8 @@ impl Catalog {
                 c = c.bind(s);
             }
             let rows = q
+                .bind(limit)
+                .bind(offset)
                 .fetch_all(p)
                 .await
                 .map_err(|e| DbError::sqlx("listing jobs", e))?;

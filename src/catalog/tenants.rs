@@ -207,34 +207,36 @@ impl Catalog {
         })
     }
 
-    /// Tenants matching `filter`, ordered by schema name, with the total count.
+    /// Tenants matching `filter`, ordered by schema name, with the total count. One round trip
+    /// in the common cases: the whole list (the fleet) needs no count, and an offset page gets
+    /// its total from `COUNT(*) OVER ()`; only cursor pages (and pages past the end) count
+    /// separately. Limit and offset are bound, so every page shares one prepared statement.
     pub async fn list_tenants(&self, filter: &TenantFilter) -> Result<TenantPage, DbError> {
-        let mut conds = Vec::new();
-        if filter.status.is_some() {
-            conds.push("status = ?");
-        }
-        let where_count = if conds.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conds.join(" AND "))
-        };
-        if filter.after.is_some() {
-            conds.push("schema_name > ?");
-        }
-        let where_page = if conds.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conds.join(" AND "))
-        };
-        let mut sql = format!("SELECT {COLUMNS} FROM tenants{where_page} ORDER BY schema_name");
-        if let Some(limit) = filter.limit {
-            sql.push_str(&format!(" LIMIT {limit} OFFSET {}", filter.offset));
-        } else if filter.offset > 0 {
-            sql.push_str(&format!(" LIMIT {} OFFSET {}", i64::MAX, filter.offset));
-        }
-        let count_sql = format!("SELECT COUNT(*) FROM tenants{where_count}");
         let status = filter.status.map(TenantStatus::as_str);
-        with_pool!(&self.pool, |p, b, Id| {
+        let status_cond = if status.is_some() { " WHERE status = ?" } else { "" };
+        let (sql, windowed) = match (&filter.after, filter.limit) {
+            (None, None) => (
+                format!("SELECT {COLUMNS} FROM tenants{status_cond} ORDER BY schema_name"),
+                false,
+            ),
+            (None, Some(_)) => (
+                format!(
+                    "SELECT {COLUMNS}, COUNT(*) OVER () FROM tenants{status_cond} \
+                     ORDER BY schema_name LIMIT ? OFFSET ?"
+                ),
+                true,
+            ),
+            (Some(_), _) => (
+                format!(
+                    "SELECT {COLUMNS} FROM tenants{} schema_name > ? ORDER BY schema_name LIMIT ? OFFSET ?",
+                    if status.is_some() { " WHERE status = ? AND" } else { " WHERE" }
+                ),
+                false,
+            ),
+        };
+        let limit = filter.limit.map_or(i64::MAX, |l| l.min(i64::MAX as u64) as i64);
+        let offset = filter.offset.min(i64::MAX as u64) as i64;
+        let (tenants, window_total) = with_pool!(&self.pool, |p, b, Id| {
             let mut q = sqlx::query(placeholders(b, &sql));
             if let Some(s) = status {
                 q = q.bind(s);
@@ -242,23 +244,47 @@ impl Catalog {
             if let Some(a) = &filter.after {
                 q = q.bind(a.as_str());
             }
+            if filter.limit.is_some() || filter.after.is_some() {
+                q = q.bind(limit).bind(offset);
+            }
             let rows = q
                 .fetch_all(p)
                 .await
                 .map_err(|e| DbError::sqlx("listing tenants", e))?;
-            let mut c = sqlx::query_scalar::<_, i64>(placeholders(b, &count_sql));
-            if let Some(s) = status {
-                c = c.bind(s);
-            }
-            let total = c
-                .fetch_one(p)
-                .await
-                .map_err(|e| DbError::sqlx("counting tenants", e))?;
+            let total = match rows.first() {
+                Some(r) if windowed => Some(col::<_, i64>(r, 9)?),
+                _ => None,
+            };
             let tenants = rows
                 .iter()
                 .map(|r| decode_tenant!(r, Id))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(TenantPage { tenants, total })
+            Ok::<_, DbError>((tenants, total))
+        })?;
+        let total = match window_total {
+            Some(t) => t,
+            None if filter.limit.is_none() && filter.after.is_none() && offset == 0 => {
+                tenants.len() as i64
+            }
+            None => self.count_tenants(status).await?,
+        };
+        Ok(TenantPage { tenants, total })
+    }
+
+    async fn count_tenants(&self, status: Option<&str>) -> Result<i64, DbError> {
+        let sql = if status.is_some() {
+            "SELECT COUNT(*) FROM tenants WHERE status = ?"
+        } else {
+            "SELECT COUNT(*) FROM tenants"
+        };
+        with_pool!(&self.pool, |p, b, _Id| {
+            let mut c = sqlx::query_scalar::<_, i64>(placeholders(b, sql));
+            if let Some(s) = status {
+                c = c.bind(s);
+            }
+            c.fetch_one(p)
+                .await
+                .map_err(|e| DbError::sqlx("counting tenants", e))
         })
     }
 

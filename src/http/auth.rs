@@ -2,6 +2,10 @@
 //! malformed, expired, wrongly signed or wrongly addressed tokens are 401; a valid token
 //! whose role is too low for the route is 403 (checked by `require`).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
@@ -30,6 +34,47 @@ impl AuthUser {
                 self.role
             )))
         }
+    }
+}
+
+/// How long a looked-up account state is trusted. A role change or a disabled account made
+/// through this process takes effect at once (the entry is dropped); one made elsewhere (another
+/// replica, the CLI, SQL) within this time.
+const ACCOUNT_TTL: Duration = Duration::from_secs(2);
+
+/// Recently looked-up admin accounts, so a burst of requests reads each account once per
+/// [`ACCOUNT_TTL`] instead of once per request.
+#[derive(Default)]
+pub struct AccountCache {
+    entries: Mutex<HashMap<Uuid, (Instant, Option<AuthUser>)>>,
+}
+
+impl AccountCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Instant, Option<AuthUser>)>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, id: Uuid) -> Option<Option<AuthUser>> {
+        let entries = self.lock();
+        entries
+            .get(&id)
+            .filter(|(at, _)| at.elapsed() < ACCOUNT_TTL)
+            .map(|(_, user)| user.clone())
+    }
+
+    fn put(&self, id: Uuid, user: Option<AuthUser>) {
+        let mut entries = self.lock();
+        if entries.len() > 10_000 {
+            entries.retain(|_, (at, _)| at.elapsed() < ACCOUNT_TTL);
+        }
+        entries.insert(id, (Instant::now(), user));
+    }
+
+    /// Drops what is known of an account (after it was changed).
+    pub fn forget(&self, id: Uuid) {
+        self.lock().remove(&id);
     }
 }
 
@@ -63,15 +108,26 @@ impl FromRequestParts<AppState> for AuthUser {
         let id = Uuid::parse_str(&claims.sub)
             .map_err(|_| ApiError::Unauthorized("invalid or expired token".into()))?;
         // The account's current state wins over the token's: disabling a user or changing
-        // a role takes effect at once, not when the token expires.
-        let admin = state.engine.catalog().get_admin(id).await?;
-        match admin {
-            Some(a) if a.is_active => Ok(AuthUser {
-                id,
-                email: a.email,
-                role: a.role,
-            }),
-            _ => Err(ApiError::Unauthorized("invalid or expired token".into())),
-        }
+        // a role takes effect at once (here) or within seconds (elsewhere), not when the
+        // token expires.
+        let user = match state.accounts.get(id) {
+            Some(cached) => cached,
+            None => {
+                let user = state
+                    .engine
+                    .catalog()
+                    .get_admin(id)
+                    .await?
+                    .filter(|a| a.is_active)
+                    .map(|a| AuthUser {
+                        id,
+                        email: a.email,
+                        role: a.role,
+                    });
+                state.accounts.put(id, user.clone());
+                user
+            }
+        };
+        user.ok_or_else(|| ApiError::Unauthorized("invalid or expired token".into()))
     }
 }

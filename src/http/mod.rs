@@ -70,6 +70,7 @@ pub struct AppState {
     pub engine: Engine,
     pub tokens: Arc<TokenKeys>,
     pub jobs: JobManager,
+    pub accounts: Arc<auth::AccountCache>,
 }
 
 /// Why the service could not start.
@@ -143,6 +144,7 @@ impl Application {
             engine,
             tokens: Arc::new(tokens),
             jobs,
+            accounts: Arc::default(),
         };
         let router = router(state.clone(), &settings);
         let listener =

@@ -170,6 +170,7 @@ pub async fn update(
         is_active: req.is_active,
     };
     let updated = state.engine.catalog().update_admin(id, &patch).await?;
+    state.accounts.forget(id);
     let admin = updated.ok_or_else(|| ApiError::NotFound(format!("no admin user {id}")))?;
     audit(
         &state,
