@@ -30,10 +30,16 @@ fn main() {
     let mut files = Vec::new();
     collect(&root, &root, &mut files);
     files.sort();
-    let mut code = String::from("/// Files under migrations/, relative path and bytes.\npub static EMBEDDED: &[(&str, &[u8])] = &[\n");
+    let mut code = String::from(
+        "/// Files under migrations/, relative path and bytes.\npub static EMBEDDED: &[(&str, &[u8])] = &[\n",
+    );
     for (rel, path) in &files {
-        writeln!(code, "    ({rel:?}, include_bytes!({:?})),", path.display().to_string())
-            .expect("writing to a String cannot fail");
+        writeln!(
+            code,
+            "    ({rel:?}, include_bytes!({:?})),",
+            path.display().to_string()
+        )
+        .expect("writing to a String cannot fail");
     }
     code.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it"))

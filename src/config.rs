@@ -353,7 +353,11 @@ fn tenant_location(
                 Some(t) => {
                     let probe = t.replace("{schema}", "tenant_probe");
                     match parse_location(&probe, VAR)? {
-                        DbLocation::MySql { url, database } if database == "tenant_probe" => url,
+                        DbLocation::MySql { mut url, database } if database == "tenant_probe" => {
+                            // The server only: tenants' databases are chosen per session.
+                            url.set_path("/");
+                            url
+                        }
                         DbLocation::MySql { .. } => {
                             return Err(ConfigError::new(
                                 VAR,

@@ -207,36 +207,33 @@ impl Catalog {
         })
     }
 
-    /// Tenants matching `filter`, ordered by schema name, with the total count. One round trip
-    /// in the common cases: the whole list (the fleet) needs no count, and an offset page gets
-    /// its total from `COUNT(*) OVER ()`; only cursor pages (and pages past the end) count
-    /// separately. Limit and offset are bound, so every page shares one prepared statement.
+    /// Tenants matching `filter`, ordered by schema name (the MySQL table is clustered by it, so
+    /// a page is a range read), with the total count. Limit and offset are bound, so every page
+    /// shares one prepared statement. The whole list (the fleet) needs no separate count.
     pub async fn list_tenants(&self, filter: &TenantFilter) -> Result<TenantPage, DbError> {
         let status = filter.status.map(TenantStatus::as_str);
-        let status_cond = if status.is_some() { " WHERE status = ?" } else { "" };
-        let (sql, windowed) = match (&filter.after, filter.limit) {
-            (None, None) => (
-                format!("SELECT {COLUMNS} FROM tenants{status_cond} ORDER BY schema_name"),
-                false,
-            ),
-            (None, Some(_)) => (
-                format!(
-                    "SELECT {COLUMNS}, COUNT(*) OVER () FROM tenants{status_cond} \
-                     ORDER BY schema_name LIMIT ? OFFSET ?"
-                ),
-                true,
-            ),
-            (Some(_), _) => (
-                format!(
-                    "SELECT {COLUMNS} FROM tenants{} schema_name > ? ORDER BY schema_name LIMIT ? OFFSET ?",
-                    if status.is_some() { " WHERE status = ? AND" } else { " WHERE" }
-                ),
-                false,
-            ),
+        let mut conds = Vec::new();
+        if status.is_some() {
+            conds.push("status = ?");
+        }
+        if filter.after.is_some() {
+            conds.push("schema_name > ?");
+        }
+        let where_ = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
         };
-        let limit = filter.limit.map_or(i64::MAX, |l| l.min(i64::MAX as u64) as i64);
+        let paged = filter.limit.is_some() || filter.offset > 0;
+        let mut sql = format!("SELECT {COLUMNS} FROM tenants{where_} ORDER BY schema_name");
+        if paged {
+            sql.push_str(" LIMIT ? OFFSET ?");
+        }
+        let limit = filter
+            .limit
+            .map_or(i64::MAX, |l| l.min(i64::MAX as u64) as i64);
         let offset = filter.offset.min(i64::MAX as u64) as i64;
-        let (tenants, window_total) = with_pool!(&self.pool, |p, b, Id| {
+        let tenants = with_pool!(&self.pool, |p, b, Id| {
             let mut q = sqlx::query(placeholders(b, &sql));
             if let Some(s) = status {
                 q = q.bind(s);
@@ -244,29 +241,21 @@ impl Catalog {
             if let Some(a) = &filter.after {
                 q = q.bind(a.as_str());
             }
-            if filter.limit.is_some() || filter.after.is_some() {
+            if paged {
                 q = q.bind(limit).bind(offset);
             }
             let rows = q
                 .fetch_all(p)
                 .await
                 .map_err(|e| DbError::sqlx("listing tenants", e))?;
-            let total = match rows.first() {
-                Some(r) if windowed => Some(col::<_, i64>(r, 9)?),
-                _ => None,
-            };
-            let tenants = rows
-                .iter()
+            rows.iter()
                 .map(|r| decode_tenant!(r, Id))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok::<_, DbError>((tenants, total))
+                .collect::<Result<Vec<_>, _>>()
         })?;
-        let total = match window_total {
-            Some(t) => t,
-            None if filter.limit.is_none() && filter.after.is_none() && offset == 0 => {
-                tenants.len() as i64
-            }
-            None => self.count_tenants(status).await?,
+        let total = if paged || filter.after.is_some() {
+            self.count_tenants(status).await?
+        } else {
+            tenants.len() as i64
         };
         Ok(TenantPage { tenants, total })
     }

@@ -128,7 +128,11 @@ impl Fleet<'_> {
             with_work = work.len(),
             "fleet checked"
         );
-        let stop = AtomicBool::new(false);
+        // A tenant that already failed the unlocked check (dirty, checksum mismatch, missing)
+        // is a failure too: without continue-on-error no tenant starts after it.
+        let stop = AtomicBool::new(
+            !opts.continue_on_error && reports.iter().any(|r| r.status.is_failure()),
+        );
         let results: Vec<TenantReport> = stream::iter(work)
             .map(|(name, row, from)| {
                 let stop = &stop;

@@ -1,0 +1,479 @@
+//! What the CLI refuses before touching anything (invalid names, bad configuration, never
+//! echoing a password), the seed's URLs, `.env`, and `new-migration`.
+
+mod common;
+
+use common::{Backend, MYSQL_URL, POSTGRES_URL, TestEnv, applied_up_to, tenant_of};
+
+const PASSWORD: &str = "Sup3rSecret";
+
+fn invalid_names(env: &TestEnv, canary: &str) -> Vec<String> {
+    vec![
+        "Robert'); DROP DATABASE x;--".into(),
+        format!("Robert'); DROP DATABASE {canary};--"),
+        format!("x`; DROP DATABASE `{canary}"),
+        format!("x\"; DROP SCHEMA \"{canary}\" CASCADE; --"),
+        "mysql".into(),
+        "information_schema".into(),
+        "performance_schema".into(),
+        "sys".into(),
+        "a".repeat(64),
+        String::new(),
+        "UPPER".into(),
+        "pg_toast".into(),
+        "pg_catalog".into(),
+        "public".into(),
+        "../escape".into(),
+        env.tenant("with space"),
+        env.tenant("dash-ed"),
+    ]
+}
+
+async fn invalid_names_are_refused_and_create_nothing(b: Backend) {
+    let env = TestEnv::new(b);
+    let canary = env.tenant("canary");
+    let mut admin = env.admin().await;
+    admin.create_schema(&env, &canary).await;
+    let good = env.tenant("good");
+    for name in invalid_names(&env, &canary) {
+        for args in [
+            vec!["create", name.as_str()],
+            vec!["create", good.as_str(), name.as_str()],
+            vec!["upgrade", name.as_str()],
+            vec!["status", name.as_str()],
+            vec!["repair", name.as_str()],
+            vec!["--dry-run", "create", name.as_str()],
+        ] {
+            let run = env.cli(&args);
+            run.expect_code(2);
+            let err = run.stderr();
+            assert!(err.contains("schema_name:"), "{args:?}: {err}");
+            assert!(!err.contains("panicked"), "{args:?}: {err}");
+        }
+        let json = env.cli(&["--output", "json", "create", &name]);
+        json.expect_code(2);
+        assert_eq!(json.json()["exit_code"], 2);
+        assert!(
+            json.json()["error"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("schema_name:")
+        );
+    }
+    // The catalog's own name is refused too.
+    let own = env.cli(&["create", &env.catalog]);
+    own.expect_code(2);
+    assert!(
+        own.stderr().contains("catalog's own schema"),
+        "{}",
+        own.stderr()
+    );
+    assert!(!own.stderr().contains("SchemaName("), "{}", own.stderr());
+
+    // Nothing anywhere: no tenant, not even the catalog; the canary survived.
+    assert_eq!(env.schemas().await, vec![canary.clone()]);
+    let files: Vec<_> = std::fs::read_dir(env.dir.path())
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|f| f != "tenants")
+        .collect();
+    assert!(files.is_empty(), "{files:?}");
+    env.cleanup().await;
+}
+
+backend_tests!(invalid_names_are_refused_and_create_nothing);
+
+/// Runs with only `vars` set; checks exit 2, the variable named on stderr, and the password
+/// nowhere, in text and JSON output and with verbose logging.
+fn refused(env: &TestEnv, vars: &[(&str, &str)], variable: &str) -> String {
+    let mut stderr = String::new();
+    let tenant = env.tenant("a");
+    for args in [
+        vec!["upgrade-all"],
+        vec!["--output", "json", "create", tenant.as_str()],
+        vec!["--verbose", "status"],
+    ] {
+        let mut with_log = vars.to_vec();
+        with_log.push(("RUST_LOG", "trace"));
+        let run = env.cli_bare(&args, &with_log);
+        run.expect_code(2);
+        let (out, err) = (run.stdout(), run.stderr());
+        assert!(
+            err.contains(&format!("{variable}:")),
+            "{args:?} should name {variable}: {err}"
+        );
+        assert!(
+            !out.contains(PASSWORD) && !err.contains(PASSWORD),
+            "password leaked by {args:?}:\n{out}\n{err}"
+        );
+        stderr = err;
+    }
+    stderr
+}
+
+fn with_password(base: &str, user: &str) -> String {
+    base.replacen(&format!("{user}@"), &format!("{user}:{PASSWORD}@"), 1)
+}
+
+#[test]
+fn unknown_scheme_names_the_variable() {
+    let env = TestEnv::new(Backend::Sqlite);
+    let url = format!("oracle://scott:{PASSWORD}@127.0.0.1:1521/x");
+    let err = refused(&env, &[("DATABASE_URL", &url)], "DATABASE_URL");
+    assert!(err.contains("scheme"), "{err}");
+    let err = refused(&env, &[("PUBLIC_DATABASE_URL", &url)], "DATABASE_URL");
+    assert!(err.contains("scheme"), "{err}");
+    let mysql = format!("{}/cat", with_password(MYSQL_URL, "root"));
+    let tpl = format!("redis://x:{PASSWORD}@127.0.0.1/{{schema}}");
+    refused(
+        &env,
+        &[("DATABASE_URL", &mysql), ("TENANT_URL_TEMPLATE", &tpl)],
+        "TENANT_URL_TEMPLATE",
+    );
+}
+
+#[test]
+fn template_without_schema_placeholder_names_the_variable() {
+    let env = TestEnv::new(Backend::MySql);
+    let server = with_password(MYSQL_URL, "root");
+    let cat = format!("{server}/{}", env.catalog);
+    let fixed = format!("{server}/fixed_db");
+    let err = refused(
+        &env,
+        &[("DATABASE_URL", &cat), ("TENANT_URL_TEMPLATE", &fixed)],
+        "TENANT_URL_TEMPLATE",
+    );
+    assert!(err.contains("{schema}"), "{err}");
+    // A template of another kind of database is refused as well.
+    let pg = format!(
+        "{}?search_path={{schema}}",
+        with_password(POSTGRES_URL, "postgres")
+    );
+    refused(
+        &env,
+        &[("DATABASE_URL", &cat), ("TENANT_URL_TEMPLATE", &pg)],
+        "TENANT_URL_TEMPLATE",
+    );
+}
+
+#[test]
+fn invalid_pool_size_names_the_variable() {
+    let env = TestEnv::new(Backend::Sqlite);
+    let url = format!("sqlite://{}/cat.db", env.dir.path().display());
+    for bad in ["abc", "0", "-1", "1000", "3.5"] {
+        refused(
+            &env,
+            &[("DATABASE_URL", &url), ("TENANT_ENGINE_POOL_SIZE", bad)],
+            "TENANT_ENGINE_POOL_SIZE",
+        );
+    }
+    assert!(!env.dir.path().join("cat.db").exists());
+}
+
+#[test]
+fn unreachable_server_is_reported_at_once() {
+    let env = TestEnv::new(Backend::MySql);
+    for url in [
+        format!("mysql://root:{PASSWORD}@127.0.0.1:1/{}", env.catalog),
+        format!("postgres://postgres:{PASSWORD}@127.0.0.1:1/test"),
+        format!(
+            "mysql+mysqlconnector://root:{PASSWORD}@127.0.0.1:1/{}",
+            env.catalog
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let err = refused(&env, &[("DATABASE_URL", &url)], "DATABASE_URL");
+        assert!(
+            err.contains("cannot connect to") && err.contains("127.0.0.1:1"),
+            "{err}"
+        );
+        assert!(err.contains(":***@"), "{err}");
+        // A refused connection is not worth a pool's whole acquire timeout (three runs here).
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // Only the tenants' server is down: the template is the variable to fix.
+    let cat = format!("{MYSQL_URL}/{}", env.catalog);
+    let tpl = format!("mysql://root:{PASSWORD}@127.0.0.1:1/{{schema}}");
+    refused(
+        &env,
+        &[("DATABASE_URL", &cat), ("TENANT_URL_TEMPLATE", &tpl)],
+        "TENANT_URL_TEMPLATE",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_login_is_reported_without_echoing_the_password() {
+    let env = TestEnv::new(Backend::MySql);
+    let url = format!("{}/{}", with_password(MYSQL_URL, "root"), env.catalog);
+    let err = refused(&env, &[("DATABASE_URL", &url)], "DATABASE_URL");
+    assert!(err.contains("Access denied"), "{err}");
+    let pg = TestEnv::new(Backend::Postgres);
+    let url = format!(
+        "{}/nonexistent_db_{}",
+        with_password(POSTGRES_URL, "postgres").trim_end_matches("/test"),
+        pg.prefix
+    );
+    refused(&pg, &[("DATABASE_URL", &url)], "DATABASE_URL");
+    assert!(env.schemas().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_sqlalchemy_urls_work_end_to_end() {
+    let env = TestEnv::new(Backend::MySql);
+    let a = env.tenant("a");
+    let vars = [
+        (
+            "DATABASE_URL",
+            format!(
+                "mysql+mysqlconnector://root:@localhost:3306/{}",
+                env.catalog
+            ),
+        ),
+        (
+            "TENANT_URL_TEMPLATE",
+            "mysql+mysqlconnector://root:@localhost:3306/{schema}".to_owned(),
+        ),
+    ];
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run = env.cli_bare(&["--output", "json", "create", &a], &vars);
+    run.expect_code(0);
+    assert_eq!(tenant_of(&run.json(), &a)["status"], "created");
+    let mut admin = env.admin().await;
+    assert_eq!(admin.history(&env, &a).await, applied_up_to(3));
+    assert_eq!(admin.tables(&env, &a).await.len(), 8);
+    // The seed's alias for the catalog URL, without a template.
+    let alias = [("PUBLIC_DATABASE_URL", vars[0].1)];
+    let run = env.cli_bare(&["--output", "json", "upgrade-all"], &alias);
+    run.expect_code(0);
+    assert_eq!(tenant_of(&run.json(), &a)["status"], "up_to_date");
+    env.cleanup().await;
+
+    let pg = TestEnv::new(Backend::Postgres);
+    let p = pg.tenant("p");
+    let url = "postgresql+psycopg://postgres@localhost:5432/test".to_owned();
+    let vars = [
+        ("DATABASE_URL", url.as_str()),
+        ("CATALOG_SCHEMA", pg.catalog.as_str()),
+    ];
+    pg.cli_bare(&["create", &p], &vars).expect_code(0);
+    let mut admin = pg.admin().await;
+    assert_eq!(admin.history(&pg, &p).await, applied_up_to(3));
+    // Tenants in one database, named by a template with `{schema}` in a parameter.
+    let q = pg.tenant("q");
+    let tpl = "postgresql+psycopg://postgres@localhost:5432/test?search_path={schema}";
+    let vars = [
+        ("DATABASE_URL", url.as_str()),
+        ("CATALOG_SCHEMA", pg.catalog.as_str()),
+        ("TENANT_URL_TEMPLATE", tpl),
+    ];
+    pg.cli_bare(&["create", &q], &vars).expect_code(0);
+    assert_eq!(admin.history(&pg, &q).await, applied_up_to(3));
+    pg.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dotenv_file_is_read_and_flags_win() {
+    let env = TestEnv::new(Backend::Sqlite);
+    let a = env.tenant("a");
+    let url = format!("sqlite://{}/{}.db", env.dir.path().display(), env.catalog);
+    std::fs::write(env.dir.path().join(".env"), format!("DATABASE_URL={url}\n")).expect(".env");
+    env.cli_bare(&["create", &a], &[]).expect_code(0);
+    let mut admin = env.admin().await;
+    assert_eq!(admin.history(&env, &a).await, applied_up_to(3));
+    // A flag overrides the file: this catalog is elsewhere and has no tenants.
+    let other = format!("sqlite://{}/other.db", env.dir.path().display());
+    let run = env.cli_bare(
+        &["--output", "json", "--database-url", &other, "list-tenants"],
+        &[],
+    );
+    run.expect_code(0);
+    assert_eq!(run.json()["total"], 0);
+    let run = env.cli_bare(&["--output", "json", "list-tenants"], &[]);
+    assert_eq!(run.json()["total"], 1);
+}
+
+fn files_named(dir: &std::path::Path, name: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for d in ["mysql", "postgres", "sqlite"] {
+        let p = dir.join(d).join(name);
+        if p.exists() {
+            found.push(d.to_owned());
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_migration_creates_the_next_file_in_every_dialect() {
+    let mut env = TestEnv::new(Backend::Sqlite);
+    let root = env.own_migrations();
+    let all = vec!["mysql".to_owned(), "postgres".into(), "sqlite".into()];
+
+    let run = env.cli(&[
+        "--output",
+        "json",
+        "new-migration",
+        "--scope",
+        "tenant",
+        "add_loyalty",
+    ]);
+    run.expect_code(0);
+    assert_eq!(run.json()["created"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        files_named(&root.join("tenant"), "0004_add_loyalty.sql"),
+        all
+    );
+    env.cli(&["new-migration", "--scope", "tenant", "add_gift_cards"])
+        .expect_code(0);
+    assert_eq!(
+        files_named(&root.join("tenant"), "0005_add_gift_cards.sql"),
+        all
+    );
+    env.cli(&["new-migration", "--scope", "public", "add_notes"])
+        .expect_code(0);
+    assert_eq!(files_named(&root.join("public"), "0004_add_notes.sql"), all);
+
+    // Dry run and invalid names create nothing.
+    env.cli(&["--dry-run", "new-migration", "--scope", "tenant", "later"])
+        .expect_code(0);
+    assert!(files_named(&root.join("tenant"), "0006_later.sql").is_empty());
+    for bad in ["Bad-Name", "", "9lives", "with space", "../up"] {
+        let run = env.cli(&["new-migration", "--scope", "tenant", bad]);
+        run.expect_code(2);
+        assert!(
+            run.stderr().contains("snake_case"),
+            "{bad}: {}",
+            run.stderr()
+        );
+    }
+    let count = std::fs::read_dir(root.join("tenant").join("sqlite"))
+        .expect("dir")
+        .count();
+    assert_eq!(count, 5);
+
+    // The new (empty) files are valid migrations: a tenant goes to version 5.
+    let a = env.tenant("a");
+    env.add_tenant_migration("0004_add_loyalty.sql", |_| {
+        "CREATE TABLE loyalty_cards (id CHAR(36) NOT NULL PRIMARY KEY);\n".into()
+    });
+    let run = env.cli(&["--output", "json", "create", &a]);
+    run.expect_code(0);
+    assert_eq!(tenant_of(&run.json(), &a)["to"], 5);
+    let mut admin = env.admin().await;
+    assert_eq!(admin.history(&env, &a).await, applied_up_to(5));
+    assert_eq!(admin.history(&env, &env.catalog).await, applied_up_to(4));
+}
+
+/// A whole run with the password in the URLs, verbose and with every log level on: one
+/// structured line per tenant, statement timings, and the password nowhere.
+async fn logs_name_each_tenant_and_never_the_password(b: Backend) {
+    let mut env = TestEnv::new(b);
+    env.use_user_with_password(PASSWORD).await;
+    let (a, c) = (env.tenant("a"), env.tenant("c"));
+    let runs = [
+        env.cli_with(&["--verbose", "create", &a, &c], &[("RUST_LOG", "trace")]),
+        env.cli_with(&["--verbose", "upgrade-all"], &[("RUST_LOG", "trace")]),
+        env.cli_with(
+            &["--verbose", "--output", "json", "status"],
+            &[("RUST_LOG", "trace")],
+        ),
+        env.cli_with(&["--verbose", "list-tenants"], &[]),
+    ];
+    for run in &runs {
+        run.expect_code(0);
+        assert!(
+            !run.stdout().contains(PASSWORD) && !run.stderr().contains(PASSWORD),
+            "password leaked"
+        );
+    }
+    let lines: Vec<serde_json::Value> = runs[0]
+        .stderr()
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
+        })
+        .collect();
+    for t in [&a, &c] {
+        assert!(
+            lines.iter().any(|l| l["message"] == "tenant done"
+                && l["schema"] == t.as_str()
+                && l["status"] == "created"),
+            "no log line for {t}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "statement done" && l["elapsed_ms"].is_number()),
+        "--verbose shows statement timings"
+    );
+    let noop_log = runs[1].stderr();
+    assert!(
+        noop_log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|l| l["message"] == "fleet run planned" && l["total"] == 2 && l["with_work"] == 0),
+        "{noop_log}"
+    );
+    let mut admin = env.admin().await;
+    assert_eq!(admin.history(&env, &a).await, applied_up_to(3));
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_logs_name_each_tenant_and_never_the_password() {
+    logs_name_each_tenant_and_never_the_password(Backend::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_logs_name_each_tenant_and_never_the_password() {
+    logs_name_each_tenant_and_never_the_password(Backend::Postgres).await;
+}
+
+#[test]
+fn shipped_dialect_folders_agree() {
+    use tenant_migrator::{MigrationSource, Scope};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let source = MigrationSource::from_dir(&dir).expect("the shipped migrations load");
+    let embedded = MigrationSource::embedded().expect("the embedded migrations load");
+    for scope in [Scope::Public, Scope::Tenant] {
+        let key = |s: &MigrationSource, b| -> Vec<(i64, String, String)> {
+            s.set(scope, b)
+                .migrations
+                .iter()
+                .map(|m| (m.version, m.name.clone(), m.checksum.clone()))
+                .collect()
+        };
+        let names = |s: &MigrationSource, b| -> Vec<(i64, String)> {
+            key(s, b).into_iter().map(|(v, n, _)| (v, n)).collect()
+        };
+        let mysql = names(&source, tenant_migrator::db::Backend::MySql);
+        assert!(!mysql.is_empty(), "{scope} has migrations");
+        for b in tenant_migrator::db::Backend::ALL {
+            assert_eq!(names(&source, b), mysql, "{scope}/{b} disagrees with mysql");
+            // The binary embeds exactly the files of the repository.
+            assert_eq!(key(&embedded, b), key(&source, b), "{scope}/{b} embedded");
+        }
+    }
+}
+
+#[test]
+fn disagreeing_dialect_folders_are_refused() {
+    let mut env = TestEnv::new(Backend::Sqlite);
+    let root = env.own_migrations();
+    let pg = root.join("tenant").join("postgres");
+    std::fs::remove_file(pg.join("0003_professional_schedule.sql")).expect("rm");
+    let run = env.cli(&["upgrade-all"]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("0003"), "{}", run.stderr());
+    std::fs::write(pg.join("0003_professional_hours.sql"), "SELECT 1;\n").expect("write");
+    let run = env.cli(&["upgrade-all"]);
+    run.expect_code(2);
+    assert!(run.stderr().contains("professional"), "{}", run.stderr());
+    assert!(!env.dir.path().join(format!("{}.db", env.catalog)).exists());
+}
