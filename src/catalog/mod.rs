@@ -22,11 +22,15 @@ use crate::db::{DbError, DbPool};
 #[derive(Clone, Debug)]
 pub struct Catalog {
     pool: DbPool,
+    counts: std::sync::Arc<tenants::CountCache>,
 }
 
 impl Catalog {
     pub fn new(pool: DbPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            counts: std::sync::Arc::default(),
+        }
     }
 
     pub fn pool(&self) -> &DbPool {

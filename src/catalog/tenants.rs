@@ -84,6 +84,51 @@ pub struct TenantPage {
     pub total: i64,
 }
 
+/// How long a page's `total` may be reused. Tenant rows themselves are always read fresh; a
+/// count is stale at once when this process writes a tenant row (the generation moves), and
+/// shows other processes' writes within this time.
+const COUNT_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+type CountMap = std::collections::HashMap<Option<TenantStatus>, (std::time::Instant, u64, i64)>;
+
+/// Recent tenant counts per status filter (the page total of `GET /tenants`), and the
+/// generation of the tenant rows: it moves on every write this process makes to them.
+#[derive(Debug, Default)]
+pub struct CountCache {
+    generation: std::sync::atomic::AtomicU64,
+    entries: std::sync::Mutex<CountMap>,
+}
+
+impl CountCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CountMap> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn get(&self, status: Option<TenantStatus>) -> Option<i64> {
+        let generation = self.generation();
+        self.lock()
+            .get(&status)
+            .filter(|(at, g, _)| *g == generation && at.elapsed() < COUNT_TTL)
+            .map(|(_, _, n)| *n)
+    }
+
+    fn put(&self, status: Option<TenantStatus>, generation: u64, n: i64) {
+        self.lock()
+            .insert(status, (std::time::Instant::now(), generation, n));
+    }
+
+    fn bump(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 const COLUMNS: &str = "id, schema_name, display_name, status, server, schema_version, last_error, created_at, updated_at";
 
 macro_rules! decode_tenant {
@@ -133,6 +178,7 @@ impl Catalog {
         let sql = format!(
             "INSERT INTO tenants ({COLUMNS}) VALUES (?, ?, ?, 'provisioning', 'default', NULL, NULL, ?, ?)"
         );
+        self.counts.bump();
         let inserted = with_pool!(&self.pool, |p, b, Id| {
             sqlx::query(placeholders(b, &sql))
                 .bind(Id::from(id))
@@ -145,6 +191,8 @@ impl Catalog {
                 .map(|_| ())
                 .map_err(|e| DbError::sqlx("inserting tenant", e))
         });
+        // Before and after: a reader between the two must not keep what it read.
+        self.counts.bump();
         match inserted {
             Ok(_) => Ok((
                 TenantRow {
@@ -180,8 +228,9 @@ impl Catalog {
         schema_version: Option<i64>,
         last_error: Option<&str>,
     ) -> Result<(), DbError> {
+        self.counts.bump();
         let sql = "UPDATE tenants SET status = ?, schema_version = ?, last_error = ?, updated_at = ? WHERE schema_name = ?";
-        with_pool!(&self.pool, |p, b, _Id| {
+        let updated = with_pool!(&self.pool, |p, b, _Id| {
             sqlx::query(placeholders(b, sql))
                 .bind(status.as_str())
                 .bind(schema_version)
@@ -192,26 +241,33 @@ impl Catalog {
                 .await
                 .map(|_| ())
                 .map_err(|e| DbError::sqlx("updating tenant", e))
-        })
+        });
+        self.counts.bump();
+        updated
     }
 
     /// Removes `schema`'s row (tests and rollbacks of failed creates only).
     pub async fn delete_tenant(&self, schema: &str) -> Result<(), DbError> {
-        with_pool!(&self.pool, |p, b, _Id| {
+        self.counts.bump();
+        let deleted = with_pool!(&self.pool, |p, b, _Id| {
             sqlx::query(placeholders(b, "DELETE FROM tenants WHERE schema_name = ?"))
                 .bind(schema)
                 .execute(p)
                 .await
                 .map(|_| ())
                 .map_err(|e| DbError::sqlx("deleting tenant", e))
-        })
+        });
+        self.counts.bump();
+        deleted
     }
 
     /// Tenants matching `filter`, ordered by schema name (the MySQL table is clustered by it, so
-    /// a page is a range read), with the total count. Limit and offset are bound, so every page
-    /// shares one prepared statement. The whole list (the fleet) needs no separate count.
+    /// a page is a range read), with the total count (kept for a second, see [`COUNT_TTL`]).
+    /// Limit and offset are bound, so every page shares one prepared statement. The whole list
+    /// (the fleet) needs no count.
     pub async fn list_tenants(&self, filter: &TenantFilter) -> Result<TenantPage, DbError> {
         let status = filter.status.map(TenantStatus::as_str);
+        let paged = filter.limit.is_some() || filter.offset > 0 || filter.after.is_some();
         let mut conds = Vec::new();
         if status.is_some() {
             conds.push("status = ?");
@@ -224,7 +280,6 @@ impl Catalog {
         } else {
             format!(" WHERE {}", conds.join(" AND "))
         };
-        let paged = filter.limit.is_some() || filter.offset > 0;
         let mut sql = format!("SELECT {COLUMNS} FROM tenants{where_} ORDER BY schema_name");
         if paged {
             sql.push_str(" LIMIT ? OFFSET ?");
@@ -252,10 +307,15 @@ impl Catalog {
                 .map(|r| decode_tenant!(r, Id))
                 .collect::<Result<Vec<_>, _>>()
         })?;
-        let total = if paged || filter.after.is_some() {
-            self.count_tenants(status).await?
-        } else {
+        let total = if !paged {
             tenants.len() as i64
+        } else if let Some(n) = self.counts.get(filter.status) {
+            n
+        } else {
+            let generation = self.counts.generation();
+            let n = self.count_tenants(status).await?;
+            self.counts.put(filter.status, generation, n);
+            n
         };
         Ok(TenantPage { tenants, total })
     }
@@ -275,6 +335,13 @@ impl Catalog {
                 .await
                 .map_err(|e| DbError::sqlx("counting tenants", e))
         })
+    }
+
+    /// Moves on every write this process makes to tenant rows: a value derived from the
+    /// rows under one generation is still right while the generation is unchanged (up to what
+    /// other processes wrote meanwhile).
+    pub fn tenant_generation(&self) -> u64 {
+        self.counts.generation()
     }
 
     /// Number of tenants per status (for metrics).

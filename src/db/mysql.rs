@@ -383,6 +383,7 @@ impl Dialect for MySqlDialect {
             conn: Conn::MySql(conn),
             lock: mysql_lock_name(&schema),
             released: false,
+            pending: None,
         };
         let lock = session.lock.clone();
         let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
@@ -476,6 +477,9 @@ struct MySqlSession {
     history: HistoryTable,
     lock: String,
     released: bool,
+    /// The `applied` update of the last migration, sent together with the next migration's
+    /// `running` row (one commit instead of two) or before the lock is released.
+    pending: Option<String>,
 }
 
 impl MySqlSession {
@@ -483,6 +487,18 @@ impl MySqlSession {
         match &mut self.conn {
             Conn::MySql(c) => c,
             _ => unreachable!("a MySQL session holds a MySQL connection"),
+        }
+    }
+
+    /// Sends a deferred `applied` update, if any.
+    async fn flush(&mut self) -> Result<(), DbError> {
+        match self.pending.take() {
+            Some(sql) => self
+                .history
+                .write(&mut self.conn, "updating", sql)
+                .await
+                .map(|_| ()),
+            None => Ok(()),
         }
     }
 
@@ -513,6 +529,7 @@ impl SchemaSession for MySqlSession {
     }
 
     async fn history(&mut self) -> Result<Option<Vec<HistoryRow>>, DbError> {
+        self.flush().await?;
         match self.history.read(&mut self.conn).await {
             Ok(rows) => Ok(Some(rows)),
             Err(e) if e.is_missing_object() => Ok(None),
@@ -541,9 +558,24 @@ impl SchemaSession for MySqlSession {
     }
 
     async fn begin(&mut self, m: MigrationRef<'_>, started: DateTime<Utc>) -> Result<(), DbError> {
-        self.history
-            .insert(&mut self.conn, m, RowState::Running, started, None, None)
-            .await
+        let insert =
+            self.history
+                .insert_sql(Backend::MySql, m, RowState::Running, started, None, None);
+        match self.pending.take() {
+            None => self
+                .history
+                .write(&mut self.conn, "writing", insert)
+                .await
+                .map(|_| ()),
+            Some(applied) => {
+                let sql = format!("START TRANSACTION; {applied}; {insert}; COMMIT");
+                let written = self.history.write(&mut self.conn, "writing", sql).await;
+                if written.is_err() {
+                    let _ = self.raw("ROLLBACK").await;
+                }
+                written.map(|_| ())
+            }
+        }
     }
 
     async fn execute(&mut self, sql: &str) -> Result<(), DbError> {
@@ -559,15 +591,14 @@ impl SchemaSession for MySqlSession {
         _started: DateTime<Utc>,
         duration_ms: i64,
     ) -> Result<(), DbError> {
-        self.history
-            .finish(
-                &mut self.conn,
-                m.version,
-                RowState::Applied,
-                duration_ms,
-                None,
-            )
-            .await
+        self.pending = Some(self.history.finish_sql(
+            Backend::MySql,
+            m.version,
+            RowState::Applied,
+            duration_ms,
+            None,
+        ));
+        Ok(())
     }
 
     async fn abort(
@@ -592,16 +623,21 @@ impl SchemaSession for MySqlSession {
     }
 
     async fn delete_rows(&mut self, versions: &[i64]) -> Result<u64, DbError> {
+        self.flush().await?;
         self.history.delete(&mut self.conn, versions).await
     }
 
     async fn mark_applied(&mut self, version: i64, checksum: &str) -> Result<u64, DbError> {
+        self.flush().await?;
         self.history
             .mark_applied(&mut self.conn, version, checksum)
             .await
     }
 
     async fn release(mut self: Box<Self>) -> Result<(), DbError> {
+        // If this fails, Drop closes the connection (freeing the lock) and the migration's row
+        // stays `running`: reported dirty, never silently taken as applied.
+        self.flush().await?;
         let lock = self.lock.clone();
         let released: Result<Option<i64>, sqlx::Error> =
             sqlx::query_scalar("SELECT RELEASE_LOCK(?)")

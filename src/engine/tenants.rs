@@ -193,10 +193,9 @@ impl Engine {
         opts: &FleetOptions,
     ) -> Result<TenantReport, EngineError> {
         let catalog = self.catalog();
-        let (row, inserted) = match catalog.get_tenant(name.as_str()).await? {
-            Some(row) => (row, false),
-            None => catalog.insert_tenant(name.as_str(), display).await?,
-        };
+        // Insert first: the common case (a new tenant) then costs no read; an existing row
+        // comes back from the conflict.
+        let (row, inserted) = catalog.insert_tenant(name.as_str(), display).await?;
         match row.status {
             TenantStatus::Active => {
                 let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Exists);

@@ -71,6 +71,7 @@ pub struct AppState {
     pub tokens: Arc<TokenKeys>,
     pub jobs: JobManager,
     pub accounts: Arc<auth::AccountCache>,
+    pub pages: Arc<handlers::tenants::PageCache>,
 }
 
 /// Why the service could not start.
@@ -145,6 +146,7 @@ impl Application {
             tokens: Arc::new(tokens),
             jobs,
             accounts: Arc::default(),
+            pages: Arc::default(),
         };
         let router = router(state.clone(), &settings);
         let listener =

@@ -134,7 +134,7 @@ impl HistoryTable {
     /// Runs one unprepared statement. History writes are sent as text with literals: one round
     /// trip, nothing left in the statement cache, and no one-shot prepared statement whose
     /// unanswered close packet would stall the next query behind Nagle's algorithm.
-    async fn write(&self, conn: &mut Conn, what: &str, sql: String) -> Result<u64, DbError> {
+    pub async fn write(&self, conn: &mut Conn, what: &str, sql: String) -> Result<u64, DbError> {
         with_conn!(conn, |c, _b| {
             sqlx::raw_sql(AssertSqlSafe(sql))
                 .execute(&mut *c)
@@ -144,17 +144,16 @@ impl HistoryTable {
         })
     }
 
-    /// Inserts a row for `m` in `state`.
-    pub async fn insert(
+    /// The statement inserting a row for `m` in `state`.
+    pub fn insert_sql(
         &self,
-        conn: &mut Conn,
+        b: Backend,
         m: MigrationRef<'_>,
         state: RowState,
         started: DateTime<Utc>,
         duration_ms: Option<i64>,
         error: Option<&str>,
-    ) -> Result<(), DbError> {
-        let b = conn.backend();
+    ) -> String {
         let finished = (state != RowState::Running).then(Utc::now);
         let error = error.map(clip);
         let values = [
@@ -171,11 +170,45 @@ impl HistoryTable {
         .map(|l| l.render(b))
         .collect::<Vec<_>>()
         .join(", ");
-        let sql = format!(
+        format!(
             "INSERT INTO {} ({COLUMNS}) VALUES ({values})",
             self.qualified
-        );
+        )
+    }
+
+    /// Inserts a row for `m` in `state`.
+    pub async fn insert(
+        &self,
+        conn: &mut Conn,
+        m: MigrationRef<'_>,
+        state: RowState,
+        started: DateTime<Utc>,
+        duration_ms: Option<i64>,
+        error: Option<&str>,
+    ) -> Result<(), DbError> {
+        let sql = self.insert_sql(conn.backend(), m, state, started, duration_ms, error);
         self.write(conn, "writing", sql).await.map(|_| ())
+    }
+
+    /// The statement moving the row of `version` to `state`, recording when and how it ended.
+    pub fn finish_sql(
+        &self,
+        b: Backend,
+        version: i64,
+        state: RowState,
+        duration_ms: i64,
+        error: Option<&str>,
+    ) -> String {
+        let error = error.map(clip);
+        format!(
+            "UPDATE {} SET state = {}, finished_at = {}, duration_ms = {}, error = {} WHERE version = {}",
+            self.qualified,
+            Lit::Text(state.as_str()).render(b),
+            Lit::Time(Utc::now()).render(b),
+            Lit::Int(duration_ms).render(b),
+            Lit::from(error.as_deref()).render(b),
+            Lit::Int(version).render(b),
+        )
     }
 
     /// Moves the row of `version` to `state`, recording when and how it ended.
@@ -187,17 +220,7 @@ impl HistoryTable {
         duration_ms: i64,
         error: Option<&str>,
     ) -> Result<(), DbError> {
-        let b = conn.backend();
-        let error = error.map(clip);
-        let sql = format!(
-            "UPDATE {} SET state = {}, finished_at = {}, duration_ms = {}, error = {} WHERE version = {}",
-            self.qualified,
-            Lit::Text(state.as_str()).render(b),
-            Lit::Time(Utc::now()).render(b),
-            Lit::Int(duration_ms).render(b),
-            Lit::from(error.as_deref()).render(b),
-            Lit::Int(version).render(b),
-        );
+        let sql = self.finish_sql(conn.backend(), version, state, duration_ms, error);
         self.write(conn, "updating", sql).await.map(|_| ())
     }
 

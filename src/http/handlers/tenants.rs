@@ -1,7 +1,12 @@
 //! Tenants: list (paged, filtered), show (catalog row + schema state), create (201, or 200
 //! for a repeat; a failed tenant is resumed; `?dry_run=true` returns the plan), upgrade one.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -103,7 +108,7 @@ pub async fn list(
     State(state): State<AppState>,
     _user: AuthUser,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<TenantList>, ApiError> {
+) -> Result<Response, ApiError> {
     let limit = match q.limit {
         None => 50,
         Some(l) if (1..=MAX_LIMIT).contains(&l) => l,
@@ -115,9 +120,18 @@ pub async fn list(
         }
     };
     let offset = q.offset.unwrap_or(0);
-    let page = state
-        .engine
-        .catalog()
+    let catalog = state.engine.catalog();
+    let key = PageKey {
+        status: q.status,
+        limit,
+        offset,
+        cursor: q.cursor.clone(),
+    };
+    let generation = catalog.tenant_generation();
+    if let Some(body) = state.pages.get(&key, generation) {
+        return Ok(json_body(body));
+    }
+    let page = catalog
         .list_tenants(&TenantFilter {
             status: q.status,
             after: q.cursor,
@@ -128,13 +142,70 @@ pub async fn list(
     let next_cursor = (page.tenants.len() as u64 == limit)
         .then(|| page.tenants.last().map(|t| t.schema_name.clone()))
         .flatten();
-    Ok(Json(TenantList {
+    let list = TenantList {
         tenants: page.tenants,
         total: page.total,
         limit,
         offset,
         next_cursor,
-    }))
+    };
+    let body = Bytes::from(
+        serde_json::to_vec(&list).map_err(|e| ApiError::internal("encoding tenants", &e))?,
+    );
+    state.pages.put(key, generation, body.clone());
+    Ok(json_body(body))
+}
+
+fn json_body(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// A page of `GET /tenants` as requested.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PageKey {
+    status: Option<TenantStatus>,
+    limit: u64,
+    offset: u64,
+    cursor: Option<String>,
+}
+
+/// How long an encoded page may be served again.
+const PAGE_TTL: Duration = Duration::from_secs(1);
+/// Pages kept at most (the cache is emptied when full).
+const MAX_PAGES: usize = 1024;
+
+type PageMap = HashMap<PageKey, (Instant, u64, Bytes)>;
+
+/// Encoded `GET /tenants` pages, served again for up to [`PAGE_TTL`] while no tenant row was
+/// written by this process (the catalog's generation is unchanged). Writes by other processes
+/// (the CLI, another replica) show within that second. Dashboards polling the list cost one
+/// catalog read per page and second instead of one per request.
+#[derive(Default)]
+pub struct PageCache {
+    pages: Mutex<PageMap>,
+}
+
+impl PageCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PageMap> {
+        self.pages
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, key: &PageKey, generation: u64) -> Option<Bytes> {
+        self.lock()
+            .get(key)
+            .filter(|(at, g, _)| *g == generation && at.elapsed() < PAGE_TTL)
+            .map(|(_, _, body)| body.clone())
+    }
+
+    fn put(&self, key: PageKey, generation: u64, body: Bytes) {
+        let mut pages = self.lock();
+        if pages.len() >= MAX_PAGES {
+            pages.clear();
+        }
+        pages.insert(key, (Instant::now(), generation, body));
+    }
 }
 
 /// One tenant: its catalog row and where its schema stands.
