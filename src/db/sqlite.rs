@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -161,18 +162,38 @@ impl Dialect for SqliteDialect {
             std::fs::create_dir_all(dir)
                 .map_err(|e| DbError::io(format!("creating {}", dir.display()), e))?;
         }
+        // Another process may be creating the same file (two `create` runs on a new fleet).
+        // Switching a new file to WAL needs it alone, and two processes doing so at once get
+        // SQLITE_BUSY without waiting (SQLite's deadlock avoidance): try again shortly.
         let mut opts = SqliteConnectOptions::new()
             .filename(&path)
-            .create_if_missing(true);
+            .create_if_missing(true)
+            .busy_timeout(CATALOG_BUSY_TIMEOUT);
         if *target == Target::Catalog {
             // Readers (the HTTP service) and the writer (a fleet job) share the catalog.
             opts = opts.journal_mode(SqliteJournalMode::Wal);
         }
-        let conn = SqliteConnection::connect_with(&opts)
-            .await
-            .map_err(|e| DbError::sqlx(format!("creating {}", Self::label_of(target)), e))?;
-        let _ = conn.close().await;
-        Ok(())
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(10))
+            .with_max_delay(Duration::from_millis(500))
+            .with_max_times(20)
+            .with_jitter()
+            .build();
+        loop {
+            match SqliteConnection::connect_with(&opts).await {
+                Ok(conn) => {
+                    let _ = conn.close().await;
+                    return Ok(());
+                }
+                Err(e) => {
+                    let err = DbError::sqlx(format!("creating {}", Self::label_of(target)), e);
+                    match delays.next() {
+                        Some(delay) if err.is_transient() => tokio::time::sleep(delay).await,
+                        _ => return Err(err),
+                    }
+                }
+            }
+        }
     }
 
     async fn drop_schema(&self, target: &Target) -> Result<(), DbError> {
