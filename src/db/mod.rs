@@ -229,6 +229,21 @@ pub async fn connect(config: &Config) -> Result<Arc<dyn Dialect>, crate::config:
     }
 }
 
+/// Checks that the servers answer (a probe's error is what the user needs to read) while the
+/// pools open their first connections alongside: with TLS, setting up a connection costs tens
+/// of milliseconds, and doing them side by side keeps a short CLI run short. When a probe
+/// fails, the warm-up is abandoned at once.
+pub(crate) async fn reach(
+    probes: impl std::future::Future<Output = Result<(), crate::config::ConfigError>>,
+    warm: impl std::future::Future<Output = ()>,
+) -> Result<(), crate::config::ConfigError> {
+    tokio::try_join!(probes, async {
+        warm.await;
+        Ok(())
+    })
+    .map(|_| ())
+}
+
 /// Connection-pool timeouts shared by the server backends.
 pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -92,23 +92,34 @@ impl MySqlDialect {
         } else {
             "TENANT_URL_TEMPLATE"
         };
-        probe(&tenant_opts, tenant_var, server).await?;
-        if server_label(url) != server_label(server) {
-            // Check the catalog's server too; the catalog database itself may not exist yet.
-            probe(&catalog_opts, "DATABASE_URL", url).await?;
-        }
         let tenants = MySqlPoolOptions::new()
             .max_connections(pool_size)
             .min_connections(0)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .idle_timeout(Duration::from_secs(60))
-            .connect_lazy_with(tenant_opts);
+            .connect_lazy_with(tenant_opts.clone());
         let catalog = MySqlPoolOptions::new()
             .max_connections(config.catalog_pool_size)
             .min_connections(0)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .idle_timeout(Duration::from_secs(60))
-            .connect_lazy_with(catalog_opts.database(database));
+            .connect_lazy_with(catalog_opts.clone().database(database));
+        let probes = async {
+            tokio::try_join!(probe(&tenant_opts, tenant_var, server), async {
+                if server_label(url) != server_label(server) {
+                    // The catalog's server too; its database may not exist yet.
+                    probe(&catalog_opts, "DATABASE_URL", url).await
+                } else {
+                    Ok(())
+                }
+            })
+            .map(|_| ())
+        };
+        // Only the tenants' pool is warmed: the catalog's database may not exist yet.
+        super::reach(probes, async {
+            let _ = tenants.acquire().await;
+        })
+        .await?;
         Ok(Self {
             catalog,
             tenants,

@@ -97,24 +97,36 @@ impl PgDialect {
             "TENANT_URL_TEMPLATE"
         };
         let tenant_opts = options(tenant_url, tenant_var)?;
-        probe(&tenant_opts, tenant_var, tenant_url).await?;
+        let catalog_opts = options(url, "DATABASE_URL")?
+            .options([("search_path", config.catalog_schema.as_str())]);
         let tenants = PgPoolOptions::new()
             .max_connections(config.pool_size)
             .min_connections(0)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .idle_timeout(Duration::from_secs(60))
-            .connect_lazy_with(tenant_opts);
-        let catalog_opts = options(url, "DATABASE_URL")?
-            .options([("search_path", config.catalog_schema.as_str())]);
-        if tenant_url != url {
-            probe(&catalog_opts, "DATABASE_URL", url).await?;
-        }
+            .connect_lazy_with(tenant_opts.clone());
         let catalog = PgPoolOptions::new()
             .max_connections(config.catalog_pool_size)
             .min_connections(0)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .idle_timeout(Duration::from_secs(60))
-            .connect_lazy_with(catalog_opts);
+            .connect_lazy_with(catalog_opts.clone());
+        let probes = async {
+            tokio::try_join!(probe(&tenant_opts, tenant_var, tenant_url), async {
+                if tenant_url != url {
+                    probe(&catalog_opts, "DATABASE_URL", url).await
+                } else {
+                    Ok(())
+                }
+            })
+            .map(|_| ())
+        };
+        // Two catalog connections: a connection goes back to its pool asynchronously, so the
+        // second catalog query of a run would otherwise open one more.
+        super::reach(probes, async {
+            let _ = tokio::join!(tenants.acquire(), catalog.acquire(), catalog.acquire());
+        })
+        .await?;
         Ok(Self {
             catalog,
             tenants,
@@ -346,6 +358,7 @@ impl Dialect for PgDialect {
             key,
             schema: schema.clone(),
             released: false,
+            create_history: None,
         };
         let set_timeout = format!("SET lock_timeout = {}", lock_timeout.as_millis().max(1));
         session
@@ -455,6 +468,9 @@ struct PgSession {
     schema: String,
     key: i64,
     released: bool,
+    /// The history table's DDL, run inside the first migration's transaction (DDL is
+    /// transactional here, so one commit covers both).
+    create_history: Option<String>,
 }
 
 impl PgSession {
@@ -514,7 +530,8 @@ impl SchemaSession for PgSession {
             )",
             self.history.qualified
         );
-        self.raw(sql).await
+        self.create_history = Some(sql);
+        Ok(())
     }
 
     async fn begin(
@@ -522,9 +539,22 @@ impl SchemaSession for PgSession {
         _m: MigrationRef<'_>,
         _started: DateTime<Utc>,
     ) -> Result<(), DbError> {
-        self.raw("BEGIN".into()).await?;
-        let path = format!("SET LOCAL search_path TO {}", self.quoted);
-        self.raw(path).await
+        let create = self
+            .create_history
+            .take()
+            .map(|c| format!("{c}; "))
+            .unwrap_or_default();
+        let began = self
+            .raw(format!(
+                "BEGIN; {create}SET LOCAL search_path TO {}",
+                self.quoted
+            ))
+            .await;
+        if began.is_err() {
+            // Never leave an aborted transaction open on a connection going back to the pool.
+            let _ = self.raw("ROLLBACK".into()).await;
+        }
+        began
     }
 
     async fn execute(&mut self, sql: &str) -> Result<(), DbError> {
