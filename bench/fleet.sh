@@ -4,19 +4,23 @@
 # and peak connections, each beside its physical floor measured in this same run:
 #   provisioning  vs  the same DDL run by 4 plain client sessions with no tracking
 #   no-op upgrade vs  one plain session reading every tenant's history in batches of 500
-# Usage: bench/fleet.sh N [--backend mysql|postgres|sqlite] [--skip-alter] [--keep]
+# Usage: bench/fleet.sh N [--backend mysql|postgres|sqlite] [--skip-alter] [--keep] [--table-cache]
+#   --table-cache (MySQL): also measure the no-op with table_definition_cache and
+#   table_open_cache sized for the fleet (restored afterwards): a server whose table cache is
+#   smaller than the fleet reopens every history table on every run, floor included.
 # Env: FLOORS (../shared/bench), MYSQL_* / PG* as the floor scripts take them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N=${1:?usage: bench/fleet.sh N [--backend mysql|postgres|sqlite] [--skip-alter] [--keep]}
 shift
-BACKEND=mysql SKIP_ALTER=0 KEEP=0
+BACKEND=mysql SKIP_ALTER=0 KEEP=0 TABLE_CACHE=0
 while [ $# -gt 0 ]; do
   case $1 in
     --backend) BACKEND=$2; shift 2 ;;
     --skip-alter) SKIP_ALTER=1; shift ;;
     --keep) KEEP=1; shift ;;
+    --table-cache) TABLE_CACHE=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -43,7 +47,9 @@ case $BACKEND in
   *) echo "unknown backend $BACKEND" >&2; exit 2 ;;
 esac
 
+RESTORE_CACHE=
 cleanup() {
+  [ -n "$RESTORE_CACHE" ] && "${MY[@]}" -e "$RESTORE_CACHE"
   [ "$KEEP" = 1 ] && { echo "kept schemas with prefix $P"; return; }
   case $BACKEND in
     mysql) "${MY[@]}" -e "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '${P}%'" \
@@ -147,9 +153,22 @@ F2=$(floor_noop)
 T2=$(noop_run)
 F_NOOP=$(min "$F1" "$F2"); T_NOOP=$(min "$T1" "$T2")
 
+if [ "$TABLE_CACHE" = 1 ] && [ "$BACKEND" = mysql ]; then
+  read -r OLD_TDC OLD_TOC < <("${MY[@]}" -e "SELECT @@table_definition_cache, @@table_open_cache")
+  RESTORE_CACHE="SET GLOBAL table_definition_cache = $OLD_TDC, GLOBAL table_open_cache = $OLD_TOC"
+  "${MY[@]}" -e "SET GLOBAL table_definition_cache = $((N * 2 + 1000)), GLOBAL table_open_cache = $((N * 2 + 1000))"
+  floor_noop > /dev/null; noop_run > /dev/null   # fill the caches
+  F3=$(floor_noop); T3=$(noop_run); F4=$(floor_noop); T4=$(noop_run)
+  F_NOOP_TC=$(min "$F3" "$F4"); T_NOOP_TC=$(min "$T3" "$T4")
+  "${MY[@]}" -e "$RESTORE_CACHE"; RESTORE_CACHE=
+fi
+
 printf '\n%-22s %10s %12s %12s %8s %10s\n' phase seconds tenants/s floor_s ratio peak_conn
 printf '%-22s %10s %12s %12s %8s %10s\n' provision "$T_PROV" "$(rate "$N" "$T_PROV")" "$F_PROV" "$(ratio "$T_PROV" "$F_PROV")" "$PEAK_PROV"
 printf '%-22s %10s %12s %12s %8s %10s\n' noop-upgrade-all "$T_NOOP" "$(rate "$N" "$T_NOOP")" "$F_NOOP" "$(ratio "$T_NOOP" "$F_NOOP")" "$PEAK_NOOP"
+if [ -n "${T_NOOP_TC:-}" ]; then
+  printf '%-22s %10s %12s %12s %8s %10s\n' noop-table-cache "$T_NOOP_TC" "$(rate "$N" "$T_NOOP_TC")" "$F_NOOP_TC" "$(ratio "$T_NOOP_TC" "$F_NOOP_TC")" "-"
+fi
 
 if [ "$SKIP_ALTER" = 0 ]; then
   cp -r migrations "$WORK/migrations"

@@ -283,29 +283,16 @@ impl Catalog {
     /// duplicate: no DELETE, so concurrent tenants of one job take no gap locks and cannot
     /// deadlock each other on MySQL.
     pub async fn record_job_tenant(&self, job: Uuid, t: &JobTenantRow) -> Result<(), DbError> {
-        let ins = "INSERT INTO migration_job_tenants (job_id, schema_name, status, from_version, \
-            to_version, duration_ms, attempts, error, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
-        let upd = "UPDATE migration_job_tenants SET status = ?, from_version = ?, to_version = ?, \
+        // Both statements take the same values in the same order.
+        let insert = "INSERT INTO migration_job_tenants (status, from_version, to_version, \
+            duration_ms, attempts, error, finished_at, job_id, schema_name) \
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        let update = "UPDATE migration_job_tenants SET status = ?, from_version = ?, to_version = ?, \
             duration_ms = ?, attempts = ?, error = ?, finished_at = ? WHERE job_id = ? AND schema_name = ?";
-        let inserted = with_pool!(&self.pool, |p, b, Id| {
-            sqlx::query(placeholders(b, ins))
-                .bind(Id::from(job))
-                .bind(&t.schema_name)
-                .bind(&t.status)
-                .bind(t.from_version)
-                .bind(t.to_version)
-                .bind(t.duration_ms)
-                .bind(t.attempts)
-                .bind(t.error.as_deref())
-                .bind(t.finished_at)
-                .execute(p)
-                .await
-                .map(|_| ())
-                .map_err(|e| DbError::sqlx("recording job outcome", e))
-        });
-        match inserted {
-            Err(e) if e.is_unique_violation() => with_pool!(&self.pool, |p, b, Id| {
-                sqlx::query(placeholders(b, upd))
+        let mut written = Ok(());
+        for sql in [insert, update] {
+            written = with_pool!(&self.pool, |p, b, Id| {
+                sqlx::query(placeholders(b, sql))
                     .bind(&t.status)
                     .bind(t.from_version)
                     .bind(t.to_version)
@@ -319,9 +306,13 @@ impl Catalog {
                     .await
                     .map(|_| ())
                     .map_err(|e| DbError::sqlx("recording job outcome", e))
-            }),
-            other => other,
+            });
+            match &written {
+                Err(e) if e.is_unique_violation() => continue,
+                _ => break,
+            }
         }
+        written
     }
 
     /// Per-tenant outcomes of a job, by schema name.

@@ -25,7 +25,7 @@ pub use error::{DbError, is_transient};
 
 use crate::config::Config;
 use crate::domain::SchemaName;
-use crate::migrate::history::HistoryRow;
+use crate::migrate::history::{HistoryRow, HistoryTable};
 
 /// Name of the history table in every schema (catalog and tenants).
 pub const HISTORY_TABLE: &str = "_tenant_migrations";
@@ -179,8 +179,24 @@ pub trait SchemaSession: Send {
     /// True when a migration's statements and its history row commit together.
     fn transactional(&self) -> bool;
 
+    /// The session's connection and its schema's history table.
+    fn parts(&mut self) -> (&mut Conn, &HistoryTable);
+
+    /// Sends anything the session deferred, before the history is read or changed.
+    async fn settle(&mut self) -> Result<(), DbError> {
+        Ok(())
+    }
+
     /// The history rows, or `None` when the history table does not exist yet.
-    async fn history(&mut self) -> Result<Option<Vec<HistoryRow>>, DbError>;
+    async fn history(&mut self) -> Result<Option<Vec<HistoryRow>>, DbError> {
+        self.settle().await?;
+        let (conn, table) = self.parts();
+        match table.read(conn).await {
+            Ok(rows) => Ok(Some(rows)),
+            Err(e) if e.is_missing_object() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 
     /// Creates the history table.
     async fn create_history_table(&mut self) -> Result<(), DbError>;
@@ -210,10 +226,18 @@ pub trait SchemaSession: Send {
     ) -> Result<(), DbError>;
 
     /// Deletes history rows (repair of failed or interrupted migrations).
-    async fn delete_rows(&mut self, versions: &[i64]) -> Result<u64, DbError>;
+    async fn delete_rows(&mut self, versions: &[i64]) -> Result<u64, DbError> {
+        self.settle().await?;
+        let (conn, table) = self.parts();
+        table.delete(conn, versions).await
+    }
 
     /// Marks a row applied with the given checksum (repair after a manual fix).
-    async fn mark_applied(&mut self, version: i64, checksum: &str) -> Result<u64, DbError>;
+    async fn mark_applied(&mut self, version: i64, checksum: &str) -> Result<u64, DbError> {
+        self.settle().await?;
+        let (conn, table) = self.parts();
+        table.mark_applied(conn, version, checksum).await
+    }
 
     /// Releases the lock and returns the connection to the pool.
     async fn release(self: Box<Self>) -> Result<(), DbError>;
@@ -242,6 +266,68 @@ pub(crate) async fn reach(
         Ok(())
     })
     .map(|_| ())
+}
+
+/// Opens and closes one connection, so that a server that cannot be reached is reported at
+/// once with its own error (a pool retries until its acquire timeout and then says only that).
+pub(crate) async fn probe<C: sqlx::Connection>(
+    opts: &<C as sqlx::Connection>::Options,
+    var: &'static str,
+    url: &url::Url,
+) -> Result<(), crate::config::ConfigError> {
+    let conn = tokio::time::timeout(CONNECT_TIMEOUT, C::connect_with(opts))
+        .await
+        .map_err(|_| {
+            crate::config::ConfigError::new(
+                var,
+                format!(
+                    "cannot connect to {}: timed out",
+                    crate::config::redact_url(url)
+                ),
+            )
+        })?
+        .map_err(|e| unreachable(var, url, &e))?;
+    let _ = conn.close().await;
+    Ok(())
+}
+
+/// A configuration error for a server that refused or could not be reached (never the password).
+pub(crate) fn unreachable(
+    var: &'static str,
+    url: &url::Url,
+    e: &sqlx::Error,
+) -> crate::config::ConfigError {
+    let why = match e.as_database_error() {
+        Some(db) => db.message().to_owned(),
+        None => e.to_string(),
+    };
+    crate::config::ConfigError::new(
+        var,
+        format!(
+            "cannot connect to {}: {why}",
+            crate::config::redact_url(url)
+        ),
+    )
+}
+
+/// Sorts the schemas of a batch whose history could not be read in one go: with a history
+/// table (read next), existing without one, or missing.
+pub(crate) fn classify(
+    schemas: &[&str],
+    existing: &[String],
+    with_table: &[String],
+    found: &mut std::collections::HashMap<String, SchemaState>,
+) {
+    for s in schemas {
+        let state = if with_table.iter().any(|x| x == s) {
+            SchemaState::History(Vec::new())
+        } else if existing.iter().any(|x| x == s) {
+            SchemaState::Uninitialised
+        } else {
+            SchemaState::Missing
+        };
+        found.insert((*s).to_owned(), state);
+    }
 }
 
 /// Connection-pool timeouts shared by the server backends.

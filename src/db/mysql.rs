@@ -15,11 +15,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
-use sqlx::{AssertSqlSafe, Connection, Executor, MySqlPool, Row};
+use sqlx::{AssertSqlSafe, Executor, MySqlPool, Row};
 
 use super::{
-    ACQUIRE_TIMEOUT, Backend, CONNECT_TIMEOUT, ColumnShape, Conn, DbError, DbPool, Dialect,
-    HISTORY_TABLE, IndexShape, MigrationRef, SchemaSession, SchemaState, Structure, Target,
+    ACQUIRE_TIMEOUT, Backend, ColumnShape, Conn, DbError, DbPool, Dialect, HISTORY_TABLE,
+    IndexShape, MigrationRef, SchemaSession, SchemaState, Structure, Target,
 };
 use crate::config::{Config, ConfigError, DbLocation, TenantLocation, redact_url};
 use crate::migrate::history::{COLUMNS, HistoryRow, HistoryTable, RowState, decode_row};
@@ -105,14 +105,18 @@ impl MySqlDialect {
             .idle_timeout(Duration::from_secs(60))
             .connect_lazy_with(catalog_opts.clone().database(database));
         let probes = async {
-            tokio::try_join!(probe(&tenant_opts, tenant_var, server), async {
-                if server_label(url) != server_label(server) {
-                    // The catalog's server too; its database may not exist yet.
-                    probe(&catalog_opts, "DATABASE_URL", url).await
-                } else {
-                    Ok(())
+            tokio::try_join!(
+                super::probe::<sqlx::MySqlConnection>(&tenant_opts, tenant_var, server),
+                async {
+                    if server_label(url) != server_label(server) {
+                        // The catalog's server too; its database may not exist yet.
+                        super::probe::<sqlx::MySqlConnection>(&catalog_opts, "DATABASE_URL", url)
+                            .await
+                    } else {
+                        Ok(())
+                    }
                 }
-            })
+            )
             .map(|_| ())
         };
         // Only the tenants' pool is warmed: the catalog's database may not exist yet.
@@ -187,16 +191,7 @@ impl MySqlDialect {
             }
             Err(e) if e.is_missing_object() => {
                 let (existing, with_table) = Self::presence(conn, schemas).await?;
-                for s in schemas {
-                    let state = if with_table.iter().any(|x| x == s) {
-                        SchemaState::History(Vec::new())
-                    } else if existing.iter().any(|x| x == s) {
-                        SchemaState::Uninitialised
-                    } else {
-                        SchemaState::Missing
-                    };
-                    found.insert((*s).to_owned(), state);
-                }
+                super::classify(schemas, &existing, &with_table, found);
                 let readable: Vec<&str> = with_table.iter().map(String::as_str).collect();
                 Self::union_read(conn, &readable).await?
             }
@@ -244,34 +239,6 @@ impl MySqlDialect {
         }
         Ok(out)
     }
-}
-
-/// Opens and closes one connection, so that a server that cannot be reached is reported at
-/// once with its own error (a pool retries until its acquire timeout and then says only that).
-async fn probe(
-    opts: &MySqlConnectOptions,
-    var: &'static str,
-    url: &url::Url,
-) -> Result<(), ConfigError> {
-    let conn = tokio::time::timeout(CONNECT_TIMEOUT, sqlx::MySqlConnection::connect_with(opts))
-        .await
-        .map_err(|_| {
-            ConfigError::new(
-                var,
-                format!("cannot connect to {}: timed out", redact_url(url)),
-            )
-        })?
-        .map_err(|e| unreachable(var, url, &e))?;
-    let _ = conn.close().await;
-    Ok(())
-}
-
-fn unreachable(var: &'static str, url: &url::Url, e: &sqlx::Error) -> ConfigError {
-    let why = match e.as_database_error() {
-        Some(db) => db.message().to_owned(),
-        None => e.to_string(),
-    };
-    ConfigError::new(var, format!("cannot connect to {}: {why}", redact_url(url)))
 }
 
 fn ctx(what: &str, schema: &str) -> String {
@@ -535,17 +502,16 @@ impl Drop for MySqlSession {
 
 #[async_trait]
 impl SchemaSession for MySqlSession {
-    fn transactional(&self) -> bool {
-        false
+    fn parts(&mut self) -> (&mut Conn, &HistoryTable) {
+        (&mut self.conn, &self.history)
     }
 
-    async fn history(&mut self) -> Result<Option<Vec<HistoryRow>>, DbError> {
-        self.flush().await?;
-        match self.history.read(&mut self.conn).await {
-            Ok(rows) => Ok(Some(rows)),
-            Err(e) if e.is_missing_object() => Ok(None),
-            Err(e) => Err(e),
-        }
+    async fn settle(&mut self) -> Result<(), DbError> {
+        self.flush().await
+    }
+
+    fn transactional(&self) -> bool {
+        false
     }
 
     async fn create_history_table(&mut self) -> Result<(), DbError> {
@@ -631,18 +597,6 @@ impl SchemaSession for MySqlSession {
                 .await
                 .map(|_| ()),
         }
-    }
-
-    async fn delete_rows(&mut self, versions: &[i64]) -> Result<u64, DbError> {
-        self.flush().await?;
-        self.history.delete(&mut self.conn, versions).await
-    }
-
-    async fn mark_applied(&mut self, version: i64, checksum: &str) -> Result<u64, DbError> {
-        self.flush().await?;
-        self.history
-            .mark_applied(&mut self.conn, version, checksum)
-            .await
     }
 
     async fn release(mut self: Box<Self>) -> Result<(), DbError> {

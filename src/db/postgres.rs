@@ -17,8 +17,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Executor, PgPool, Row};
 
 use super::{
-    ACQUIRE_TIMEOUT, Backend, CONNECT_TIMEOUT, ColumnShape, Conn, DbError, DbPool, Dialect,
-    HISTORY_TABLE, IndexShape, MigrationRef, SchemaSession, SchemaState, Structure, Target,
+    ACQUIRE_TIMEOUT, Backend, ColumnShape, Conn, DbError, DbPool, Dialect, HISTORY_TABLE,
+    IndexShape, MigrationRef, SchemaSession, SchemaState, Structure, Target,
 };
 use crate::config::{Config, ConfigError, DbLocation, TenantLocation, redact_url};
 use crate::migrate::history::{COLUMNS, HistoryRow, HistoryTable, RowState, decode_row};
@@ -46,37 +46,6 @@ fn redact_error(e: &sqlx::Error) -> String {
         sqlx::Error::Configuration(inner) => inner.to_string(),
         other => other.to_string(),
     }
-}
-
-/// Opens and closes one connection, so that a server that cannot be reached is reported at
-/// once with its own error (a pool retries until its acquire timeout and then says only that).
-async fn probe(
-    opts: &PgConnectOptions,
-    var: &'static str,
-    url: &url::Url,
-) -> Result<(), ConfigError> {
-    let conn = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        <sqlx::PgConnection as sqlx::Connection>::connect_with(opts),
-    )
-    .await
-    .map_err(|_| {
-        ConfigError::new(
-            var,
-            format!("cannot connect to {}: timed out", redact_url(url)),
-        )
-    })?
-    .map_err(|e| unreachable(var, url, &e))?;
-    let _ = sqlx::Connection::close(conn).await;
-    Ok(())
-}
-
-fn unreachable(var: &'static str, url: &url::Url, e: &sqlx::Error) -> ConfigError {
-    let why = match e.as_database_error() {
-        Some(db) => db.message().to_owned(),
-        None => e.to_string(),
-    };
-    ConfigError::new(var, format!("cannot connect to {}: {why}", redact_url(url)))
 }
 
 impl PgDialect {
@@ -112,13 +81,16 @@ impl PgDialect {
             .idle_timeout(Duration::from_secs(60))
             .connect_lazy_with(catalog_opts.clone());
         let probes = async {
-            tokio::try_join!(probe(&tenant_opts, tenant_var, tenant_url), async {
-                if tenant_url != url {
-                    probe(&catalog_opts, "DATABASE_URL", url).await
-                } else {
-                    Ok(())
+            tokio::try_join!(
+                super::probe::<sqlx::PgConnection>(&tenant_opts, tenant_var, tenant_url),
+                async {
+                    if tenant_url != url {
+                        super::probe::<sqlx::PgConnection>(&catalog_opts, "DATABASE_URL", url).await
+                    } else {
+                        Ok(())
+                    }
                 }
-            })
+            )
             .map(|_| ())
         };
         // Two catalog connections: a connection goes back to its pool asynchronously, so the
@@ -216,16 +188,7 @@ impl PgDialect {
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(|e| DbError::sqlx("listing history tables", e))?;
-                for s in schemas {
-                    let state = if with_table.iter().any(|x| x == s) {
-                        SchemaState::History(Vec::new())
-                    } else if existing.iter().any(|x| x == s) {
-                        SchemaState::Uninitialised
-                    } else {
-                        SchemaState::Missing
-                    };
-                    found.insert((*s).to_owned(), state);
-                }
+                super::classify(schemas, &existing, &with_table, found);
                 let readable: Vec<&str> = with_table.iter().map(String::as_str).collect();
                 Self::union_read(conn, &readable).await?
             }
@@ -504,16 +467,12 @@ impl Drop for PgSession {
 
 #[async_trait]
 impl SchemaSession for PgSession {
-    fn transactional(&self) -> bool {
-        true
+    fn parts(&mut self) -> (&mut Conn, &HistoryTable) {
+        (&mut self.conn, &self.history)
     }
 
-    async fn history(&mut self) -> Result<Option<Vec<HistoryRow>>, DbError> {
-        match self.history.read(&mut self.conn).await {
-            Ok(rows) => Ok(Some(rows)),
-            Err(e) if e.is_missing_object() => Ok(None),
-            Err(e) => Err(e),
-        }
+    fn transactional(&self) -> bool {
+        true
     }
 
     async fn create_history_table(&mut self) -> Result<(), DbError> {
@@ -587,16 +546,6 @@ impl SchemaSession for PgSession {
         _dirty: Option<&str>,
     ) -> Result<(), DbError> {
         self.raw("ROLLBACK".into()).await
-    }
-
-    async fn delete_rows(&mut self, versions: &[i64]) -> Result<u64, DbError> {
-        self.history.delete(&mut self.conn, versions).await
-    }
-
-    async fn mark_applied(&mut self, version: i64, checksum: &str) -> Result<u64, DbError> {
-        self.history
-            .mark_applied(&mut self.conn, version, checksum)
-            .await
     }
 
     async fn release(mut self: Box<Self>) -> Result<(), DbError> {

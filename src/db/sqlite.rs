@@ -25,7 +25,7 @@ use super::{
     SchemaSession, SchemaState, Structure, Target,
 };
 use crate::config::{Config, ConfigError, DbLocation, TenantLocation};
-use crate::migrate::history::{HistoryRow, HistoryTable, RowState};
+use crate::migrate::history::{HistoryTable, RowState};
 
 /// How long catalog queries wait for the catalog file's write lock.
 const CATALOG_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -328,16 +328,12 @@ fn savepoint(version: i64) -> String {
 
 #[async_trait]
 impl SchemaSession for SqliteSession {
-    fn transactional(&self) -> bool {
-        true
+    fn parts(&mut self) -> (&mut Conn, &HistoryTable) {
+        (&mut self.conn, &self.history)
     }
 
-    async fn history(&mut self) -> Result<Option<Vec<HistoryRow>>, DbError> {
-        match self.history.read(&mut self.conn).await {
-            Ok(rows) => Ok(Some(rows)),
-            Err(e) if e.is_missing_object() => Ok(None),
-            Err(e) => Err(e),
-        }
+    fn transactional(&self) -> bool {
+        true
     }
 
     async fn create_history_table(&mut self) -> Result<(), DbError> {
@@ -393,16 +389,6 @@ impl SchemaSession for SqliteSession {
         let sp = savepoint(m.version);
         self.raw(format!("ROLLBACK TO {sp}")).await?;
         self.raw(format!("RELEASE {sp}")).await
-    }
-
-    async fn delete_rows(&mut self, versions: &[i64]) -> Result<u64, DbError> {
-        self.history.delete(&mut self.conn, versions).await
-    }
-
-    async fn mark_applied(&mut self, version: i64, checksum: &str) -> Result<u64, DbError> {
-        self.history
-            .mark_applied(&mut self.conn, version, checksum)
-            .await
     }
 
     async fn release(mut self: Box<Self>) -> Result<(), DbError> {

@@ -5,8 +5,8 @@ use serde_json::{Value, json};
 use tenant_migrator::domain::Role;
 
 use crate::backend_tests;
-use crate::common::{Backend, applied_up_to};
-use crate::support::{Hold, TestApp, expect_problem, fleet_env, tenant_version};
+use crate::common::{Backend, Deadline, applied_up_to};
+use crate::support::{CatalogArg, Hold, TestApp, expect_problem, fleet_env, tenant_version};
 
 /// Nothing but the catalog exists, and the catalog lists no tenant.
 async fn assert_nothing_created(app: &TestApp, what: &str) {
@@ -502,7 +502,54 @@ async fn concurrent_identical_creates_provision_once(b: Backend) {
     app.stop().await;
 }
 
+/// The list is served from a snapshot for at most a second: this process's own writes show at
+/// once, another process's (a row written behind the server's back) within the second.
+async fn list_snapshot_shows_local_writes_at_once_and_others_soon(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let token = app.token(Role::Operator).await;
+    let total = |v: &Value| v["total"].as_i64().unwrap_or(-1);
+    assert_eq!(total(&app.get_json("/tenants", &token).await), 0);
+    let a = app.env.tenant("a");
+    let res = app
+        .post("/tenants", &token, json!({"schema_name": a}))
+        .await;
+    assert_eq!(res.status(), 201);
+    let page = app.get_json("/tenants", &token).await;
+    assert_eq!(total(&page), 1, "{page:#}");
+    assert_eq!(page["tenants"][0]["schema_name"], a.as_str());
+
+    let outside = app.env.tenant("outside");
+    let now = chrono::Utc::now();
+    app.catalog_exec(
+        "INSERT INTO tenants (id, schema_name, display_name, status, server, schema_version, \
+         last_error, created_at, updated_at) VALUES (?, ?, ?, 'archived', 'default', NULL, NULL, ?, ?)",
+        &[
+            CatalogArg::Id(uuid::Uuid::new_v4()),
+            CatalogArg::Text(outside.clone()),
+            CatalogArg::Text("written elsewhere".into()),
+            CatalogArg::Time(now),
+            CatalogArg::Time(now),
+        ],
+    )
+    .await;
+    let deadline = Deadline::new("an outside write to show in GET /tenants", 10);
+    loop {
+        let page = app.get_json("/tenants", &token).await;
+        if total(&page) == 2 {
+            assert_eq!(
+                page["tenants"][1]["schema_name"],
+                outside.as_str(),
+                "{page:#}"
+            );
+            break;
+        }
+        deadline.check().await;
+    }
+    app.stop().await;
+}
+
 backend_tests!(
+    list_snapshot_shows_local_writes_at_once_and_others_soon,
     concurrent_identical_creates_provision_once,
     schema_changes_outlive_a_request_timeout,
     create_list_show_and_repeat,
