@@ -88,7 +88,7 @@ pub async fn serve(g: &GlobalArgs, args: &ServeArgs) -> Result<u8, EngineError> 
     };
     app.run_until_stopped(shutdown_signal())
         .await
-        .map_err(|e| EngineError::Catalog(format!("server error: {e}")))?;
+        .map_err(|e| EngineError::Service(e.to_string()))?;
     Ok(0)
 }
 
@@ -112,12 +112,12 @@ pub async fn create_admin(g: &GlobalArgs, email: &str, role: &str) -> Result<u8,
     let password = read_password()?;
     let hash = tokio::task::spawn_blocking(move || hash_password(&password))
         .await
-        .map_err(|e| EngineError::Catalog(format!("hashing failed: {e}")))?
+        .map_err(|e| EngineError::Service(format!("hashing failed: {e}")))?
         .map_err(|e| match e {
             PasswordError::TooShort | PasswordError::TooLong => EngineError::Validation(
                 crate::domain::ValidationError::new("password", e.to_string()),
             ),
-            other => EngineError::Catalog(other.to_string()),
+            other => EngineError::Service(other.to_string()),
         })?;
     let engine = engine(g).await?;
     engine.prepare_catalog(false).await?;
@@ -140,7 +140,7 @@ pub async fn create_admin(g: &GlobalArgs, email: &str, role: &str) -> Result<u8,
             );
             Ok(0)
         }
-        None => Err(EngineError::Catalog(format!(
+        None => Err(EngineError::Conflict(format!(
             "an admin with e-mail {email} exists"
         ))),
     }

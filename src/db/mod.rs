@@ -135,7 +135,7 @@ pub trait Dialect: Send + Sync + 'static {
     /// The server as it may be logged: `mysql://root@127.0.0.1:3306`, never a password.
     fn server_label(&self) -> String;
 
-    /// The pool the catalog repository uses (at most 2 connections).
+    /// The pool the catalog repository uses (`CATALOG_POOL_SIZE` connections).
     fn catalog_pool(&self) -> DbPool;
 
     /// Upper bound of tenant connections this backend opens.

@@ -17,6 +17,12 @@ pub enum EngineError {
     Source(#[from] SourceError),
     #[error("{0}")]
     NotFound(String),
+    /// The thing to create exists already (an admin's e-mail).
+    #[error("{0}")]
+    Conflict(String),
+    /// The HTTP service stopped with an error.
+    #[error("service: {0}")]
+    Service(String),
     /// The catalog cannot be used (dirty, checksum mismatch, not migrated in a dry run …).
     #[error("catalog: {0}")]
     Catalog(String),

@@ -160,6 +160,10 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::Validation(v) => ApiError::validation(v.field, v.message),
             EngineError::NotFound(m) => ApiError::NotFound(m),
+            EngineError::Conflict(m) => ApiError::Conflict {
+                detail: m,
+                job_id: None,
+            },
             EngineError::Catalog(_) => {
                 error!(error = %e, "catalog unusable");
                 ApiError::Unavailable(
