@@ -219,24 +219,7 @@ async fn killed_connection_is_retried(b: Backend) {
     env.add_tenant_migration("0004_loyalty.sql", |_| LOYALTY.into());
 
     let mut holder = env.admin().await;
-    match &mut holder {
-        Admin::MySql(c) => {
-            let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 0)")
-                .bind(mysql_lock_name(&a))
-                .fetch_one(&mut *c)
-                .await
-                .expect("get_lock");
-            assert_eq!(got, Some(1));
-        }
-        Admin::Postgres(c) => {
-            sqlx::query("SELECT pg_advisory_lock($1)")
-                .bind(postgres_lock_key(&a))
-                .execute(&mut *c)
-                .await
-                .expect("advisory lock");
-        }
-        Admin::Sqlite(..) => unreachable!(),
-    }
+    holder.take_lock(&a).await;
     let child = env.spawn(&["--output", "json", "upgrade", &a]);
 
     let mut watcher = env.admin().await;
@@ -425,15 +408,7 @@ async fn mysql_migration_in_progress_elsewhere_is_waited_for() {
 
     // Another process holds `a`'s lock and is half-way through 0004.
     let mut other = env.admin().await;
-    let got: Option<i64> = match &mut other {
-        Admin::MySql(c) => sqlx::query_scalar("SELECT GET_LOCK(?, 0)")
-            .bind(mysql_lock_name(&a))
-            .fetch_one(&mut *c)
-            .await
-            .expect("get_lock"),
-        _ => unreachable!(),
-    };
-    assert_eq!(got, Some(1));
+    other.take_lock(&a).await;
     other.exec(&running(&a)).await;
     other.exec(&running(&crashed)).await;
 
@@ -532,24 +507,7 @@ async fn cancelled_run_leaves_no_lock_behind(b: Backend) {
     env.add_tenant_migration("0004_loyalty.sql", |_| LOYALTY.into());
 
     let mut holder = env.admin().await;
-    match &mut holder {
-        Admin::MySql(c) => {
-            let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 0)")
-                .bind(mysql_lock_name(&a))
-                .fetch_one(&mut *c)
-                .await
-                .expect("get_lock");
-            assert_eq!(got, Some(1));
-        }
-        Admin::Postgres(c) => {
-            sqlx::query("SELECT pg_advisory_lock($1)")
-                .bind(postgres_lock_key(&a))
-                .execute(&mut *c)
-                .await
-                .expect("advisory lock");
-        }
-        Admin::Sqlite(..) => unreachable!(),
-    }
+    holder.take_lock(&a).await;
     let engine = env.engine().await;
     let task = {
         let engine = engine.clone();
@@ -732,29 +690,14 @@ async fn a_locked_tenant_does_not_block_the_others(b: Backend) {
 
     let mut holder = env.admin().await;
     let mut sqlite_holder = None;
-    match &mut holder {
-        Admin::MySql(c) => {
-            let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 0)")
-                .bind(mysql_lock_name(&a))
-                .fetch_one(&mut *c)
-                .await
-                .expect("get_lock");
-            assert_eq!(got, Some(1));
-        }
-        Admin::Postgres(c) => {
-            sqlx::query("SELECT pg_advisory_lock($1)")
-                .bind(postgres_lock_key(&a))
-                .execute(&mut *c)
-                .await
-                .expect("advisory lock");
-        }
-        Admin::Sqlite(..) => {
-            use sqlx::Connection;
-            let url = format!("sqlite://{}", env.sqlite_file(&a).display());
-            let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("open");
-            conn.execute("BEGIN IMMEDIATE").await.expect("write lock");
-            sqlite_holder = Some(conn);
-        }
+    if b == Backend::Sqlite {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", env.sqlite_file(&a).display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("open");
+        conn.execute("BEGIN IMMEDIATE").await.expect("write lock");
+        sqlite_holder = Some(conn);
+    } else {
+        holder.take_lock(&a).await;
     }
     let run = env.cli_with(
         &[

@@ -383,39 +383,20 @@ impl Hold {
     /// advisory lock, SQLite write lock of the tenant file): a job reaching this tenant waits.
     pub async fn tenant_lock(env: &TestEnv, schema: &str) -> Hold {
         use sqlx::{Connection, Executor};
-        use tenant_migrator::migrate::lock::{mysql_lock_name, postgres_lock_key};
-        match env.backend {
-            Backend::MySql => {
-                let mut c = sqlx::MySqlConnection::connect(crate::common::MYSQL_URL)
-                    .await
-                    .expect("mysql up");
-                let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 0)")
-                    .bind(mysql_lock_name(schema))
-                    .fetch_one(&mut c)
-                    .await
-                    .expect("GET_LOCK");
-                assert_eq!(got, Some(1), "lock of {schema} taken");
-                Hold::MySql(c)
-            }
-            Backend::Postgres => {
-                let mut c = sqlx::PgConnection::connect(crate::common::POSTGRES_URL)
-                    .await
-                    .expect("postgres up");
-                sqlx::query("SELECT pg_advisory_lock($1)")
-                    .bind(postgres_lock_key(schema))
-                    .execute(&mut c)
-                    .await
-                    .expect("pg_advisory_lock");
-                Hold::Postgres(c)
-            }
-            Backend::Sqlite => {
-                let url = format!("sqlite://{}", env.sqlite_file(schema).display());
-                let mut c = sqlx::SqliteConnection::connect(&url)
-                    .await
-                    .expect("open tenant file");
-                c.execute("BEGIN IMMEDIATE").await.expect("write lock");
-                Hold::Sqlite(c)
-            }
+        if env.backend == Backend::Sqlite {
+            let url = format!("sqlite://{}", env.sqlite_file(schema).display());
+            let mut c = sqlx::SqliteConnection::connect(&url)
+                .await
+                .expect("open tenant file");
+            c.execute("BEGIN IMMEDIATE").await.expect("write lock");
+            return Hold::Sqlite(c);
+        }
+        let mut admin = env.admin().await;
+        admin.take_lock(schema).await;
+        match admin {
+            crate::common::Admin::MySql(c) => Hold::MySql(c),
+            crate::common::Admin::Postgres(c) => Hold::Postgres(c),
+            crate::common::Admin::Sqlite(..) => unreachable!("handled above"),
         }
     }
 

@@ -484,6 +484,31 @@ impl Admin {
         }
     }
 
+    /// Takes `schema`'s migration lock on this connection, as another run of the tool would
+    /// (MySQL `GET_LOCK`, PostgreSQL `pg_advisory_lock`), and keeps it until the connection
+    /// goes away. SQLite has no such lock to take.
+    pub async fn take_lock(&mut self, schema: &str) {
+        use tenant_migrator::migrate::lock::{mysql_lock_name, postgres_lock_key};
+        match self {
+            Admin::MySql(c) => {
+                let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 0)")
+                    .bind(mysql_lock_name(schema))
+                    .fetch_one(&mut *c)
+                    .await
+                    .expect("get_lock");
+                assert_eq!(got, Some(1), "lock of {schema} taken");
+            }
+            Admin::Postgres(c) => {
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(postgres_lock_key(schema))
+                    .execute(&mut *c)
+                    .await
+                    .expect("advisory lock");
+            }
+            Admin::Sqlite(..) => unreachable!("SQLite locks are file locks"),
+        }
+    }
+
     /// Table names of a schema (history table included), sorted.
     pub async fn tables(&mut self, env: &TestEnv, schema: &str) -> Vec<String> {
         let mut v: Vec<String> = match self {
