@@ -175,18 +175,8 @@ impl Engine {
         let mut report = if opts.dry_run {
             let res =
                 dry_run_result(&self.inner.public, &state, opts.target).map_err(catalog_err)?;
-            let mut r = TenantReport::new(
-                &label,
-                if res.steps.is_empty() {
-                    OutcomeStatus::UpToDate
-                } else {
-                    OutcomeStatus::Planned
-                },
-            );
-            r.from = res.from;
-            r.to = res.to;
-            r.migrations = res.steps;
-            r
+            let status = TenantReport::worked(&res, OutcomeStatus::Planned);
+            TenantReport::from_result(&label, res, status)
         } else {
             if state == SchemaState::Missing {
                 self.inner.dialect.create_schema(&Target::Catalog).await?;
@@ -200,19 +190,8 @@ impl Engine {
             )
             .await
             .map_err(catalog_err)?;
-            let mut r = TenantReport::new(
-                &label,
-                if res.steps.is_empty() {
-                    OutcomeStatus::UpToDate
-                } else {
-                    OutcomeStatus::Migrated
-                },
-            );
-            r.from = res.from;
-            r.to = res.to;
-            r.attempts = res.attempts;
-            r.migrations = res.steps;
-            r
+            let status = TenantReport::worked(&res, OutcomeStatus::Migrated);
+            TenantReport::from_result(&label, res, status)
         };
         report.duration_ms = clock.elapsed().as_millis() as i64;
         Ok(report)

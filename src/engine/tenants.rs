@@ -155,13 +155,7 @@ impl Engine {
             .unwrap_or(crate::db::SchemaState::Missing);
         Ok(
             match dry_run_result(self.migrations(Scope::Tenant), &state, opts.run.target) {
-                Ok(res) => {
-                    let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Planned);
-                    r.from = res.from;
-                    r.to = res.to;
-                    r.migrations = res.steps;
-                    r
-                }
+                Ok(res) => TenantReport::from_result(name.as_str(), res, OutcomeStatus::Planned),
                 Err(e) => failure_report(name.as_str(), &e),
             },
         )
@@ -230,12 +224,7 @@ impl Engine {
                 } else {
                     OutcomeStatus::Exists
                 };
-                let mut r = TenantReport::new(name.as_str(), status);
-                r.from = res.from;
-                r.to = res.to;
-                r.attempts = res.attempts;
-                r.migrations = res.steps;
-                Ok(r)
+                Ok(TenantReport::from_result(name.as_str(), res, status))
             }
             Err(e) => {
                 metrics::counter!("tenant_migrator_migrations_failed_total").increment(1);

@@ -190,16 +190,8 @@ impl Fleet<'_> {
         if opts.run.dry_run {
             return Triage::Done(match dry_run_result(self.set, state, opts.run.target) {
                 Ok(res) => {
-                    let status = if res.steps.is_empty() {
-                        OutcomeStatus::UpToDate
-                    } else {
-                        OutcomeStatus::Planned
-                    };
-                    let mut r = TenantReport::new(name.as_str(), status);
-                    r.from = res.from;
-                    r.to = res.to;
-                    r.migrations = res.steps;
-                    r
+                    let status = TenantReport::worked(&res, OutcomeStatus::Planned);
+                    TenantReport::from_result(name.as_str(), res, status)
                 }
                 Err(e) => failure_report(name.as_str(), &e),
             });
@@ -236,19 +228,10 @@ impl Fleet<'_> {
         let mut r = match migrate_target(self.dialect, &target, name.as_str(), self.set, run).await
         {
             Ok(res) => {
-                let status = if res.steps.is_empty() {
-                    OutcomeStatus::UpToDate
-                } else {
-                    OutcomeStatus::Migrated
-                };
                 metrics::counter!("tenant_migrator_migrations_applied_total")
                     .increment(res.steps.len() as u64);
-                let mut r = TenantReport::new(name.as_str(), status);
-                r.from = res.from;
-                r.to = res.to;
-                r.attempts = res.attempts;
-                r.migrations = res.steps;
-                r
+                let status = TenantReport::worked(&res, OutcomeStatus::Migrated);
+                TenantReport::from_result(name.as_str(), res, status)
             }
             Err(e) => {
                 metrics::counter!("tenant_migrator_migrations_failed_total").increment(1);

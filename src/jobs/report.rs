@@ -4,7 +4,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::migrate::{Scope, StepReport};
+use crate::migrate::{Scope, StepReport, TargetResult};
 
 /// What happened to one tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
@@ -82,6 +82,26 @@ pub struct TenantReport {
 }
 
 impl TenantReport {
+    /// The line of a schema a run brought to `res`, with `status`.
+    pub fn from_result(schema: &str, res: TargetResult, status: OutcomeStatus) -> Self {
+        Self {
+            from: res.from,
+            to: res.to,
+            attempts: res.attempts,
+            migrations: res.steps,
+            ..Self::new(schema, status)
+        }
+    }
+
+    /// `when_work` when the run applied (or planned) migrations, `up_to_date` otherwise.
+    pub fn worked(res: &TargetResult, when_work: OutcomeStatus) -> OutcomeStatus {
+        if res.steps.is_empty() {
+            OutcomeStatus::UpToDate
+        } else {
+            when_work
+        }
+    }
+
     pub fn new(schema: &str, status: OutcomeStatus) -> Self {
         Self {
             schema: schema.to_owned(),

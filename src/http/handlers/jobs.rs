@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{Paging, audit};
+use super::{audit, page_limit};
 use crate::catalog::{JobFilter, JobRow, JobState, JobTenantRow, StartJobError};
 use crate::domain::Role;
 use crate::http::error::{ApiError, Problem};
@@ -76,11 +76,7 @@ pub async fn list(
     _user: AuthUser,
     ApiQuery(q): ApiQuery<JobsQuery>,
 ) -> Result<Json<JobList>, ApiError> {
-    let limit = Paging {
-        limit: q.limit,
-        offset: q.offset,
-    }
-    .limit()?;
+    let limit = page_limit(q.limit)?;
     let offset = q.offset.unwrap_or(0);
     let (jobs, total) = state
         .engine

@@ -10,33 +10,21 @@ pub mod migrations;
 pub mod structure;
 pub mod tenants;
 
-use serde::Deserialize;
-
 use super::AppState;
 use super::error::ApiError;
 
-/// Paging of list endpoints.
-#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct Paging {
-    /// Page size (1 to 500, default 50).
-    pub limit: Option<u64>,
-    /// Rows to skip (offset paging).
-    pub offset: Option<u64>,
-}
-
+/// Largest page of a list endpoint.
 pub const MAX_LIMIT: u64 = 500;
 
-impl Paging {
-    pub fn limit(&self) -> Result<u64, ApiError> {
-        match self.limit {
-            None => Ok(50),
-            Some(l) if (1..=MAX_LIMIT).contains(&l) => Ok(l),
-            Some(l) => Err(ApiError::validation(
-                "limit",
-                format!("{l} is out of range (1 to {MAX_LIMIT})"),
-            )),
-        }
+/// The page size a list request asked for: 50 when unset, 1 to [`MAX_LIMIT`] otherwise.
+pub fn page_limit(limit: Option<u64>) -> Result<u64, ApiError> {
+    match limit {
+        None => Ok(50),
+        Some(l) if (1..=MAX_LIMIT).contains(&l) => Ok(l),
+        Some(l) => Err(ApiError::validation(
+            "limit",
+            format!("{l} is out of range (1 to {MAX_LIMIT})"),
+        )),
     }
 }
 

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{MAX_LIMIT, audit, detached};
+use super::{audit, detached, page_limit};
 use crate::catalog::{TenantFilter, TenantRow, TenantStatus};
 use crate::domain::{Role, SchemaName};
 use crate::engine::TenantState;
@@ -109,16 +109,7 @@ pub async fn list(
     _user: AuthUser,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = match q.limit {
-        None => 50,
-        Some(l) if (1..=MAX_LIMIT).contains(&l) => l,
-        Some(l) => {
-            return Err(ApiError::validation(
-                "limit",
-                format!("{l} is out of range (1 to {MAX_LIMIT})"),
-            ));
-        }
-    };
+    let limit = page_limit(q.limit)?;
     let offset = q.offset.unwrap_or(0);
     let catalog = state.engine.catalog();
     let key = PageKey {
