@@ -82,7 +82,11 @@ async fn invalid_names_are_refused_and_create_nothing(b: Backend) {
     env.cleanup().await;
 }
 
-backend_tests!(invalid_names_are_refused_and_create_nothing);
+backend_tests!(
+    invalid_names_are_refused_and_create_nothing,
+    read_only_commands_refuse_a_missing_catalog_and_create_nothing,
+    control_characters_in_display_names_are_refused,
+);
 
 /// Runs with only `vars` set; checks exit 2, the variable named on stderr, and the password
 /// nowhere, in text and JSON output and with verbose logging.
@@ -285,14 +289,16 @@ async fn dotenv_file_is_read_and_flags_win() {
     env.cli_bare(&["create", &a], &[]).expect_code(0);
     let mut admin = env.admin().await;
     assert_eq!(admin.history(&env, &a).await, applied_up_to(3));
-    // A flag overrides the file: this catalog is elsewhere and has no tenants.
+    // A flag overrides the file: this catalog is elsewhere, and there is none there.
     let other = format!("sqlite://{}/other.db", env.dir.path().display());
     let run = env.cli_bare(
         &["--output", "json", "--database-url", &other, "list-tenants"],
         &[],
     );
-    run.expect_code(0);
-    assert_eq!(run.json()["total"], 0);
+    run.expect_code(2);
+    let error = run.json()["error"].as_str().unwrap_or_default().to_owned();
+    assert!(error.contains(&format!("no catalog at {other}")), "{error}");
+    assert!(!env.dir.path().join("other.db").exists());
     let run = env.cli_bare(&["--output", "json", "list-tenants"], &[]);
     assert_eq!(run.json()["total"], 1);
 }
@@ -336,7 +342,8 @@ async fn new_migration_creates_the_next_file_in_every_dialect() {
     );
     env.cli(&["new-migration", "--scope", "public", "add_notes"])
         .expect_code(0);
-    assert_eq!(files_named(&root.join("public"), "0004_add_notes.sql"), all);
+    let next = format!("{:04}_add_notes.sql", common::catalog_latest() + 1);
+    assert_eq!(files_named(&root.join("public"), &next), all);
 
     // Dry run and invalid names create nothing.
     env.cli(&["--dry-run", "new-migration", "--scope", "tenant", "later"])
@@ -366,7 +373,11 @@ async fn new_migration_creates_the_next_file_in_every_dialect() {
     assert_eq!(tenant_of(&run.json(), &a)["to"], 5);
     let mut admin = env.admin().await;
     assert_eq!(admin.history(&env, &a).await, applied_up_to(5));
-    assert_eq!(admin.history(&env, &env.catalog).await, applied_up_to(4));
+    assert_eq!(
+        admin.history(&env, &env.catalog).await,
+        applied_up_to(common::catalog_latest() + 1),
+        "the catalog ran the new empty public file too"
+    );
 }
 
 /// A whole run with the password in the URLs, verbose and with every log level on: one
@@ -476,4 +487,217 @@ fn disagreeing_dialect_folders_are_refused() {
     run.expect_code(2);
     assert!(run.stderr().contains("professional"), "{}", run.stderr());
     assert!(!env.dir.path().join(format!("{}.db", env.catalog)).exists());
+}
+
+/// Commands about what the catalog holds: against a catalog that is not there they exit 2
+/// (the configuration is wrong) and create nothing.
+fn needs_catalog(tenant: &str) -> Vec<Vec<&str>> {
+    vec![
+        vec!["list-tenants"],
+        vec!["--output", "json", "list-tenants"],
+        vec!["status"],
+        vec!["status", tenant],
+        vec!["check-structure"],
+        vec!["repair", tenant],
+        vec!["--dry-run", "repair", tenant],
+        vec!["upgrade", tenant],
+        vec!["--dry-run", "upgrade", tenant],
+    ]
+}
+
+/// Dry runs plan the catalog's creation, as the real run would do it, and create nothing.
+fn dry_runs(tenant: &str) -> Vec<Vec<&str>> {
+    vec![
+        vec!["--dry-run", "create", tenant],
+        vec!["--dry-run", "upgrade-all"],
+        vec!["--dry-run", "upgrade-public"],
+    ]
+}
+
+/// Runs every command that needs a catalog with `vars` (the env's own when `None`) and checks
+/// exit 2 with a message naming `location` and `why`, in text and JSON.
+fn refuse_missing_catalog(env: &TestEnv, vars: Option<&[(&str, &str)]>, location: &str, why: &str) {
+    let tenant = env.tenant("a");
+    let run = |args: &[&str]| match vars {
+        Some(v) => env.cli_bare(args, v),
+        None => env.cli(args),
+    };
+    for args in needs_catalog(&tenant) {
+        let r = run(&args);
+        r.expect_code(2);
+        let shown = if args.contains(&"json") {
+            assert_eq!(r.json()["exit_code"], 2);
+            r.json()["error"].as_str().unwrap_or_default().to_owned()
+        } else {
+            r.stderr()
+        };
+        for needle in [
+            "DATABASE_URL: no catalog at ",
+            location,
+            why,
+            "nothing was created",
+        ] {
+            assert!(
+                shown.contains(needle),
+                "{args:?} should say {needle:?}: {shown}"
+            );
+        }
+        assert!(!shown.contains("panicked"), "{args:?}: {shown}");
+    }
+    for args in dry_runs(&tenant) {
+        run(&args).expect_code(0);
+    }
+}
+
+async fn read_only_commands_refuse_a_missing_catalog_and_create_nothing(b: Backend) {
+    let env = TestEnv::new(b);
+    if b == Backend::Sqlite {
+        // A mistyped path: neither the file nor its folder may appear.
+        let typo = env.dir.path().join("typo").join("public.db");
+        let url = format!("sqlite://{}", typo.display());
+        refuse_missing_catalog(&env, Some(&[("DATABASE_URL", &url)]), &url, "no such file");
+        let left: Vec<_> = std::fs::read_dir(env.dir.path())
+            .expect("dir")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "created {left:?}");
+    } else {
+        let (location, why) = match b {
+            Backend::MySql => (format!("/{}", env.catalog), "no such database"),
+            _ => (format!(", schema {}", env.catalog), "no such schema"),
+        };
+        refuse_missing_catalog(&env, None, &location, why);
+    }
+    assert!(env.schemas().await.is_empty(), "{:?}", env.schemas().await);
+
+    // The catalog's database, schema or file exists but holds nothing: still no catalog, and
+    // still nothing is created in it or next to it.
+    let mut admin = env.admin().await;
+    let file = env.dir.path().join(format!("{}.db", env.catalog));
+    let location = match b {
+        Backend::Sqlite => {
+            std::fs::write(&file, b"").expect("empty file");
+            format!("sqlite://{}", file.display())
+        }
+        Backend::MySql => {
+            admin.create_schema(&env, &env.catalog).await;
+            format!("/{}", env.catalog)
+        }
+        Backend::Postgres => {
+            admin.create_schema(&env, &env.catalog).await;
+            format!(", schema {}", env.catalog)
+        }
+    };
+    refuse_missing_catalog(&env, None, &location, "holds no catalog tables");
+    assert_eq!(env.schemas().await, vec![env.catalog.clone()]);
+    assert!(admin.tables(&env, &env.catalog).await.is_empty());
+    if b == Backend::Sqlite {
+        assert!(!env.dir.path().join("tenants").exists());
+    }
+
+    // Once there is a catalog, the same commands answer.
+    env.cli(&["upgrade-public"]).expect_code(0);
+    let run = env.cli(&["--output", "json", "list-tenants"]);
+    run.expect_code(0);
+    assert_eq!(run.json()["total"], 0);
+    env.cli(&["status"]).expect_code(0);
+    env.cleanup().await;
+}
+
+/// A migration file that is a link to a file outside the migrations folder (here a stand-in
+/// for `/etc/passwd`) is refused by every command, naming the link; nothing of the file it
+/// points to is read, run or shown.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symlinked_migration_files_are_refused_unread() {
+    use std::os::unix::fs::symlink;
+    let mut env = TestEnv::new(Backend::Sqlite);
+    let root = env.own_migrations();
+    let secret = env.dir.path().join("passwd");
+    std::fs::write(&secret, "root:x:0:0:TOP-SECRET-GECOS:/root:/bin/sh\n").expect("write");
+    for d in ["mysql", "postgres", "sqlite"] {
+        symlink(&secret, root.join("tenant").join(d).join("0004_users.sql")).expect("symlink");
+    }
+    let a = env.tenant("a");
+    for args in [
+        vec!["create", a.as_str()],
+        vec!["--output", "json", "create", a.as_str()],
+        vec!["--verbose", "upgrade-all"],
+        vec!["--dry-run", "upgrade-all"],
+        vec!["status"],
+    ] {
+        let run = env.cli_with(&args, &[("RUST_LOG", "trace")]);
+        run.expect_code(2);
+        let (out, err) = (run.stdout(), run.stderr());
+        let shown = format!("{out}{err}");
+        assert!(
+            shown.contains("tenant/sqlite/0004_users.sql")
+                || shown.contains("tenant/mysql/0004_users.sql"),
+            "{args:?} should name the link: {shown}"
+        );
+        assert!(shown.contains("symbolic link"), "{args:?}: {shown}");
+        assert!(
+            !shown.contains("TOP-SECRET"),
+            "{args:?} leaked the file: {shown}"
+        );
+    }
+    // Nothing was created: no catalog, no tenant.
+    assert!(env.schemas().await.is_empty());
+
+    // A dialect folder that is a link is refused the same way.
+    for d in ["mysql", "postgres", "sqlite"] {
+        std::fs::remove_file(root.join("tenant").join(d).join("0004_users.sql")).expect("rm");
+    }
+    let outside = env.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    let sqlite = root.join("tenant").join("sqlite");
+    for entry in std::fs::read_dir(&sqlite).expect("dir").flatten() {
+        std::fs::copy(entry.path(), outside.join(entry.file_name())).expect("copy");
+    }
+    std::fs::remove_dir_all(&sqlite).expect("rm");
+    symlink(&outside, &sqlite).expect("symlink");
+    let run = env.cli(&["create", &a]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("tenant/sqlite: is a symbolic link"),
+        "{}",
+        run.stderr()
+    );
+    assert!(env.schemas().await.is_empty());
+}
+
+/// `create --display-name` follows the rule of `POST /tenants`: control characters are refused
+/// (exit 2, naming the field) before anything is touched.
+async fn control_characters_in_display_names_are_refused(b: Backend) {
+    let env = TestEnv::new(b);
+    let a = env.tenant("a");
+    // NUL cannot travel in argv; every other control character can.
+    for display in [
+        "tab\there",
+        "line\nbreak",
+        "escape\u{1b}[2J",
+        "del\u{7f}",
+        "bidi\u{202e}x",
+        " ",
+    ] {
+        for args in [
+            vec!["create", a.as_str(), "--display-name", display],
+            vec!["--dry-run", "create", a.as_str(), "--display-name", display],
+        ] {
+            let run = env.cli(&args);
+            run.expect_code(2);
+            assert!(
+                run.stderr().contains("display_name:"),
+                "{display:?}: {}",
+                run.stderr()
+            );
+        }
+    }
+    assert!(env.schemas().await.is_empty(), "{:?}", env.schemas().await);
+    env.cli(&["create", &a, "--display-name", " Salão Bella "])
+        .expect_code(0);
+    let run = env.cli(&["--output", "json", "list-tenants"]);
+    assert_eq!(run.json()["tenants"][0]["display_name"], "Salão Bella");
+    env.cleanup().await;
 }

@@ -1,4 +1,7 @@
-//! `admin_master_users`: the people who run the platform, their role and login throttling.
+//! `admin_master_users`: the people who run the platform, their role, their token version
+//! and login back-off. Changes that could leave the platform without an active admin run in
+//! one transaction that holds the active admins' rows, so two admins disabling each other at
+//! once cannot both succeed.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -17,9 +20,21 @@ pub struct AdminRow {
     pub role: Role,
     pub is_active: bool,
     pub failed_logins: i64,
+    /// Until when login attempts are refused without checking the password (back-off).
     pub locked_until: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Raised when the account is disabled or its role changes; tokens carry it.
+    pub token_version: i64,
+}
+
+/// What [`Catalog::update_admin`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminUpdate {
+    Updated(AdminRow),
+    NotFound,
+    /// Refused: the change would leave no active admin with the admin role.
+    LastAdmin,
 }
 
 /// Changes to an admin user.
@@ -29,7 +44,7 @@ pub struct AdminPatch {
     pub is_active: Option<bool>,
 }
 
-const COLUMNS: &str = "id, email, password_hash, role, is_active, failed_logins, locked_until, created_at, updated_at";
+const COLUMNS: &str = "id, email, password_hash, role, is_active, failed_logins, locked_until, created_at, updated_at, token_version";
 
 macro_rules! decode_admin {
     ($r:expr, $Id:ty) => {{
@@ -45,6 +60,7 @@ macro_rules! decode_admin {
             locked_until: col(r, 6)?,
             created_at: col(r, 7)?,
             updated_at: col(r, 8)?,
+            token_version: col(r, 9)?,
         })
     }};
 }
@@ -60,7 +76,7 @@ impl Catalog {
         let id = Uuid::new_v4();
         let t = now();
         let sql = format!(
-            "INSERT INTO admin_master_users ({COLUMNS}) VALUES (?, ?, ?, ?, ?, 0, NULL, ?, ?)"
+            "INSERT INTO admin_master_users ({COLUMNS}) VALUES (?, ?, ?, ?, ?, 0, NULL, ?, ?, 0)"
         );
         let inserted = with_pool!(&self.pool, |p, b, Id| {
             sqlx::query(placeholders(b, &sql))
@@ -124,33 +140,37 @@ impl Catalog {
         })
     }
 
-    /// Counts a failed login; locks the account until `lock_until` once `max_failures` is
-    /// reached.
-    pub async fn record_failed_login(
+    /// Claims one login attempt before its password is checked, atomically: succeeds only
+    /// when the account is not in back-off (`locked_until` past or unset) and nobody else
+    /// claimed since `seen` was read (its failure count is unchanged). The claim counts the
+    /// attempt as failed and sets the back-off it would earn; a right password then clears
+    /// both ([`Catalog::reset_failed_logins`]). `Ok(false)`: refused, do not check.
+    pub async fn claim_login_attempt(
         &self,
-        id: Uuid,
-        max_failures: i64,
-        lock_until: DateTime<Utc>,
-    ) -> Result<(), DbError> {
-        // `locked_until` first: MySQL evaluates SET assignments left to right, so a later
-        // clause would already see the incremented count (PostgreSQL and SQLite see old values).
-        let sql = "UPDATE admin_master_users SET \
-            locked_until = CASE WHEN failed_logins + 1 >= ? THEN ? ELSE locked_until END, \
-            failed_logins = failed_logins + 1, updated_at = ? WHERE id = ?";
-        with_pool!(&self.pool, |p, b, Id| {
+        seen: &AdminRow,
+        backoff_until: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, DbError> {
+        let sql = "UPDATE admin_master_users SET failed_logins = ?, locked_until = ?, \
+            updated_at = ? WHERE id = ? AND failed_logins = ? \
+            AND (locked_until IS NULL OR locked_until <= ?)";
+        let affected = with_pool!(&self.pool, |p, b, Id| {
             sqlx::query(placeholders(b, sql))
-                .bind(max_failures)
-                .bind(lock_until)
-                .bind(now())
-                .bind(Id::from(id))
+                .bind(seen.failed_logins + 1)
+                .bind(backoff_until)
+                .bind(at)
+                .bind(Id::from(seen.id))
+                .bind(seen.failed_logins)
+                .bind(at)
                 .execute(p)
                 .await
-                .map(|_| ())
-                .map_err(|e| DbError::sqlx("recording failed login", e))
-        })
+                .map(|r| r.rows_affected())
+                .map_err(|e| DbError::sqlx("claiming a login attempt", e))
+        })?;
+        Ok(affected == 1)
     }
 
-    /// Clears failures after a successful login (or an expired lock).
+    /// Clears failures and back-off (a successful login, or an unlock by an admin).
     pub async fn reset_failed_logins(&self, id: Uuid) -> Result<(), DbError> {
         let sql = "UPDATE admin_master_users SET failed_logins = 0, locked_until = NULL, \
             updated_at = ? WHERE id = ?";
@@ -165,25 +185,78 @@ impl Catalog {
         })
     }
 
-    /// Applies `patch`; `Ok(None)` when the user does not exist.
-    pub async fn update_admin(
-        &self,
-        id: Uuid,
-        patch: &AdminPatch,
-    ) -> Result<Option<AdminRow>, DbError> {
-        let sql = "UPDATE admin_master_users SET role = COALESCE(?, role), \
-            is_active = COALESCE(?, is_active), updated_at = ? WHERE id = ?";
+    /// Applies `patch` in one transaction that first locks every active admin's row, then
+    /// refuses the change when no active admin with the admin role would remain. Disabling
+    /// the account or changing its role raises its token version.
+    pub async fn update_admin(&self, id: Uuid, patch: &AdminPatch) -> Result<AdminUpdate, DbError> {
+        let lock_admins =
+            "SELECT id FROM admin_master_users WHERE role = 'admin' AND is_active = ?";
+        let current = format!("SELECT {COLUMNS} FROM admin_master_users WHERE id = ?");
+        let update = "UPDATE admin_master_users SET role = ?, is_active = ?, \
+            token_version = ?, updated_at = ? WHERE id = ?";
+        let remaining =
+            "SELECT COUNT(*) FROM admin_master_users WHERE role = 'admin' AND is_active = ?";
         with_pool!(&self.pool, |p, b, Id| {
-            sqlx::query(placeholders(b, sql))
-                .bind(patch.role.map(Role::as_str))
-                .bind(patch.is_active)
+            let fail = |what: &'static str| move |e| DbError::sqlx(what, e);
+            // SQLite: the write lock from the start; the others: the admins' rows, so a
+            // concurrent change waits here and then counts what this one committed.
+            let (begun, for_update) = match b {
+                crate::db::Backend::Sqlite => (p.begin_with("BEGIN IMMEDIATE").await, ""),
+                _ => (p.begin().await, " FOR UPDATE"),
+            };
+            let mut tx = begun.map_err(fail("starting a transaction"))?;
+            sqlx::query(placeholders(b, &format!("{lock_admins}{for_update}")))
+                .bind(true)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(fail("locking the active admins"))?;
+            let row = sqlx::query(placeholders(b, &format!("{current}{for_update}")))
+                .bind(Id::from(id))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(fail("reading admin"))?;
+            let Some(row) = row else {
+                return Ok(AdminUpdate::NotFound);
+            };
+            let before = decode_admin!(&row, Id)?;
+            let role = patch.role.unwrap_or(before.role);
+            let is_active = patch.is_active.unwrap_or(before.is_active);
+            let retire_tokens = role != before.role || (before.is_active && !is_active);
+            let token_version = before.token_version + i64::from(retire_tokens);
+            sqlx::query(placeholders(b, update))
+                .bind(role.as_str())
+                .bind(is_active)
+                .bind(token_version)
                 .bind(now())
                 .bind(Id::from(id))
-                .execute(p)
+                .execute(&mut *tx)
                 .await
-                .map(|_| ())
-                .map_err(|e| DbError::sqlx("updating admin", e))
-        })?;
+                .map_err(fail("updating admin"))?;
+            let left: i64 = sqlx::query_scalar(placeholders(b, remaining))
+                .bind(true)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(fail("counting active admins"))?;
+            if left == 0 {
+                // Dropping the transaction rolls it back.
+                return Ok(AdminUpdate::LastAdmin);
+            }
+            let row = sqlx::query(placeholders(b, &current))
+                .bind(Id::from(id))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(fail("reading admin"))?;
+            let after = decode_admin!(&row, Id)?;
+            tx.commit()
+                .await
+                .map_err(fail("committing the admin change"))?;
+            Ok(AdminUpdate::Updated(after))
+        })
+    }
+
+    /// Clears an account's failures and back-off; `Ok(None)` when it does not exist.
+    pub async fn unlock_admin(&self, id: Uuid) -> Result<Option<AdminRow>, DbError> {
+        self.reset_failed_logins(id).await?;
         self.get_admin(id).await
     }
 }

@@ -11,7 +11,7 @@ mod tenants;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-pub use admins::{AdminPatch, AdminRow};
+pub use admins::{AdminPatch, AdminRow, AdminUpdate};
 pub use audit::AuditEntry;
 pub use jobs::{JobCounts, JobFilter, JobRow, JobState, JobTenantRow, NewJob, StartJobError};
 pub use tenants::{TenantFilter, TenantPage, TenantRow, TenantStatus};
@@ -40,8 +40,10 @@ impl Catalog {
     /// A cheap round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), DbError> {
         crate::db::with_pool!(&self.pool, |p, _b, _Id| {
-            sqlx::query_scalar::<_, i64>("SELECT 1")
-                .fetch_one(p)
+            // Executed, not decoded: `SELECT 1` is a 32-bit integer on PostgreSQL and a 64-bit
+            // one elsewhere.
+            sqlx::query("SELECT 1")
+                .execute(p)
                 .await
                 .map(|_| ())
                 .map_err(|e| DbError::sqlx("pinging the catalog", e))

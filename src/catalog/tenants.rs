@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::{Catalog, col, now, uuid_of};
 use crate::db::{DbError, placeholders, with_pool};
+use crate::domain::TenantCursor;
 
 /// Life cycle of a tenant row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -71,7 +72,7 @@ pub struct TenantRow {
 pub struct TenantFilter {
     pub status: Option<TenantStatus>,
     /// Only names after this one (cursor paging).
-    pub after: Option<String>,
+    pub after: Option<TenantCursor>,
     pub offset: u64,
     /// At most this many rows (`None`: all).
     pub limit: Option<u64>,

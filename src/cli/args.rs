@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::config::env::parse_number;
 use crate::config::{ConfigError, Settings};
 use crate::migrate::Scope;
 
@@ -15,7 +16,9 @@ use crate::migrate::Scope;
     about = "Owns the database schemas of a schema-per-tenant SaaS: provisions tenants and migrates the whole fleet.",
     after_help = "Environment: DATABASE_URL (alias PUBLIC_DATABASE_URL), TENANT_URL_TEMPLATE, \
 TENANT_ENGINE_POOL_SIZE, MIGRATIONS_DIR, DATA_DIR, LOCK_TIMEOUT, CATALOG_SCHEMA, CATALOG_POOL_SIZE, SECRET_KEY, \
-REDIS_URL, LOG_FORMAT, RUST_LOG. A .env file in the working directory is read too; flags win."
+REDIS_URL, LOG_FORMAT, RUST_LOG; for serve: BIND_ADDR, CORS_ORIGINS, REQUEST_TIMEOUT, HEADER_READ_TIMEOUT, \
+SHUTDOWN_TIMEOUT, MAX_CONNECTIONS, JWT_TTL, JWT_ISSUER, JWT_AUDIENCE, METRICS_TOKEN, LOGIN_CONCURRENCY, \
+LOGIN_RATE_PER_MINUTE. A .env file in the working directory is read too; flags win."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -86,53 +89,29 @@ pub struct GlobalArgs {
     pub lock_timeout: Option<String>,
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-fn number<T: std::str::FromStr>(
-    flag: Option<&String>,
-    var: &'static str,
-) -> Result<Option<T>, ConfigError> {
-    let raw = flag.cloned().or_else(|| env(var));
-    match raw {
-        None => Ok(None),
-        Some(r) => r
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| ConfigError::new(var, format!("{r:?} is not a whole number"))),
-    }
-}
-
 impl GlobalArgs {
-    /// Flags over environment.
+    /// The environment (and `.env`) with these flags over it.
     pub fn settings(&self) -> Result<Settings, ConfigError> {
-        Ok(Settings {
-            database_url: self
-                .database_url
-                .clone()
-                .or_else(|| env("DATABASE_URL"))
-                .or_else(|| env("PUBLIC_DATABASE_URL")),
-            tenant_url_template: self
-                .tenant_url_template
-                .clone()
-                .or_else(|| env("TENANT_URL_TEMPLATE")),
-            pool_size: number(self.pool_size.as_ref(), "TENANT_ENGINE_POOL_SIZE")?,
-            migrations_dir: self
-                .migrations_dir
-                .clone()
-                .or_else(|| env("MIGRATIONS_DIR").map(PathBuf::from)),
-            secret_key: env("SECRET_KEY"),
-            redis_url: env("REDIS_URL"),
-            data_dir: self
-                .data_dir
-                .clone()
-                .or_else(|| env("DATA_DIR").map(PathBuf::from)),
-            lock_timeout_secs: number(self.lock_timeout.as_ref(), "LOCK_TIMEOUT")?,
-            catalog_schema: env("CATALOG_SCHEMA"),
-            catalog_pool_size: number(None, "CATALOG_POOL_SIZE")?,
-        })
+        let mut s = Settings::from_env()?;
+        if let Some(u) = &self.database_url {
+            s.database_url = Some(u.clone());
+        }
+        if let Some(t) = &self.tenant_url_template {
+            s.tenant_url_template = Some(t.clone());
+        }
+        if let Some(p) = &self.pool_size {
+            s.pool_size = Some(parse_number(p, "TENANT_ENGINE_POOL_SIZE")?);
+        }
+        if let Some(d) = &self.migrations_dir {
+            s.migrations_dir = Some(d.clone());
+        }
+        if let Some(d) = &self.data_dir {
+            s.data_dir = Some(d.clone());
+        }
+        if let Some(t) = &self.lock_timeout {
+            s.lock_timeout_secs = Some(parse_number(t, "LOCK_TIMEOUT")?);
+        }
+        Ok(s)
     }
 }
 
@@ -182,6 +161,8 @@ pub enum Command {
         #[arg(long, default_value = "admin")]
         role: String,
     },
+    /// Clear an admin user's failed logins and login back-off.
+    UnlockAdmin { email: String },
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
     /// Exit 0 when the service on BIND_ADDR answers /healthz (for container health checks).

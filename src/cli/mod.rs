@@ -17,7 +17,7 @@ pub use args::{Cli, Command, GlobalArgs, OutputFormat, ServeArgs};
 
 use crate::catalog::{TenantFilter, TenantStatus};
 use crate::config::{Config, ConfigError};
-use crate::domain::{SchemaName, ValidationError};
+use crate::domain::{DisplayName, SchemaName, ValidationError};
 use crate::engine::{Engine, EngineError, RepairOptions};
 use crate::jobs::{FleetOptions, FleetReport};
 use crate::migrate::Scope;
@@ -55,6 +55,13 @@ async fn engine(g: &GlobalArgs) -> Result<Engine, EngineError> {
     Engine::connect(config(g)?).await
 }
 
+/// The engine for commands about what the catalog holds (listing, status, drift, repair, one
+/// tenant's upgrade): they refuse a catalog that does not exist (exit 2) and create nothing,
+/// so a mistyped `DATABASE_URL` never leaves an empty catalog behind.
+async fn existing(g: &GlobalArgs) -> Result<Engine, EngineError> {
+    Engine::connect_existing(config(g)?).await
+}
+
 fn schema_names(raw: &[String]) -> Result<Vec<SchemaName>, ValidationError> {
     raw.iter().map(|s| SchemaName::parse(s)).collect()
 }
@@ -81,11 +88,15 @@ async fn run(cli: Cli) -> Result<u8, EngineError> {
         } => {
             // Validate every name before touching anything.
             let names = schema_names(schemas)?;
+            let display = display_name
+                .as_deref()
+                .map(DisplayName::parse)
+                .transpose()?;
             let engine = engine(g).await?;
             let opts = fleet_options(&engine, g);
             let progress = progress::for_run(g.output, names.len());
             let report = engine
-                .create_tenants(&names, display_name.as_deref(), &opts, progress.as_ref())
+                .create_tenants(&names, display.as_ref(), &opts, progress.as_ref())
                 .await?;
             render::fleet(g.output, &report);
             Ok(exit_for(&report))
@@ -100,7 +111,7 @@ async fn run(cli: Cli) -> Result<u8, EngineError> {
         }
         Command::Upgrade { schema } => {
             let name = SchemaName::parse(schema)?;
-            let engine = engine(g).await?;
+            let engine = existing(g).await?;
             let opts = fleet_options(&engine, g);
             let progress = progress::for_run(g.output, 1);
             let report = engine
@@ -134,7 +145,7 @@ async fn run(cli: Cli) -> Result<u8, EngineError> {
                     )
                 })?),
             };
-            let engine = engine(g).await?;
+            let engine = existing(g).await?;
             let page = engine
                 .list_tenants(&TenantFilter {
                     status,
@@ -146,7 +157,7 @@ async fn run(cli: Cli) -> Result<u8, EngineError> {
         }
         Command::Status { schema } => {
             let name = schema.as_deref().map(SchemaName::parse).transpose()?;
-            let engine = engine(g).await?;
+            let engine = existing(g).await?;
             let (catalog, tenants) = engine.status(name.as_ref()).await?;
             render::status(g.output, &catalog, &tenants);
             let healthy = (!catalog.exists || catalog.problems.is_empty())
@@ -154,7 +165,7 @@ async fn run(cli: Cli) -> Result<u8, EngineError> {
             Ok(if healthy { 0 } else { 1 })
         }
         Command::CheckStructure => {
-            let engine = engine(g).await?;
+            let engine = existing(g).await?;
             let report = engine.check_structure().await?;
             render::drift(g.output, &report);
             Ok(if report.drifted.is_empty() { 0 } else { 1 })
@@ -165,7 +176,7 @@ async fn run(cli: Cli) -> Result<u8, EngineError> {
             accept_checksums,
         } => {
             let name = SchemaName::parse(schema)?;
-            let engine = engine(g).await?;
+            let engine = existing(g).await?;
             let report = engine
                 .repair(
                     &name,
@@ -181,6 +192,7 @@ async fn run(cli: Cli) -> Result<u8, EngineError> {
         }
         Command::Serve(args) => serve::serve(g, args).await,
         Command::CreateAdmin { email, role } => serve::create_admin(g, email, role).await,
+        Command::UnlockAdmin { email } => serve::unlock_admin(g, email).await,
         Command::Openapi => {
             println!("{}", crate::http::openapi::spec_json());
             Ok(0)

@@ -102,7 +102,8 @@ pub fn tenants(output: OutputFormat, page: &TenantPage) {
             t.status.as_str(),
             version(t.schema_version),
             t.updated_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-            t.display_name
+            // Rows written before display names were checked may hold terminal escapes.
+            crate::domain::escape_unprintable(&t.display_name)
         );
     }
     println!("{} tenants", page.total);

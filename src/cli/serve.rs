@@ -1,82 +1,32 @@
 //! Commands of the HTTP service: `serve`, `create-admin` and `healthcheck`.
 
 use std::io::{BufRead, IsTerminal};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{GlobalArgs, ServeArgs, engine};
-use crate::auth::TokenSettings;
 use crate::auth::password::{PasswordError, hash_password};
+use crate::config::http::parse_bind;
 use crate::config::{ConfigError, DEFAULT_CATALOG_POOL_SIZE};
 use crate::domain::{Email, Role};
 use crate::engine::{Engine, EngineError};
-use crate::http::{Application, HttpSettings, StartError, shutdown_signal};
+use crate::http::{Application, StartError, shutdown_signal};
 
 /// Catalog connections of the service (unless CATALOG_POOL_SIZE says otherwise): it answers
 /// many concurrent reads.
 const SERVICE_CATALOG_POOL: u32 = 10;
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-fn bind_addr(flag: Option<&str>) -> Result<SocketAddr, ConfigError> {
-    let raw = flag.map(str::to_owned).or_else(|| env("BIND_ADDR"));
-    match raw {
-        None => Ok(SocketAddr::from(([127, 0, 0, 1], 8080))),
-        Some(r) => r.trim().parse().map_err(|_| {
-            ConfigError::new(
-                "BIND_ADDR",
-                format!("{r:?} is not an address like 0.0.0.0:8080"),
-            )
-        }),
-    }
-}
-
-fn seconds(var: &'static str, default: u64) -> Result<u64, ConfigError> {
-    match env(var) {
-        None => Ok(default),
-        Some(v) => v.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-            ConfigError::new(var, format!("{v:?} is not a positive number of seconds"))
-        }),
-    }
-}
-
-/// Service settings from the environment.
-pub fn http_settings(
-    bind: Option<&str>,
-    secret_key: Option<String>,
-) -> Result<HttpSettings, ConfigError> {
-    let defaults = TokenSettings::default();
-    Ok(HttpSettings {
-        bind: bind_addr(bind)?,
-        cors_origins: env("CORS_ORIGINS")
-            .map(|v| {
-                v.split(',')
-                    .map(|o| o.trim().to_owned())
-                    .filter(|o| !o.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default(),
-        request_timeout: Duration::from_secs(seconds("REQUEST_TIMEOUT", 60)?),
-        token: TokenSettings {
-            issuer: env("JWT_ISSUER").unwrap_or(defaults.issuer),
-            audience: env("JWT_AUDIENCE").unwrap_or(defaults.audience),
-            ttl_secs: seconds("JWT_TTL", defaults.ttl_secs)?,
-        },
-        secret_key,
-    })
-}
 
 pub async fn serve(g: &GlobalArgs, args: &ServeArgs) -> Result<u8, EngineError> {
     let mut settings = g.settings()?;
     if settings.catalog_pool_size.is_none() {
         settings.catalog_pool_size = Some(SERVICE_CATALOG_POOL.max(DEFAULT_CATALOG_POOL_SIZE));
     }
+    if let Some(bind) = &args.bind {
+        settings.service.bind = Some(bind.clone());
+    }
     let config = crate::config::Config::from_settings(settings)?;
-    let http = http_settings(args.bind.as_deref(), config.secret_key.clone())?;
+    let http = config.http.clone();
     let engine = Engine::connect(config).await?;
     let app = match Application::build(engine, http).await {
         Ok(app) => app,
@@ -146,9 +96,37 @@ pub async fn create_admin(g: &GlobalArgs, email: &str, role: &str) -> Result<u8,
     }
 }
 
+/// Clears an admin's failed logins and back-off (the account must exist).
+pub async fn unlock_admin(g: &GlobalArgs, email: &str) -> Result<u8, EngineError> {
+    let email = Email::parse(email)?;
+    let engine = engine(g).await?;
+    engine.prepare_catalog(false).await?;
+    let catalog = engine.catalog();
+    let admin = catalog
+        .find_admin_by_email(email.as_str())
+        .await?
+        .ok_or_else(|| EngineError::NotFound(format!("no admin with e-mail {email}")))?;
+    catalog.unlock_admin(admin.id).await?;
+    let _ = catalog
+        .audit(
+            "cli",
+            "admin.unlock",
+            Some(email.as_str()),
+            "ok",
+            None,
+            None,
+        )
+        .await;
+    println!("unlocked admin {} ({})", admin.email, admin.id);
+    Ok(0)
+}
+
 /// Returns 0 when `GET /healthz` on the service answers 200 within 3 seconds, 1 otherwise.
 pub async fn healthcheck(bind: Option<&str>) -> u8 {
-    let Ok(mut addr) = bind_addr(bind) else {
+    let raw = bind
+        .map(str::to_owned)
+        .or_else(|| crate::config::env::var("BIND_ADDR"));
+    let Ok(mut addr) = parse_bind(raw.as_deref()) else {
         return 1;
     };
     if addr.ip().is_unspecified() {

@@ -44,32 +44,7 @@ impl SchemaName {
     /// Validates `raw` as a tenant schema name.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let err = |m: String| ValidationError::new("schema_name", m);
-        if raw.is_empty() {
-            return Err(err("must not be empty".into()));
-        }
-        if raw.len() > MAX_LEN {
-            return Err(err(format!(
-                "{} characters is too long (at most {MAX_LEN})",
-                raw.chars().count()
-            )));
-        }
-        let mut chars = raw.chars();
-        let first = chars.next().unwrap_or_default();
-        if !first.is_ascii_lowercase() {
-            return Err(err(format!(
-                "{:?} must start with a lowercase letter a-z and contain only a-z, 0-9 and _",
-                shorten(raw)
-            )));
-        }
-        if let Some(bad) = raw
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
-        {
-            return Err(err(format!(
-                "{:?} contains {bad:?}; only a-z, 0-9 and _ are allowed",
-                shorten(raw)
-            )));
-        }
+        check_shape(raw).map_err(err)?;
         if is_reserved_schema(raw) {
             return Err(err(format!(
                 "{raw:?} is reserved by the database server and cannot be a tenant"
@@ -100,6 +75,36 @@ impl SchemaName {
         debug_assert!(name.starts_with(crate::engine::REFERENCE_PREFIX));
         Self(name.to_owned())
     }
+}
+
+/// The characters and length every schema name has (`^[a-z][a-z0-9_]{0,62}$`), reserved
+/// names aside: what a position in the schema-name order (a paging cursor) must look like too.
+pub(super) fn check_shape(raw: &str) -> Result<(), String> {
+    if raw.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if raw.len() > MAX_LEN {
+        return Err(format!(
+            "{} characters is too long (at most {MAX_LEN})",
+            raw.chars().count()
+        ));
+    }
+    if !raw.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err(format!(
+            "{:?} must start with a lowercase letter a-z and contain only a-z, 0-9 and _",
+            shorten(raw)
+        ));
+    }
+    if let Some(bad) = raw
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
+    {
+        return Err(format!(
+            "{:?} contains {bad:?}; only a-z, 0-9 and _ are allowed",
+            shorten(raw)
+        ));
+    }
+    Ok(())
 }
 
 /// Keeps error messages readable when someone pastes a paragraph as a schema name.

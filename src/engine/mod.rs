@@ -50,6 +50,18 @@ impl Engine {
         Self::with_source(config, source).await
     }
 
+    /// Like [`Engine::connect`], for work that needs an existing catalog (listing, status,
+    /// drift checks, repair): when there is none, fails as [`Engine::require_catalog`] does,
+    /// having created nothing (no file, directory, database or schema).
+    pub async fn connect_existing(config: Config) -> Result<Self, EngineError> {
+        let engine = Self::connect(config).await?;
+        if let Err(e) = engine.require_catalog().await {
+            engine.close().await;
+            return Err(e);
+        }
+        Ok(engine)
+    }
+
     /// Like [`Engine::connect`] with an explicit migration source.
     pub async fn with_source(config: Config, source: MigrationSource) -> Result<Self, EngineError> {
         let backend = config.backend();
@@ -158,6 +170,43 @@ impl Engine {
             .await?
             .pop()
             .unwrap_or(SchemaState::Missing))
+    }
+
+    /// Fails with a configuration error (exit 2) naming where the catalog was looked for when
+    /// there is none there: no file, database or schema, or one without the catalog's tables.
+    /// Commands that only read call this first, so a mistyped `DATABASE_URL` is reported
+    /// instead of answered with an empty fleet — and nothing is created to find out.
+    pub async fn require_catalog(&self) -> Result<(), EngineError> {
+        let why = match self.catalog_state().await? {
+            SchemaState::History(rows) if !rows.is_empty() => return Ok(()),
+            SchemaState::Missing => match self.inner.config.backend() {
+                db::Backend::Sqlite => "no such file",
+                db::Backend::MySql => "no such database",
+                db::Backend::Postgres => "no such schema",
+            },
+            SchemaState::Uninitialised | SchemaState::History(_) => {
+                "it exists but holds no catalog tables"
+            }
+        };
+        Err(EngineError::Config(crate::config::ConfigError::new(
+            "DATABASE_URL",
+            format!(
+                "no catalog at {} ({why}); nothing was created. Check the URL, or run \
+                 `create` or `upgrade-public` to make the catalog",
+                self.catalog_location()
+            ),
+        )))
+    }
+
+    /// Where the catalog lives, as it may be shown (no password): the URL, and on
+    /// PostgreSQL the schema.
+    fn catalog_location(&self) -> String {
+        let config = &self.inner.config;
+        let url = config.catalog.redacted();
+        match config.backend() {
+            db::Backend::Postgres => format!("{url}, schema {}", config.catalog_schema),
+            _ => url,
+        }
     }
 
     /// Brings the catalog to the newest public migration (creating its schema when needed).

@@ -11,7 +11,7 @@ use tracing::{info, instrument, warn};
 use super::{Engine, EngineError};
 use crate::catalog::TenantStatus;
 use crate::db::Target;
-use crate::domain::{SchemaName, ValidationError};
+use crate::domain::{DisplayName, SchemaName, ValidationError};
 use crate::jobs::{
     FleetOptions, FleetReport, OutcomeStatus, Progress, TenantReport, failure_report,
 };
@@ -19,14 +19,14 @@ use crate::migrate::apply::dry_run_result;
 use crate::migrate::{Scope, migrate_target};
 
 impl Engine {
-    /// Provisions `names` (each validated already), `opts.concurrency` at a time. The
-    /// catalog is migrated first when needed. Without `continue_on_error`, the first failure
-    /// stops new tenants from starting.
+    /// Provisions `names` (each validated already), `opts.concurrency` at a time, with
+    /// `display_name` (the schema name when `None`). The catalog is migrated first when
+    /// needed. Without `continue_on_error`, the first failure stops new tenants from starting.
     #[instrument(skip_all, fields(tenants = names.len(), dry_run = opts.run.dry_run))]
     pub async fn create_tenants(
         &self,
         names: &[SchemaName],
-        display_name: Option<&str>,
+        display_name: Option<&DisplayName>,
         opts: &FleetOptions,
         progress: &dyn Progress,
     ) -> Result<FleetReport, EngineError> {
@@ -48,7 +48,6 @@ impl Engine {
                 unique.push(n.clone());
             }
         }
-        let display_name: Option<String> = display_name.map(str::to_owned);
         let clock = Instant::now();
         let catalog_ready = self.prepare_catalog(opts.run.dry_run).await?;
         progress.planned(unique.len(), unique.len());
@@ -56,7 +55,7 @@ impl Engine {
         let reports: Vec<TenantReport> = stream::iter(unique)
             .map(|name| {
                 let stop = &stop;
-                let display = display_name.clone().unwrap_or_else(|| name.to_string());
+                let display = display_name.map_or_else(|| name.to_string(), |d| d.to_string());
                 async move {
                     if stop.load(Ordering::SeqCst) || opts.cancel.load(Ordering::SeqCst) {
                         let r = TenantReport::new(name.as_str(), OutcomeStatus::NotAttempted);
@@ -95,7 +94,7 @@ impl Engine {
     pub async fn create_tenant(
         &self,
         name: &SchemaName,
-        display_name: Option<&str>,
+        display_name: Option<&DisplayName>,
         opts: &FleetOptions,
     ) -> Result<TenantReport, EngineError> {
         let report = self

@@ -1,6 +1,8 @@
 //! The bearer-token extractor: `AuthUser` is the admin a valid token names. Missing,
-//! malformed, expired, wrongly signed or wrongly addressed tokens are 401; a valid token
-//! whose role is too low for the route is 403 (checked by `require`).
+//! malformed, expired, wrongly signed or wrongly addressed tokens are 401, and so is a token
+//! of a disabled account or one issued before the account's last disable or role change
+//! (its token version is older); a valid token whose role is too low for the route is 403
+//! (checked by `require`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -46,17 +48,24 @@ const ACCOUNT_TTL: Duration = Duration::from_secs(2);
 /// [`ACCOUNT_TTL`] instead of once per request.
 #[derive(Default)]
 pub struct AccountCache {
-    entries: Mutex<HashMap<Uuid, (Instant, Option<AuthUser>)>>,
+    entries: Mutex<HashMap<Uuid, (Instant, Option<Account>)>>,
+}
+
+/// An active account as the extractor needs it.
+#[derive(Debug, Clone)]
+struct Account {
+    user: AuthUser,
+    token_version: i64,
 }
 
 impl AccountCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Instant, Option<AuthUser>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Instant, Option<Account>)>> {
         self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn get(&self, id: Uuid) -> Option<Option<AuthUser>> {
+    fn get(&self, id: Uuid) -> Option<Option<Account>> {
         let entries = self.lock();
         entries
             .get(&id)
@@ -64,7 +73,7 @@ impl AccountCache {
             .map(|(_, user)| user.clone())
     }
 
-    fn put(&self, id: Uuid, user: Option<AuthUser>) {
+    fn put(&self, id: Uuid, user: Option<Account>) {
         let mut entries = self.lock();
         if entries.len() > 10_000 {
             entries.retain(|_, (at, _)| at.elapsed() < ACCOUNT_TTL);
@@ -110,24 +119,30 @@ impl FromRequestParts<AppState> for AuthUser {
         // The account's current state wins over the token's: disabling a user or changing
         // a role takes effect at once (here) or within seconds (elsewhere), not when the
         // token expires.
-        let user = match state.accounts.get(id) {
+        let account = match state.accounts.get(id) {
             Some(cached) => cached,
             None => {
-                let user = state
+                let account = state
                     .engine
                     .catalog()
                     .get_admin(id)
                     .await?
                     .filter(|a| a.is_active)
-                    .map(|a| AuthUser {
-                        id,
-                        email: a.email,
-                        role: a.role,
+                    .map(|a| Account {
+                        user: AuthUser {
+                            id,
+                            email: a.email,
+                            role: a.role,
+                        },
+                        token_version: a.token_version,
                     });
-                state.accounts.put(id, user.clone());
-                user
+                state.accounts.put(id, account.clone());
+                account
             }
         };
-        user.ok_or_else(|| ApiError::Unauthorized("invalid or expired token".into()))
+        account
+            .filter(|a| a.token_version == claims.tv)
+            .map(|a| a.user)
+            .ok_or_else(|| ApiError::Unauthorized("invalid or expired token".into()))
     }
 }

@@ -63,6 +63,13 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Unavailable(String),
+    /// 429 (`busy` false) or 503 (`busy` true) with `Retry-After`.
+    #[error("{detail}")]
+    RetryLater {
+        detail: String,
+        retry_after_secs: u64,
+        busy: bool,
+    },
     /// Logged with its cause; the client sees a generic message.
     #[error("{0}")]
     Internal(String),
@@ -91,6 +98,8 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RetryLater { busy: true, .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RetryLater { busy: false, .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -104,6 +113,8 @@ impl ApiError {
             ApiError::Conflict { .. } => "conflict",
             ApiError::Validation { .. } => "validation",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::RetryLater { busy: true, .. } => "busy",
+            ApiError::RetryLater { busy: false, .. } => "too-many-requests",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -146,12 +157,26 @@ impl IntoResponse for ApiError {
             &format!("urn:tenant-migrator:problem:{}", self.slug()),
             Some(self.to_string()),
         );
-        match self {
-            ApiError::Validation { field, .. } => p.field = field,
-            ApiError::Conflict { job_id, .. } => p.job_id = job_id,
-            _ => {}
+        let retry_after = match self {
+            ApiError::Validation { field, .. } => {
+                p.field = field;
+                None
+            }
+            ApiError::Conflict { job_id, .. } => {
+                p.job_id = job_id;
+                None
+            }
+            ApiError::RetryLater {
+                retry_after_secs, ..
+            } => Some(retry_after_secs.max(1)),
+            _ => None,
+        };
+        let mut res = p.into_response();
+        if let Some(secs) = retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        p.into_response()
+        res
     }
 }
 

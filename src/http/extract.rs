@@ -1,11 +1,12 @@
 //! Extractors whose rejections are problem documents: `ApiJson` (bad JSON → 400, wrong
-//! content type → 415, unknown or wrong fields → 422 naming the field, too large → 413),
-//! `ApiQuery` and `ApiPath`.
+//! content type → 415, not an object, unknown or wrong fields → 422 naming the field, too
+//! large → 413), `ApiQuery` and `ApiPath`.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
@@ -40,17 +41,57 @@ fn reject(status: StatusCode, kind: &str, detail: String) -> Response {
     p.into_response()
 }
 
-/// JSON body extractor with problem-document rejections.
+/// JSON body extractor with problem-document rejections, for bodies that are JSON objects
+/// (every request body of the API is one). Anything else is refused with 422, also where serde
+/// would take it: a struct deserializes from an array of its fields in order, so
+/// `[null, false]` would otherwise pass for `{"role": null, "is_active": false}`.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(reject(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "about:blank",
+                "expected a body with content-type: application/json".to_owned(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|r| json_rejection(r.into()))?;
+        let is_object = bytes.trim_ascii_start().first() == Some(&b'{');
+        match axum::Json::<T>::from_bytes(&bytes) {
+            Ok(_) | Err(JsonRejection::JsonDataError(_)) if !is_object => Err(reject(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "urn:tenant-migrator:problem:validation",
+                "the body must be a JSON object".to_owned(),
+            )),
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
+    }
+}
+
+/// `application/json` or any `application/*+json`, parameters (`charset`) aside: what
+/// `axum::Json` accepts.
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("application", subtype)) => subtype == "json" || subtype.ends_with("+json"),
+        _ => false,
     }
 }
 

@@ -1,5 +1,7 @@
 //! Prometheus metrics: one process-wide recorder, an HTTP middleware counting requests by
-//! route, method and status with their latency, and the rendering `/metrics` serves.
+//! route, method and status with their latency, and the rendering `/metrics` serves. Every
+//! label has a bounded set of values: routes are templates (`unmatched` for the rest) and
+//! methods outside the standard ones are `other`, so no client can grow a scrape.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -36,7 +38,7 @@ pub async fn track(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    let method = method_label(req.method()).to_owned();
     let start = Instant::now();
     let res = next.run(req).await;
     let status = res.status().as_u16().to_string();
@@ -45,4 +47,21 @@ pub async fn track(req: Request, next: Next) -> Response {
     metrics::histogram!("http_request_duration_seconds", &labels)
         .record(start.elapsed().as_secs_f64());
     res
+}
+
+/// The label of a request method: the standard ones by name, anything invented `other`.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }

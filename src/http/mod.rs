@@ -1,21 +1,24 @@
 //! The control-plane service: an axum router over the same [`Engine`] the CLI uses, with JWT
-//! admin auth, RFC 9457 errors, request ids, body limit, timeout, compression, optional CORS,
-//! Prometheus metrics, OpenAPI and Swagger UI. `Application::build` binds (port 0 in tests)
-//! and migrates the catalog; `run_until_stopped` serves until the shutdown future resolves,
-//! then stops fleet jobs at a tenant boundary and marks them `interrupted`.
+//! admin auth, RFC 9457 errors, server-made request ids, security headers, body and header
+//! limits, timeouts, compression, optional CORS, login throttling, Prometheus metrics, OpenAPI
+//! and Swagger UI. `Application::build` binds (port 0 in tests) and migrates the catalog;
+//! `run_until_stopped` serves (see [`server`]) until the shutdown future resolves, then stops
+//! fleet jobs at a tenant boundary and marks them `interrupted`.
 
 mod auth;
 mod error;
 mod extract;
 pub mod handlers;
+mod headers;
 mod jobs;
 mod metrics;
 pub mod openapi;
+mod server;
+mod throttle;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -23,7 +26,7 @@ use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use tokio::net::TcpListener;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::PropagateRequestIdLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::{info, info_span, warn};
@@ -31,38 +34,18 @@ use tracing::{info, info_span, warn};
 pub use auth::AuthUser;
 pub use error::{ApiError, Problem};
 pub use jobs::{JobEvent, JobManager};
+pub use throttle::LoginThrottle;
 
-use crate::auth::{TokenKeys, TokenSettings};
+/// Settings of the service (validated in `config`).
+pub use crate::config::HttpConfig as HttpSettings;
+
+use crate::auth::TokenKeys;
 use crate::config::ConfigError;
 use crate::db::Backend;
 use crate::engine::{Engine, EngineError};
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
-
-/// Settings of the HTTP service.
-#[derive(Debug, Clone)]
-pub struct HttpSettings {
-    pub bind: SocketAddr,
-    /// Origins allowed by CORS; empty: CORS off.
-    pub cors_origins: Vec<String>,
-    pub request_timeout: Duration,
-    pub token: TokenSettings,
-    /// `SECRET_KEY`; `None` is allowed only with the embedded SQLite default.
-    pub secret_key: Option<String>,
-}
-
-impl Default for HttpSettings {
-    fn default() -> Self {
-        Self {
-            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            cors_origins: Vec::new(),
-            request_timeout: Duration::from_secs(60),
-            token: TokenSettings::default(),
-            secret_key: None,
-        }
-    }
-}
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -72,6 +55,9 @@ pub struct AppState {
     pub jobs: JobManager,
     pub accounts: Arc<auth::AccountCache>,
     pub pages: Arc<handlers::tenants::PageCache>,
+    pub login: Arc<LoginThrottle>,
+    /// `METRICS_TOKEN`, when `/metrics` needs one.
+    pub metrics_token: Option<Arc<str>>,
 }
 
 /// Why the service could not start.
@@ -129,6 +115,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    settings: HttpSettings,
 }
 
 impl Application {
@@ -147,6 +134,8 @@ impl Application {
             jobs,
             accounts: Arc::default(),
             pages: Arc::default(),
+            login: Arc::new(LoginThrottle::new(&settings.login)),
+            metrics_token: settings.metrics_token.as_deref().map(Arc::from),
         };
         let router = router(state.clone(), &settings);
         let listener =
@@ -160,6 +149,7 @@ impl Application {
             listener,
             router,
             state,
+            settings,
         })
     }
 
@@ -173,8 +163,9 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves: stops accepting, lets requests in flight finish,
-    /// then stops fleet jobs at a tenant boundary and marks them `interrupted`.
+    /// Serves until `shutdown` resolves: stops accepting, lets requests in flight finish
+    /// (for at most `SHUTDOWN_TIMEOUT`), then stops fleet jobs at a tenant boundary and marks
+    /// them `interrupted`.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -188,9 +179,7 @@ impl Application {
             shutdown.await;
             jobs.begin_shutdown();
         };
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(signal)
-            .await;
+        let served = server::serve(self.listener, self.router, &self.settings, signal).await;
         janitor.abort();
         self.state.jobs.shutdown().await;
         self.state.engine.close().await;
@@ -224,7 +213,6 @@ pub async fn shutdown_signal() {
 
 fn router(state: AppState, settings: &HttpSettings) -> Router {
     let (api, spec) = openapi::api_router().split_for_parts();
-    let request_id = HeaderName::from_static("x-request-id");
     let mut app = api
         .merge(openapi::docs_router(spec))
         .merge(handlers::health::router())
@@ -241,7 +229,7 @@ fn router(state: AppState, settings: &HttpSettings) -> Router {
         .layer(axum::middleware::from_fn(error::problem_responses))
         .layer(axum::middleware::from_fn(handlers::scope_request_id))
         .layer(CompressionLayer::new())
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(PropagateRequestIdLayer::new(headers::REQUEST_ID))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                 let id = req
@@ -249,19 +237,32 @@ fn router(state: AppState, settings: &HttpSettings) -> Router {
                     .get("x-request-id")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
-                info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                let client_id = req
+                    .extensions()
+                    .get::<headers::ClientRequestId>()
+                    .map(|c| c.0.as_str())
+                    .unwrap_or_default();
+                info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id, client_request_id = %client_id)
             }),
         )
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
+        .layer(axum::middleware::from_fn(headers::request_guard))
+        .layer(axum::middleware::from_fn(headers::security_headers));
     if !settings.cors_origins.is_empty() {
-        let origins: Vec<HeaderValue> = settings
-            .cors_origins
-            .iter()
-            .filter_map(|o| HeaderValue::from_str(o).ok())
-            .collect();
+        // Validated in `config`: either `*` alone (any origin, never with credentials) or
+        // a list of origins.
+        let allow = if settings.cors_origins.iter().any(|o| o == "*") {
+            AllowOrigin::any()
+        } else {
+            AllowOrigin::list(
+                settings
+                    .cors_origins
+                    .iter()
+                    .filter_map(|o| HeaderValue::from_str(o).ok()),
+            )
+        };
         app = app.layer(
             CorsLayer::new()
-                .allow_origin(AllowOrigin::list(origins))
+                .allow_origin(allow)
                 .allow_methods([Method::GET, Method::POST, Method::PATCH])
                 .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
                 .expose_headers([HeaderName::from_static("x-request-id"), header::LOCATION]),

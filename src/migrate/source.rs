@@ -299,6 +299,13 @@ impl MigrationSource {
     }
 }
 
+/// Reads every `.sql` file under `dir` (sorted), as paths relative to `root`.
+///
+/// Only real folders and regular files are followed: a symbolic link (or a FIFO, a device …)
+/// anywhere inside the migrations folder is refused, naming it, before anything is read
+/// through it. A link there could make the migrator read any file it may read — its text then
+/// runs as SQL and ends up in error messages and `last_error`, which every viewer can read.
+/// `dir` itself (`MIGRATIONS_DIR`) may be a link: the operator chose it.
 fn read_tree(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) -> Result<(), SourceError> {
     let unreadable =
         |e: std::io::Error| SourceError::Unreadable(dir.display().to_string(), e.to_string());
@@ -309,20 +316,72 @@ fn read_tree(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) -> Resul
     entries.sort_by_key(|e| e.path());
     for entry in entries {
         let path = entry.path();
-        if path.is_dir() {
+        let rel = relative(root, &path)?;
+        // The entry's own type: a link is reported as a link, never as what it points to.
+        let kind = entry
+            .file_type()
+            .map_err(|e| SourceError::Unreadable(rel.clone(), e.to_string()))?;
+        if kind.is_symlink() {
+            return Err(bad(
+                &rel,
+                "is a symbolic link; migration files and folders must be real files inside \
+                 the migrations folder (copy the file instead). Nothing was read through it",
+            ));
+        } else if kind.is_dir() {
             read_tree(root, &path, out)?;
         } else if path.extension().is_some_and(|e| e == "sql") {
-            let rel = path
-                .strip_prefix(root)
-                .map_err(|e| SourceError::Unreadable(path.display().to_string(), e.to_string()))?
-                .to_string_lossy()
-                .replace('\\', "/");
-            let bytes = std::fs::read(&path)
-                .map_err(|e| SourceError::Unreadable(path.display().to_string(), e.to_string()))?;
-            out.push((rel, bytes));
+            if !kind.is_file() {
+                return Err(bad(&rel, "is not a regular file"));
+            }
+            out.push((rel.clone(), read_regular(&path, &rel)?));
         }
     }
     Ok(())
+}
+
+/// `path` relative to `root`, with `/` separators (`tenant/mysql/0001_init.sql`).
+fn relative(root: &Path, path: &Path) -> Result<String, SourceError> {
+    Ok(path
+        .strip_prefix(root)
+        .map_err(|e| SourceError::Unreadable(path.display().to_string(), e.to_string()))?
+        .to_string_lossy()
+        .replace('\\', "/"))
+}
+
+/// The bytes of the regular file at `path`, refusing (before reading) a file that was
+/// replaced by a link or anything else since the folder was listed.
+fn read_regular(path: &Path, rel: &str) -> Result<Vec<u8>, SourceError> {
+    use std::io::Read;
+    let io = |e: std::io::Error| SourceError::Unreadable(path.display().to_string(), e.to_string());
+    let listed = std::fs::symlink_metadata(path).map_err(io)?;
+    if !listed.file_type().is_file() {
+        return Err(bad(
+            rel,
+            "changed while being read; it is not a regular file",
+        ));
+    }
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let opened = file.metadata().map_err(io)?;
+    if !opened.is_file() || !same_file(&listed, &opened) {
+        return Err(bad(
+            rel,
+            "changed while being read; it is not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io)?;
+    Ok(bytes)
+}
+
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
+    true
 }
 
 #[cfg(test)]
@@ -399,6 +458,102 @@ mod tests {
         assert!(e.to_string().contains("unknown dialect"), "{e}");
         let e = files(&[("tenant/mysql/0001_a.sql", "SELECT 'x")]).unwrap_err();
         assert!(e.to_string().contains("unterminated"), "{e}");
+    }
+
+    /// A migrations folder with one valid tenant migration per dialect, and a secret file
+    /// outside it.
+    #[cfg(unix)]
+    fn tree_and_secret() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let root = tmp.path().join("migrations");
+        for b in Backend::ALL {
+            let d = root.join("tenant").join(b.folder());
+            std::fs::create_dir_all(&d).expect("mkdir");
+            std::fs::write(d.join("0001_init.sql"), "CREATE TABLE t (id INTEGER);\n")
+                .expect("write");
+        }
+        let secret = tmp.path().join("secret.txt");
+        std::fs::write(&secret, "root:x:0:0:TOP-SECRET-LINE:/root:/bin/bash\n").expect("write");
+        (tmp, root, secret)
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinked_files_are_refused_unread() {
+        use std::os::unix::fs::symlink;
+        let (_tmp, root, secret) = tree_and_secret();
+        assert!(MigrationSource::from_dir(&root).is_ok());
+        for b in Backend::ALL {
+            symlink(
+                &secret,
+                root.join("tenant").join(b.folder()).join("0002_passwd.sql"),
+            )
+            .expect("symlink");
+        }
+        let e = MigrationSource::from_dir(&root).expect_err("a symlinked file is refused");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("tenant/mysql/0002_passwd.sql") && msg.contains("symbolic link"),
+            "{msg}"
+        );
+        assert!(!msg.contains("TOP-SECRET"), "{msg}");
+        // A link to another migration is no better: links are refused, whatever they name.
+        let mysql = root.join("tenant").join("mysql");
+        std::fs::remove_file(mysql.join("0002_passwd.sql")).expect("rm");
+        symlink(mysql.join("0001_init.sql"), mysql.join("0002_passwd.sql")).expect("symlink");
+        let e = MigrationSource::from_dir(&root).expect_err("refused");
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinked_folders_are_refused_unread() {
+        use std::os::unix::fs::symlink;
+        let (tmp, root, _secret) = tree_and_secret();
+        // A dialect folder that is a link to a folder outside.
+        let outside = tmp.path().join("elsewhere");
+        std::fs::create_dir_all(&outside).expect("mkdir");
+        std::fs::write(outside.join("0001_init.sql"), "SELECT 'TOP-SECRET';\n").expect("write");
+        let sqlite = root.join("tenant").join("sqlite");
+        std::fs::remove_dir_all(&sqlite).expect("rm");
+        symlink(&outside, &sqlite).expect("symlink");
+        let e = MigrationSource::from_dir(&root).expect_err("a symlinked folder is refused");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("tenant/sqlite:") && msg.contains("symbolic link"),
+            "{msg}"
+        );
+        assert!(!msg.contains("TOP-SECRET"), "{msg}");
+        // A scope folder too.
+        std::fs::remove_file(&sqlite).expect("rm link");
+        let public = root.join("public");
+        symlink(root.join("tenant"), &public).expect("symlink");
+        let e = MigrationSource::from_dir(&root).expect_err("refused");
+        assert!(e.to_string().starts_with("public:"), "{e}");
+        // The migrations folder itself may be a link: the operator chose it.
+        std::fs::remove_file(&public).expect("rm link");
+        let via = tmp.path().join("current");
+        symlink(&root, &via).expect("symlink");
+        let s = MigrationSource::from_dir(&via).expect("a linked MIGRATIONS_DIR loads");
+        assert_eq!(s.set(Scope::Tenant, Backend::MySql).latest(), Some(1));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn special_files_are_refused_unread() {
+        let (_tmp, root, _secret) = tree_and_secret();
+        let fifo = root.join("tenant").join("mysql").join("0002_pipe.sql");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !made {
+            return; // no mkfifo here; the symlink tests cover the rule
+        }
+        // Reading a FIFO would block forever; it is refused without being opened.
+        let e = MigrationSource::from_dir(&root).expect_err("a FIFO is refused");
+        assert!(e.to_string().contains("not a regular file"), "{e}");
     }
 
     #[test]

@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
+use tenant_migrator::catalog::{AdminPatch, AdminUpdate};
 use tenant_migrator::domain::Role;
 
 use crate::backend_tests;
 use crate::common::Backend;
-use crate::support::{PASSWORD, SECRET, TestApp, expect_problem};
+use crate::support::{CatalogArg, PASSWORD, SECRET, TestApp, expect_problem};
 
 const WRONG: &str = "not the right password at all";
 
@@ -34,13 +35,43 @@ async fn denied(res: Response) -> String {
     p["detail"].as_str().expect("detail").to_owned()
 }
 
-async fn login_ok_wrong_password_lockout_and_unknown_email(b: Backend) {
+/// A login sent from the loopback address `127.0.<n / 256>.<n % 256>`: the service tells
+/// clients apart by address, so tests of the account's back-off use a fresh one per attempt.
+async fn login_from(app: &TestApp, n: u16, email: &str, password: &str) -> Response {
+    let from = std::net::Ipv4Addr::new(127, 0, (n / 256) as u8, (n % 256) as u8 + 2);
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::V4(from))
+        .build()
+        .expect("client")
+        .post(app.url("/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .expect("login request")
+}
+
+async fn admin_row(app: &TestApp, email: &str) -> tenant_migrator::catalog::AdminRow {
+    app.engine
+        .catalog()
+        .find_admin_by_email(email)
+        .await
+        .expect("catalog")
+        .expect("admin row")
+}
+
+async fn login_ok_wrong_password_backoff_and_unknown_email(b: Backend) {
     let app = TestApp::spawn(b).await;
     let email = app.admin(Role::Operator).await;
 
-    // Success: a bearer token that works, for the account it names.
+    // Success: a bearer token that works, for the account it names, never cached.
     let res = login_with(&app, &email.to_uppercase(), PASSWORD).await;
     assert_eq!(res.status(), 200, "e-mails are case-insensitive");
+    assert_eq!(
+        res.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
     let body: Value = res.json().await.expect("json");
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 3600);
@@ -53,41 +84,94 @@ async fn login_ok_wrong_password_lockout_and_unknown_email(b: Backend) {
     );
 
     // Wrong password and unknown e-mail are indistinguishable.
-    let wrong = denied(login_with(&app, &email, WRONG).await).await;
+    let wrong = denied(login_from(&app, 1, &email, WRONG).await).await;
     let unknown_email = format!("{}nobody@example.com", app.env.prefix);
-    let unknown = denied(login_with(&app, &unknown_email, PASSWORD).await).await;
+    let unknown = denied(login_from(&app, 2, &unknown_email, PASSWORD).await).await;
     assert_eq!(wrong, unknown);
 
-    // Four failures in a row do not lock; a success clears the count.
-    for _ in 0..3 {
-        denied(login_with(&app, &email, WRONG).await).await;
+    // Four failures in a row do not hold the account back; a success clears the count.
+    for n in 3..6 {
+        denied(login_from(&app, n, &email, WRONG).await).await;
     }
-    assert_eq!(
-        login_with(&app, &email, PASSWORD).await.status(),
-        200,
-        "locked after 4 failures"
+    assert_eq!(login_from(&app, 6, &email, PASSWORD).await.status(), 200);
+    assert_eq!(admin_row(&app, &email).await.failed_logins, 0);
+    // The fifth starts a back-off (from any address), growing with each failure and capped
+    // at 30 s: never the old 15-minute lock a stranger could renew forever.
+    for n in 10..15 {
+        denied(login_from(&app, n, &email, WRONG).await).await;
+    }
+    let row = admin_row(&app, &email).await;
+    assert_eq!(row.failed_logins, 5);
+    let until = row.locked_until.expect("back-off after five failures");
+    assert!(
+        until <= chrono::Utc::now() + chrono::Duration::seconds(1),
+        "{until}"
     );
-    // Five do: then even the right password is refused, with the same message.
-    for _ in 0..5 {
-        denied(login_with(&app, &email, WRONG).await).await;
-    }
-    let locked = denied(login_with(&app, &email, PASSWORD).await).await;
-    assert_eq!(locked, wrong);
-    let row = app
-        .engine
-        .catalog()
-        .find_admin_by_email(&email)
-        .await
-        .expect("catalog")
-        .expect("admin row");
-    let until = row.locked_until.expect("account locked");
-    let minutes = (until - chrono::Utc::now()).num_minutes();
-    assert!((14..=15).contains(&minutes), "locked for {minutes} min");
-    // The token issued before the lock still names an active account.
+    // While it lasts, even the right password is refused, with the same message, unchecked.
+    let far = chrono::Utc::now() + chrono::Duration::seconds(3600);
+    app.catalog_exec(
+        "UPDATE admin_master_users SET locked_until = ? WHERE id = ?",
+        &[CatalogArg::Time(far), CatalogArg::Id(row.id)],
+    )
+    .await;
+    let held = denied(login_from(&app, 20, &email, PASSWORD).await).await;
+    assert_eq!(held, wrong);
+    // The token issued before still names an active account.
     assert_eq!(app.get("/auth/me", token).await.status(), 200);
     // Another account is not affected.
     let other = app.admin(Role::Viewer).await;
     app.login(&other).await;
+    // Each failure doubles the back-off, up to 30 s.
+    app.catalog_exec(
+        "UPDATE admin_master_users SET locked_until = NULL, failed_logins = 40 WHERE id = ?",
+        &[CatalogArg::Id(row.id)],
+    )
+    .await;
+    denied(login_from(&app, 21, &email, WRONG).await).await;
+    let until = admin_row(&app, &email)
+        .await
+        .locked_until
+        .expect("back-off");
+    let secs = (until - chrono::Utc::now()).num_seconds();
+    assert!((25..=30).contains(&secs), "back-off of {secs} s");
+    app.stop().await;
+}
+
+/// Item 5 of the hardening: the attempt is counted before the password is checked, so
+/// parallel guesses cannot all be checked before the first failure is written.
+async fn parallel_guesses_are_counted_before_they_are_checked(b: Backend) {
+    let env = crate::common::TestEnv::new(b);
+    let app = TestApp::spawn_with(env, |s| s.login.max_concurrent_hashes = 64).await;
+    let email = app.admin(Role::Admin).await;
+    let guesses = (0..40u16).map(|n| login_from(&app, 100 + n, &email, WRONG));
+    let answers = futures_util::future::join_all(guesses).await;
+    for res in answers {
+        denied(res).await;
+    }
+    let entries = app.engine.catalog().recent_audit(500).await.expect("audit");
+    let checked = entries
+        .iter()
+        .filter(|e| {
+            e.action == "login"
+                && e.detail
+                    .as_deref()
+                    .is_some_and(|d| d.contains("wrong password"))
+        })
+        .count();
+    let refused = entries
+        .iter()
+        .filter(|e| {
+            e.action == "login" && e.detail.as_deref().is_some_and(|d| d.contains("back-off"))
+        })
+        .count();
+    assert_eq!(checked + refused, 40, "{entries:#?}");
+    // Five are checked before the back-off starts; one more per back-off that ran out while
+    // the burst lasted (1 s, then 2 s).
+    assert!(
+        checked <= 7,
+        "{checked} of 40 parallel guesses were checked"
+    );
+    assert_eq!(admin_row(&app, &email).await.failed_logins, checked as i64);
     app.stop().await;
 }
 
@@ -111,13 +195,15 @@ async fn unknown_email_costs_a_password_verification(b: Backend) {
     let app = TestApp::spawn(b).await;
     let email = app.admin(Role::Viewer).await;
     let unknown = format!("{}ghost@example.com", app.env.prefix);
-    // Three failures each (the lock is at five).
+    // Three failures each (the back-off starts at five), each from its own address.
+    let n = std::sync::atomic::AtomicU16::new(0);
+    let next = || n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let known = median_time(3, || async {
-        denied(login_with(&app, &email, WRONG).await).await;
+        denied(login_from(&app, next(), &email, WRONG).await).await;
     })
     .await;
     let ghost = median_time(3, || async {
-        denied(login_with(&app, &unknown, WRONG).await).await;
+        denied(login_from(&app, next(), &unknown, WRONG).await).await;
     })
     .await;
     // Without the decoy hash an unknown e-mail answers in a few milliseconds, while an argon2id
@@ -157,6 +243,7 @@ fn claims(sub: &str) -> Value {
         "aud": "tenant-migrator-admin",
         "iat": now(),
         "exp": now() + 600,
+        "tv": 0,
     })
 }
 
@@ -353,11 +440,14 @@ async fn disabled_admin_and_role_changes_take_effect_at_once(b: Backend) {
         .expect("id")
         .to_owned();
 
-    // Demoted to viewer: reads still work, provisioning is 403 and creates nothing.
+    // Demoted to viewer: the operator's token is retired at once; a new viewer token reads,
+    // and provisioning is 403 and creates nothing.
     let res = app
         .patch(&format!("/admins/{id}"), &admin, json!({"role": "viewer"}))
         .await;
     assert_eq!(res.status(), 200);
+    expect_problem(app.get("/tenants", &token).await, 401).await;
+    let token = app.login(&email).await;
     assert_eq!(app.get("/tenants", &token).await.status(), 200);
     let schema = app.env.tenant("v");
     let res = app
@@ -398,7 +488,8 @@ async fn disabled_admin_and_role_changes_take_effect_at_once(b: Backend) {
     expect_problem(app.get("/tenants", &token).await, 401).await;
     denied(login_with(&app, &email, PASSWORD).await).await;
 
-    // Enabled again: the same token works (it has not expired).
+    // Enabled again: tokens issued before the disable stay dead (they have not expired); a
+    // new login works.
     let res = app
         .patch(
             &format!("/admins/{id}"),
@@ -407,7 +498,100 @@ async fn disabled_admin_and_role_changes_take_effect_at_once(b: Backend) {
         )
         .await;
     assert_eq!(res.status(), 200);
-    assert_eq!(app.get_json("/auth/me", &token).await["role"], "operator");
+    expect_problem(app.get("/auth/me", &token).await, 401).await;
+    let fresh = app.login(&email).await;
+    assert_eq!(app.get_json("/auth/me", &fresh).await["role"], "operator");
+    app.stop().await;
+}
+
+async fn my_id(app: &TestApp, token: &str) -> String {
+    app.get_json("/auth/me", token).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+/// Two admins disabling (or demoting) each other at once: one of them must stay.
+async fn the_last_active_admin_cannot_be_removed(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    for round in 0..4 {
+        let (a, b_) = (app.admin(Role::Admin).await, app.admin(Role::Admin).await);
+        let (ta, tb) = (app.login(&a).await, app.login(&b_).await);
+        let (ia, ib) = (my_id(&app, &ta).await, my_id(&app, &tb).await);
+        // Every other admin of this catalog is disabled first, so these two are the last.
+        for other in app.engine.catalog().list_admins().await.expect("admins") {
+            let other_id = other.id.to_string();
+            if other.is_active && other_id != ia && other_id != ib {
+                let res = app
+                    .patch(
+                        &format!("/admins/{other_id}"),
+                        &ta,
+                        json!({"is_active": false}),
+                    )
+                    .await;
+                assert_eq!(res.status(), 200, "round {round}");
+            }
+        }
+        let change = if round % 2 == 1 {
+            json!({"role": "viewer"})
+        } else {
+            json!({"is_active": false})
+        };
+        let (pa, pb) = (format!("/admins/{ib}"), format!("/admins/{ia}"));
+        if round < 2 {
+            // Through the repository, truly at once: one change wins, the other is refused.
+            let patch = if round == 1 {
+                AdminPatch {
+                    role: Some(Role::Viewer),
+                    is_active: None,
+                }
+            } else {
+                AdminPatch {
+                    role: None,
+                    is_active: Some(false),
+                }
+            };
+            let catalog = app.engine.catalog();
+            let (ra, rb) = tokio::join!(
+                catalog.update_admin(ib.parse().expect("uuid"), &patch),
+                catalog.update_admin(ia.parse().expect("uuid"), &patch),
+            );
+            let mut outcomes = [ra.expect("update"), rb.expect("update")]
+                .map(|o| matches!(o, AdminUpdate::Updated(_)));
+            outcomes.sort();
+            assert_eq!(outcomes, [false, true], "round {round}");
+        } else {
+            // Through the API: the loser is refused (409), or its token died with the
+            // winner's change (401).
+            let (ra, rb) = tokio::join!(
+                app.patch(&pa, &ta, change.clone()),
+                app.patch(&pb, &tb, change.clone()),
+            );
+            let mut statuses = vec![ra.status().as_u16(), rb.status().as_u16()];
+            statuses.sort();
+            assert!(
+                statuses == vec![200, 409] || statuses == vec![200, 401],
+                "round {round}: {statuses:?}"
+            );
+            if statuses == vec![200, 409] {
+                let loser = if ra.status() == 409 { ra } else { rb };
+                let p = expect_problem(loser, 409).await;
+                assert!(
+                    p["detail"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("no active admin"),
+                    "{p}"
+                );
+            }
+        }
+        let admins = app.engine.catalog().list_admins().await.expect("admins");
+        let active = admins
+            .iter()
+            .filter(|x| x.is_active && x.role == Role::Admin)
+            .count();
+        assert_eq!(active, 1, "round {round}: {admins:#?}");
+    }
     app.stop().await;
 }
 
@@ -528,8 +712,14 @@ async fn admin_users_endpoints(b: Backend) {
 
     // An admin cannot disable or demote themselves; another admin's account can be changed.
     for body in [json!({"is_active": false}), json!({"role": "operator"})] {
-        let p = expect_problem(app.patch(&format!("/admins/{me}"), &admin, body).await, 422).await;
-        assert_eq!(p["field"], "id", "{p}");
+        let p = expect_problem(app.patch(&format!("/admins/{me}"), &admin, body).await, 409).await;
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("yourself"),
+            "{p}"
+        );
     }
     assert_eq!(app.get("/auth/me", &admin).await.status(), 200);
     let res = app
@@ -570,8 +760,10 @@ async fn tokens_forged_expired_or_misaddressed_are_rejected() {
 }
 
 backend_tests!(
-    login_ok_wrong_password_lockout_and_unknown_email,
+    login_ok_wrong_password_backoff_and_unknown_email,
+    parallel_guesses_are_counted_before_they_are_checked,
     unknown_email_costs_a_password_verification,
     disabled_admin_and_role_changes_take_effect_at_once,
+    the_last_active_admin_cannot_be_removed,
     admin_users_endpoints,
 );

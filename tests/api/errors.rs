@@ -259,50 +259,35 @@ async fn rejections_of_bad_requests_are_problem_documents() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_ids_are_echoed_generated_and_in_problems() {
+async fn request_ids_are_made_by_the_server_and_in_problems() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let token = app.token(Role::Viewer).await;
 
-    // Given: echoed on success and on errors, and named in the problem.
-    let res = app
-        .request(Method::GET, "/tenants", Some(&token))
-        .header("x-request-id", "script-run-42")
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(res.status(), 200);
-    assert_eq!(
-        res.headers()
+    // Given by the client: never taken as the request's id (a client could forge another
+    // request's id in the audit log); the server's own is answered, in header and problem.
+    for (path, tok, status) in [
+        ("/tenants", Some(token.as_str()), 200u16),
+        ("/nowhere", None, 404),
+        ("/tenants", None, 401),
+    ] {
+        let res = app
+            .request(Method::GET, path, tok)
+            .header("x-request-id", "script-run-42")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), status, "{path}");
+        let id = res
+            .headers()
             .get("x-request-id")
-            .and_then(|v| v.to_str().ok()),
-        Some("script-run-42")
-    );
-    let res = app
-        .request(Method::GET, "/nowhere", None)
-        .header("x-request-id", "script-run-43")
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(
-        res.headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok()),
-        Some("script-run-43")
-    );
-    assert_eq!(
-        expect_problem(res, 404).await["request_id"],
-        "script-run-43"
-    );
-    let res = app
-        .request(Method::GET, "/tenants", None)
-        .header("x-request-id", "script-run-44")
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(
-        expect_problem(res, 401).await["request_id"],
-        "script-run-44"
-    );
+            .and_then(|v| v.to_str().ok())
+            .expect("x-request-id")
+            .to_owned();
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{path}: {id}");
+        if status != 200 {
+            assert_eq!(expect_problem(res, status).await["request_id"], id.as_str());
+        }
+    }
 
     // Absent: generated, different per request, and the same in header and body.
     let mut seen = Vec::new();
@@ -399,3 +384,82 @@ fn the_internals_check_catches_leaks() {
 }
 
 backend_tests!(provisioning_failure_reveals_no_internals);
+
+/// Every request body is a JSON object: an array (which serde would read as a struct's fields
+/// in order), a number or a string is a 422 that changes nothing, not a request carried out.
+/// Paging offsets beyond the spec's `int64` are 422 too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_objects_and_offsets_fit_int64() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let token = app.token(Role::Admin).await;
+    let json_ct = Some("application/json");
+    for (method, path, body) in [
+        (Method::POST, "/migrations/upgrade-public", "[]"),
+        (Method::POST, "/migrations/upgrade-public", " [false]"),
+        (
+            Method::POST,
+            "/migrations/upgrade-all",
+            "[true, false, 2, null]",
+        ),
+        (Method::POST, "/tenants", r#"["salon_array", null]"#),
+        (Method::POST, "/migrations/upgrade-all", "5"),
+        (Method::POST, "/migrations/upgrade-all", r#""x""#),
+        (Method::POST, "/migrations/upgrade-all", "null"),
+    ] {
+        let res = raw(&app, method, path, Some(&token), json_ct, body.into()).await;
+        let p = expect_problem(res, 422).await;
+        assert_eq!(
+            p["type"], "urn:tenant-migrator:problem:validation",
+            "{path} {body}: {p}"
+        );
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("JSON object"),
+            "{path} {body}: {p}"
+        );
+    }
+    // Not JSON at all is still 400, and an object still works.
+    expect_problem(
+        raw(
+            &app,
+            Method::POST,
+            "/migrations/upgrade-public",
+            Some(&token),
+            json_ct,
+            b"[".to_vec(),
+        )
+        .await,
+        400,
+    )
+    .await;
+    let res = raw(
+        &app,
+        Method::POST,
+        "/migrations/upgrade-public",
+        Some(&token),
+        Some("application/json; charset=utf-8"),
+        b" {\"dry_run\": true}".to_vec(),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    // Nothing was created or started.
+    assert_eq!(app.get_json("/tenants", &token).await["total"], 0);
+    assert_eq!(app.get_json("/migrations/jobs", &token).await["total"], 0);
+
+    for path in ["/tenants", "/migrations/jobs"] {
+        let p = expect_problem(
+            app.get(&format!("{path}?offset=9223372036854775808"), &token)
+                .await,
+            422,
+        )
+        .await;
+        assert_eq!(p["field"], "offset", "{path}: {p}");
+        let res = app
+            .get(&format!("{path}?offset=9223372036854775807"), &token)
+            .await;
+        assert_eq!(res.status(), 200, "{path}");
+    }
+    app.stop().await;
+}

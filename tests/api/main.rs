@@ -8,6 +8,8 @@ mod support;
 mod auth;
 mod basics;
 mod errors;
+mod hardening;
+mod input;
 mod jobs;
 mod service;
 mod tenants;

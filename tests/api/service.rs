@@ -15,6 +15,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/auth/me", &["get"]),
     ("/admins", &["get", "post"]),
     ("/admins/{id}", &["patch"]),
+    ("/admins/{id}/unlock", &["post"]),
     ("/tenants", &["get", "post"]),
     ("/tenants/{schema}", &["get"]),
     ("/tenants/{schema}/upgrade", &["post"]),
@@ -162,7 +163,7 @@ async fn probes_answer_without_a_token() {
     let ready: Value = res.json().await.expect("json");
     assert_eq!(
         (ready["status"].as_str(), ready["catalog_version"].as_i64()),
-        (Some("ready"), Some(3))
+        (Some("ready"), Some(crate::common::catalog_latest()))
     );
     app.stop().await;
 }
@@ -294,10 +295,25 @@ async fn audit_log_records_every_attempt_and_mutation(b: Backend) {
     );
     let created = find("tenant.create", &op_email, "ok");
     assert_eq!(created.target.as_deref(), Some(c.as_str()));
-    assert_eq!(created.request_id.as_deref(), Some("audit-me-1"));
+    // The server's own request id, never the client's; the client's is kept beside it.
+    let server_id = created.request_id.as_deref().expect("request id");
+    assert!(uuid::Uuid::parse_str(server_id).is_ok(), "{created:?}");
+    let detail: Value =
+        serde_json::from_str(created.detail.as_deref().expect("detail")).expect("JSON detail");
+    assert_eq!(detail["client_request_id"], "audit-me-1", "{created:?}");
     let upgraded = find("tenant.upgrade", &op_email, "ok");
     assert_eq!(upgraded.target.as_deref(), Some(t[0].as_str()));
-    assert_eq!(upgraded.request_id.as_deref().map(str::len), Some(64));
+    assert!(
+        uuid::Uuid::parse_str(upgraded.request_id.as_deref().expect("request id")).is_ok(),
+        "{upgraded:?}"
+    );
+    let detail: Value =
+        serde_json::from_str(upgraded.detail.as_deref().expect("detail")).expect("JSON detail");
+    assert_eq!(
+        detail["client_request_id"].as_str().map(str::len),
+        Some(64),
+        "a long client id is cut: {upgraded:?}"
+    );
     find("migrations.upgrade_public", &op_email, "ok");
     assert_eq!(
         find("migrations.upgrade_all", &op_email, "ok")

@@ -48,6 +48,8 @@ impl TestApp {
             token: TokenSettings::default(),
             ..HttpSettings::default()
         };
+        // Tests log in many times from one address; the tests of the throttle turn it on.
+        settings.login.rate_per_minute = 0;
         change(&mut settings);
         let app = Application::build(engine.clone(), settings)
             .await

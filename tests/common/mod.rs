@@ -934,6 +934,19 @@ pub fn versions_of(line: &serde_json::Value) -> Vec<i64> {
 }
 
 /// `(1, "applied"), …, (n, "applied")`.
+/// The newest catalog (public) migration version shipped in `migrations/`.
+pub fn catalog_latest() -> i64 {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/public/sqlite");
+    std::fs::read_dir(&dir)
+        .expect("migrations/public/sqlite")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.split('_').next()?.parse::<i64>().ok()
+        })
+        .max()
+        .expect("catalog migrations")
+}
+
 pub fn applied_up_to(n: i64) -> Vec<(i64, String)> {
     (1..=n).map(|v| (v, "applied".to_owned())).collect()
 }

@@ -1,4 +1,6 @@
-//! Admin master users (admin role only): list, create, change role, disable.
+//! Admin master users (admin role only): list, create, change role, disable, unlock. A change
+//! that would leave no active admin is refused (409); disabling an account or changing its
+//! role retires its tokens.
 
 use axum::Json;
 use axum::extract::State;
@@ -10,7 +12,7 @@ use uuid::Uuid;
 
 use super::audit;
 use crate::auth::password::{PasswordError, hash_password};
-use crate::catalog::{AdminPatch, AdminRow};
+use crate::catalog::{AdminPatch, AdminRow, AdminUpdate};
 use crate::domain::{Email, Role};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, ApiPath};
@@ -47,9 +49,15 @@ impl From<AdminRow> for AdminView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAdminRequest {
-    #[schema(example = "operator@example.com")]
+    /// `local@domain.tld` (at most 254 characters; surrounding whitespace is trimmed and the
+    /// address lowercased).
+    #[schema(
+        example = "operator@example.com",
+        pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*(?=[!-~]{5,254}[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$)[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-][A-Za-z0-9.-]*\.[A-Za-z0-9.-]*[A-Za-z0-9-][\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub email: String,
-    /// At least 12 characters.
+    /// 12 to 1024 characters.
+    #[schema(min_length = 12, max_length = 1024)]
     pub password: String,
     pub role: Role,
 }
@@ -147,7 +155,8 @@ pub async fn create(
     responses(
         (status = 200, description = "Updated", body = AdminView),
         (status = 404, description = "No such admin", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid change (e.g. disabling yourself)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Disabling or demoting yourself, or a change that would leave no active admin", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Needs the admin role", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -160,10 +169,12 @@ pub async fn update(
     user.require(Role::Admin)?;
     if id == user.id && (req.is_active == Some(false) || req.role.is_some_and(|r| r != Role::Admin))
     {
-        return Err(ApiError::validation(
-            "id",
-            "you cannot disable yourself or give up your own admin role; ask another admin",
-        ));
+        // A well-formed request refused for who sends it: a conflict, not bad input.
+        return Err(ApiError::Conflict {
+            detail: "you cannot disable yourself or give up your own admin role; ask another admin"
+                .into(),
+            job_id: None,
+        });
     }
     let patch = AdminPatch {
         role: req.role,
@@ -171,7 +182,18 @@ pub async fn update(
     };
     let updated = state.engine.catalog().update_admin(id, &patch).await?;
     state.accounts.forget(id);
-    let admin = updated.ok_or_else(|| ApiError::NotFound(format!("no admin user {id}")))?;
+    let admin = match updated {
+        AdminUpdate::Updated(admin) => admin,
+        AdminUpdate::NotFound => return Err(ApiError::NotFound(format!("no admin user {id}"))),
+        AdminUpdate::LastAdmin => {
+            return Err(ApiError::Conflict {
+                detail:
+                    "this would leave no active admin; give another account the admin role first"
+                        .into(),
+                job_id: None,
+            });
+        }
+    };
     audit(
         &state,
         &user.email,
@@ -179,6 +201,43 @@ pub async fn update(
         Some(&admin.email),
         "ok",
         serde_json::to_value(&patch).ok(),
+    )
+    .await;
+    Ok(Json(admin.into()))
+}
+
+/// Clear an admin user's failed logins and login back-off.
+#[utoipa::path(
+    post,
+    path = "/admins/{id}/unlock",
+    tag = "admins",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Admin user id")),
+    responses(
+        (status = 200, description = "Unlocked", body = AdminView),
+        (status = 404, description = "No such admin", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs the admin role", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn unlock(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<AdminView>, ApiError> {
+    user.require(Role::Admin)?;
+    let admin = state
+        .engine
+        .catalog()
+        .unlock_admin(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no admin user {id}")))?;
+    audit(
+        &state,
+        &user.email,
+        "admin.unlock",
+        Some(&admin.email),
+        "ok",
+        None,
     )
     .await;
     Ok(Json(admin.into()))

@@ -1,25 +1,35 @@
-//! `POST /auth/login` and `GET /auth/me`. Five failed logins lock an account for 15 minutes;
-//! unknown e-mails are verified against a decoy hash so they cost the same time as known ones;
-//! every attempt is audited (never the password).
+//! `POST /auth/login` and `GET /auth/me`.
+//!
+//! A login is admitted by the process's [`LoginThrottle`] (rate and back-off per client
+//! address, a bound on password checks at once), then claims one attempt on the account in
+//! the catalog *before* its password is checked, atomically: an account in back-off (1 s
+//! after its fifth failure, doubling up to 30 s) is refused without a check, so parallel
+//! guesses cannot outrun the count. Unknown e-mails are checked against a decoy hash and
+//! refusals without a check wait as long as a check takes, so timing tells nothing. Every
+//! attempt that reaches the account is audited (never the password); refusals by the
+//! throttle are not, so a flood costs no writes.
 
 use axum::Json;
 use axum::extract::State;
-use chrono::Utc;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::audit;
-use crate::auth::password::{decoy_hash, verify_password};
+use crate::auth::password::decoy_hash;
+use crate::catalog::AdminRow;
 use crate::domain::Role;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::ApiJson;
+use crate::http::throttle::{
+    ACCOUNT_FREE_FAILURES, ACCOUNT_MAX_BACKOFF, ClientIp, Refusal, backoff,
+};
 use crate::http::{AppState, AuthUser};
 
-/// Failed logins before an account is locked.
-pub const MAX_FAILED_LOGINS: i64 = 5;
-/// How long a locked account stays locked.
-pub const LOCKOUT_MINUTES: i64 = 15;
+/// Claims tried before a login racing many others on one account gives up (refused).
+const CLAIM_TRIES: usize = 8;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -48,15 +58,50 @@ pub struct MeResponse {
 }
 
 fn denied() -> ApiError {
-    ApiError::Unauthorized(format!(
-        "invalid e-mail or password (an account locks for {LOCKOUT_MINUTES} minutes after {MAX_FAILED_LOGINS} failures)"
-    ))
+    ApiError::Unauthorized(
+        "invalid e-mail or password, or too many recent failures for this account (it may be \
+         tried again after a short back-off)"
+            .into(),
+    )
 }
 
-async fn verify_off_thread(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .unwrap_or(false)
+fn refused(r: Refusal) -> ApiError {
+    match r {
+        Refusal::Client { retry_after } => ApiError::RetryLater {
+            detail: "too many login attempts from this address; try again later".into(),
+            retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
+            busy: false,
+        },
+        Refusal::Busy { retry_after } => ApiError::RetryLater {
+            detail: "too many logins at once; try again in a moment".into(),
+            retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
+            busy: true,
+        },
+    }
+}
+
+/// Claims one attempt on `admin`'s account (see the module docs). `Ok(false)`: the account
+/// is in back-off, or too many logins raced for it.
+async fn claim_attempt(state: &AppState, mut admin: AdminRow) -> Result<bool, ApiError> {
+    let catalog = state.engine.catalog();
+    for _ in 0..CLAIM_TRIES {
+        let now = crate::catalog::now();
+        if admin.locked_until.is_some_and(|t| t > now) {
+            return Ok(false);
+        }
+        let failures = u64::try_from(admin.failed_logins + 1).unwrap_or(u64::MAX);
+        let until = backoff(failures, ACCOUNT_FREE_FAILURES as u64, ACCOUNT_MAX_BACKOFF)
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .map(|d| now + d);
+        if catalog.claim_login_attempt(&admin, until, now).await? {
+            return Ok(true);
+        }
+        match catalog.get_admin(admin.id).await? {
+            Some(fresh) => admin = fresh,
+            None => return Ok(false),
+        }
+    }
+    Ok(false)
 }
 
 /// Exchange an admin's e-mail and password for an access token.
@@ -69,56 +114,49 @@ async fn verify_off_thread(password: String, hash: String) -> bool {
         (status = 200, description = "Token issued", body = TokenResponse),
         (status = 401, description = "Wrong e-mail or password, disabled or locked account", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many login attempts from this client address; retry after the given delay", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+        (status = 503, description = "Too many password checks at once, or the catalog is unavailable; retry after the given delay", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again (sent when the server is busy checking passwords)"))),
     )
 )]
 pub async fn login(
     State(state): State<AppState>,
+    ClientIp(client): ClientIp,
     ApiJson(req): ApiJson<LoginRequest>,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<Response, ApiError> {
+    let throttle = &state.login;
+    let mut permit = throttle.admit(client).await.map_err(refused)?;
     let email = req.email.trim().to_ascii_lowercase();
     let catalog = state.engine.catalog();
     let admin = catalog.find_admin_by_email(&email).await?;
-    let hash = admin
-        .as_ref()
-        .map(|a| a.password_hash.clone())
-        .unwrap_or_else(|| decoy_hash().to_owned());
-    let password_ok = verify_off_thread(req.password, hash).await;
-    let now = Utc::now();
-    let Some(mut admin) = admin else {
-        audit(
-            &state,
-            &email,
-            "login",
-            None,
-            "denied",
-            Some(serde_json::json!({"reason": "unknown e-mail"})),
-        )
-        .await;
-        return Err(denied());
+    let reason = match admin {
+        None => {
+            permit
+                .check(req.password, decoy_hash().to_owned(), throttle)
+                .await;
+            Some("unknown e-mail")
+        }
+        Some(ref a) if !claim_attempt(&state, a.clone()).await? => {
+            drop(permit);
+            tokio::time::sleep(throttle.check_duration()).await;
+            Some("account in back-off")
+        }
+        Some(ref a) => {
+            let ok = permit
+                .check(req.password, a.password_hash.clone(), throttle)
+                .await;
+            if !ok {
+                Some("wrong password")
+            } else if !a.is_active {
+                Some("account disabled")
+            } else {
+                None
+            }
+        }
     };
-    if admin.locked_until.is_some_and(|t| t <= now) {
-        // The lock ran out: start counting afresh.
-        catalog.reset_failed_logins(admin.id).await?;
-        admin.failed_logins = 0;
-        admin.locked_until = None;
-    }
-    let reason = if !admin.is_active {
-        Some("account disabled")
-    } else if admin.locked_until.is_some() {
-        Some("account locked")
-    } else if !password_ok {
-        catalog
-            .record_failed_login(
-                admin.id,
-                MAX_FAILED_LOGINS,
-                now + chrono::Duration::minutes(LOCKOUT_MINUTES),
-            )
-            .await?;
-        Some("wrong password")
-    } else {
-        None
-    };
-    if let Some(reason) = reason {
+    let (Some(admin), None) = (admin, reason) else {
+        throttle.failed(client);
         audit(
             &state,
             &email,
@@ -129,20 +167,23 @@ pub async fn login(
         )
         .await;
         return Err(denied());
-    }
-    if admin.failed_logins > 0 {
-        catalog.reset_failed_logins(admin.id).await?;
-    }
+    };
+    throttle.succeeded(client);
+    catalog.reset_failed_logins(admin.id).await?;
     let (access_token, expires_in) = state
         .tokens
-        .issue(admin.id, &admin.email, admin.role)
+        .issue(admin.id, &admin.email, admin.role, admin.token_version)
         .map_err(|e| ApiError::internal("issuing a token", &e))?;
     audit(&state, &email, "login", None, "ok", None).await;
-    Ok(Json(TokenResponse {
+    let mut res = Json(TokenResponse {
         access_token,
         token_type: "Bearer".into(),
         expires_in,
-    }))
+    })
+    .into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
 }
 
 /// The admin the token belongs to.

@@ -1,10 +1,10 @@
 //! `/healthz` (the process answers), `/readyz` (catalog reachable and migrated) and
-//! `/metrics` (Prometheus text). No authentication: these are for load balancers and
-//! scrapers on the private network.
+//! `/metrics` (Prometheus text). No admin token: these are for load balancers and scrapers;
+//! `/metrics` asks for `METRICS_TOKEN` as a bearer token when one is configured.
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -68,10 +68,31 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
     }))
 }
 
+/// True when `headers` carry `Authorization: Bearer <expected>` (compared as digests, so the
+/// comparison takes the same time wherever the strings differ).
+fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    Sha256::digest(given.as_bytes()) == Sha256::digest(expected.as_bytes())
+}
+
 /// Prometheus metrics (text exposition format).
 #[utoipa::path(get, path = "/metrics", tag = "health",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, description = "METRICS_TOKEN is set and the request does not carry it as a bearer token", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(expected) = &state.metrics_token
+        && !bearer_matches(&headers, expected)
+    {
+        return ApiError::Unauthorized("/metrics needs the METRICS_TOKEN bearer token".into())
+            .into_response();
+    }
     if let Ok(counts) = state.engine.catalog().count_by_status().await {
         for status in crate::catalog::TenantStatus::ALL {
             let n = counts

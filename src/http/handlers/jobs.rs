@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{audit, page_limit};
+use super::{audit, page_limit, page_offset};
 use crate::catalog::{JobFilter, JobRow, JobState, JobTenantRow, StartJobError};
 use crate::domain::Role;
 use crate::http::error::{ApiError, Problem};
@@ -26,10 +26,13 @@ use crate::http::{AppState, AuthUser};
 use crate::jobs::{OutcomeStatus, TenantReport};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct JobsQuery {
     /// Page size (1 to 500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u64>,
+    /// Rows to skip.
     pub offset: Option<u64>,
     /// Only jobs in this state.
     pub state: Option<JobState>,
@@ -68,7 +71,6 @@ async fn load(state: &AppState, id: Uuid) -> Result<JobRow, ApiError> {
     params(JobsQuery),
     responses(
         (status = 200, description = "A page of jobs", body = JobList),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list(
@@ -77,7 +79,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<JobsQuery>,
 ) -> Result<Json<JobList>, ApiError> {
     let limit = page_limit(q.limit)?;
-    let offset = q.offset.unwrap_or(0);
+    let offset = page_offset(q.offset)?;
     let (jobs, total) = state
         .engine
         .catalog()
@@ -125,6 +127,7 @@ pub async fn show(
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
     responses(
+        (status = 403, description = "Needs the operator role", body = Problem, content_type = "application/problem+json"),
         (status = 202, description = "Cancelling; the job ends as cancelled", body = JobRow),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job is not running here", body = Problem, content_type = "application/problem+json"),
@@ -169,6 +172,7 @@ pub async fn cancel(
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
     responses(
+        (status = 403, description = "Needs the operator role", body = Problem, content_type = "application/problem+json"),
         (status = 202, description = "Resumed", body = JobRow),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job is not interrupted, or another fleet job is running", body = Problem, content_type = "application/problem+json"),
@@ -206,6 +210,63 @@ pub async fn resume(
             job_id: Some(other),
         }),
         Err(StartJobError::Db(e)) => Err(e.into()),
+    }
+}
+
+/// One event of `GET /migrations/jobs/{id}/events`, as OpenAPI 3.1 describes an event of a
+/// `text/event-stream` (its `event` and `data` fields): a `tenant` event carries a
+/// [`JobTenantRow`], the closing `summary` event the final [`JobRow`], both as JSON.
+pub struct JobStreamEvent;
+
+impl JobStreamEvent {
+    fn variant(event: &str, data: &str) -> utoipa::openapi::schema::Object {
+        use utoipa::openapi::Ref;
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(
+                "event",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([event])),
+            )
+            .property(
+                "data",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .content_media_type("application/json")
+                    .content_schema(Some(Ref::from_schema_name(data))),
+            )
+            .required("event")
+            .required("data")
+            .build()
+    }
+}
+
+impl utoipa::PartialSchema for JobStreamEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::OneOfBuilder::new()
+            .item(Self::variant("tenant", "JobTenantRow"))
+            .item(Self::variant("summary", "JobRow"))
+            .description(Some(
+                "A `tenant` event per tenant finished (its outcome), then one `summary` event (the final job)",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for JobStreamEvent {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push((JobRow::name().into(), JobRow::schema()));
+        <JobRow as ToSchema>::schemas(schemas);
+        schemas.push((JobTenantRow::name().into(), JobTenantRow::schema()));
+        <JobTenantRow as ToSchema>::schemas(schemas);
     }
 }
 
@@ -247,7 +308,7 @@ fn summary_event(job: &JobRow) -> Event {
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
     responses(
-        (status = 200, description = "text/event-stream of `tenant` and `summary` events", content_type = "text/event-stream", body = String),
+        (status = 200, description = "text/event-stream of `tenant` and `summary` events", content_type = "text/event-stream", body = JobStreamEvent),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
     )
 )]

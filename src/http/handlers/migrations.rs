@@ -44,8 +44,10 @@ pub struct UpgradeAllRequest {
     #[serde(default)]
     pub continue_on_error: bool,
     /// Tenants at once (1 to 64; default: the tenant pool size).
+    #[schema(minimum = 1, maximum = 64)]
     pub concurrency: Option<usize>,
-    /// Stop at this version (inclusive).
+    /// Stop at this version (inclusive); it must be the version of a tenant migration (see
+    /// `GET /migrations`), else 422.
     pub target: Option<i64>,
 }
 
@@ -79,7 +81,6 @@ fn infos(state: &AppState, scope: Scope) -> Vec<MigrationInfo> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Versions with checksums", body = MigrationList),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list(State(state): State<AppState>, _user: AuthUser) -> Json<MigrationList> {
@@ -98,7 +99,13 @@ pub async fn list(State(state): State<AppState>, _user: AuthUser) -> Json<Migrat
     security(("bearer" = [])),
     request_body = UpgradeAllRequest,
     responses(
-        (status = 202, description = "Job started; follow it at the Location", body = JobRow, headers(("Location" = String, description = "/migrations/jobs/{id}"))),
+        (status = 202, description = "Job started; follow it at the Location", body = JobRow, headers(("Location" = String, description = "/migrations/jobs/{id}")),
+            links(
+                ("show" = (operation_id = "jobs_show", parameters(("id" = "$response.body#/id")), description = "The job's state, counts and per-tenant outcomes")),
+                ("events" = (operation_id = "jobs_events", parameters(("id" = "$response.body#/id")), description = "Follow the job as server-sent events")),
+                ("cancel" = (operation_id = "jobs_cancel", parameters(("id" = "$response.body#/id")), description = "Stop the job at a tenant boundary")),
+                ("resume" = (operation_id = "jobs_resume", parameters(("id" = "$response.body#/id")), description = "Continue the job once it is interrupted")),
+            )),
         (status = 403, description = "Needs the operator role", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Another fleet job is running (its id is in job_id)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid concurrency or target", body = Problem, content_type = "application/problem+json"),

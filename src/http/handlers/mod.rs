@@ -28,22 +28,48 @@ pub fn page_limit(limit: Option<u64>) -> Result<u64, ApiError> {
     }
 }
 
-tokio::task_local! {
-    /// The `x-request-id` of the request being handled, for the audit log.
-    static REQUEST_ID: Option<String>;
+/// The rows a list request skips: 0 when unset, at most `i64::MAX` (the catalogs' `OFFSET`
+/// is a signed 64-bit number, and the spec says `int64`).
+pub fn page_offset(offset: Option<u64>) -> Result<u64, ApiError> {
+    match offset {
+        None => Ok(0),
+        Some(o) if i64::try_from(o).is_ok() => Ok(o),
+        Some(o) => Err(ApiError::validation(
+            "offset",
+            format!("{o} is out of range (0 to {})", i64::MAX),
+        )),
+    }
 }
 
-/// Makes the request id available to [`audit`] while the request is handled.
+/// The ids of the request being handled: the server's, and the one its client sent.
+#[derive(Debug, Clone, Default)]
+struct RequestIds {
+    server: Option<String>,
+    client: Option<String>,
+}
+
+tokio::task_local! {
+    /// The ids of the request being handled, for the audit log.
+    static REQUEST_ID: RequestIds;
+}
+
+/// Makes the request's ids available to [`audit`] while the request is handled.
 pub async fn scope_request_id(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    REQUEST_ID.scope(id, next.run(req)).await
+    let ids = RequestIds {
+        server: req
+            .headers()
+            .get(crate::http::headers::REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        client: req
+            .extensions()
+            .get::<crate::http::headers::ClientRequestId>()
+            .map(|c| c.0.clone()),
+    };
+    REQUEST_ID.scope(ids, next.run(req)).await
 }
 
 /// Runs `work` to its end even when the request goes away (client disconnect, request
@@ -55,7 +81,7 @@ where
     F::Output: Send + 'static,
 {
     use tracing::Instrument;
-    let id = REQUEST_ID.try_with(Clone::clone).ok().flatten();
+    let id = REQUEST_ID.try_with(Clone::clone).unwrap_or_default();
     tokio::spawn(
         REQUEST_ID
             .scope(id, work)
@@ -65,7 +91,8 @@ where
     .map_err(|e| ApiError::internal("the operation", &e))
 }
 
-/// Writes an audit record (with the request id); a failure to write it is logged, not returned.
+/// Writes an audit record with the server's request id (a client's own id goes into the
+/// detail as `client_request_id`); a failure to write it is logged, not returned.
 pub async fn audit(
     state: &AppState,
     actor: &str,
@@ -74,13 +101,22 @@ pub async fn audit(
     outcome: &str,
     detail: Option<serde_json::Value>,
 ) {
-    // Both come from the client: cut them to their columns' width rather than lose the
-    // record (a long made-up e-mail at login must not slip past the audit log).
-    let request_id = REQUEST_ID
-        .try_with(Clone::clone)
-        .ok()
-        .flatten()
-        .map(|id| clip(&id, 64));
+    let ids = REQUEST_ID.try_with(Clone::clone).unwrap_or_default();
+    let request_id = ids.server.map(|id| clip(&id, 64));
+    let detail = match ids.client {
+        None => detail,
+        Some(client) => {
+            let mut d = match detail {
+                Some(serde_json::Value::Object(m)) => m,
+                Some(other) => serde_json::Map::from_iter([("detail".to_owned(), other)]),
+                None => serde_json::Map::new(),
+            };
+            d.insert("client_request_id".into(), client.into());
+            Some(serde_json::Value::Object(d))
+        }
+    };
+    // The actor comes from the client at login: cut it to its column's width rather than lose
+    // the record (a long made-up e-mail must not slip past the audit log).
     let actor = clip(actor, 254);
     if let Err(e) = state
         .engine

@@ -14,6 +14,7 @@ use crate::http::{AppState, AuthUser};
     get,
     path = "/structure/check",
     tag = "migrations",
+    operation_id = "check_structure",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Drift report (empty `drifted` when every tenant matches)", body = DriftReport),

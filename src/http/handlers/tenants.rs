@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{audit, detached, page_limit};
+use super::{audit, detached, page_limit, page_offset};
 use crate::catalog::{TenantFilter, TenantRow, TenantStatus};
-use crate::domain::{Role, SchemaName};
+use crate::domain::{DisplayName, Role, SchemaName, TenantCursor, ValidationError};
 use crate::engine::TenantState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
@@ -23,13 +23,16 @@ use crate::http::{AppState, AuthUser};
 use crate::jobs::{NoProgress, OutcomeStatus, TenantReport};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Page size (1 to 500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u64>,
     /// Rows to skip (offset paging).
     pub offset: Option<u64>,
     /// Only tenants after this schema name (cursor paging; use `next_cursor`).
+    #[param(pattern = r"^[a-z][a-z0-9_]{0,62}$")]
     pub cursor: Option<String>,
     /// Only tenants in this status.
     pub status: Option<TenantStatus>,
@@ -49,14 +52,24 @@ pub struct TenantList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenantRequest {
-    /// a-z, 0-9 and _, starting with a letter, at most 63 characters.
-    #[schema(example = "salon_bella")]
+    /// a-z, 0-9 and _, starting with a letter, at most 63 characters; not a name a database
+    /// server reserves (`mysql`, `public`, `pg_*`, `sqlite_*` …) nor `tm_reference_*`.
+    #[schema(
+        example = "salon_bella",
+        pattern = r"^(?!(?:mysql|information_schema|performance_schema|sys|public|template0|template1|postgres|sqlite_master|sqlite_schema|sqlite_temp_master|main|temp)$)(?!pg_|sqlite_|tm_reference_)[a-z][a-z0-9_]{0,62}$"
+    )]
     pub schema_name: String,
-    #[schema(example = "Salão Bella")]
+    /// 1 to 255 characters once surrounding whitespace is trimmed; no control, line-separator
+    /// or bidirectional-formatting characters.
+    #[schema(
+        example = "Salão Bella",
+        pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028-\u202f\u205f\u2066-\u2069\u3000](?:[^\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]{0,253}[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028-\u202f\u205f\u2066-\u2069\u3000])?[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub display_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DryRunQuery {
     /// Return the plan and write nothing.
@@ -81,14 +94,19 @@ pub struct TenantDetail {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpgradeTenantRequest {
-    /// Stop at this version (inclusive).
+    /// Stop at this version (inclusive); it must be the version of a tenant migration (see
+    /// `GET /migrations`), else 422.
     pub target: Option<i64>,
     #[serde(default)]
     pub dry_run: bool,
 }
 
+fn invalid(e: ValidationError) -> ApiError {
+    ApiError::validation(e.field, e.message)
+}
+
 fn parse_schema(raw: &str) -> Result<SchemaName, ApiError> {
-    SchemaName::parse(raw).map_err(|e| ApiError::validation(e.field, e.message))
+    SchemaName::parse(raw).map_err(invalid)
 }
 
 /// Tenants from the catalog, by schema name.
@@ -100,7 +118,6 @@ fn parse_schema(raw: &str) -> Result<SchemaName, ApiError> {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of tenants", body = TenantList),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid paging or filter", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -110,13 +127,19 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
     let limit = page_limit(q.limit)?;
-    let offset = q.offset.unwrap_or(0);
+    let offset = page_offset(q.offset)?;
+    let cursor = q
+        .cursor
+        .as_deref()
+        .map(TenantCursor::parse)
+        .transpose()
+        .map_err(invalid)?;
     let catalog = state.engine.catalog();
     let key = PageKey {
         status: q.status,
         limit,
         offset,
-        cursor: q.cursor.clone(),
+        cursor: cursor.clone(),
     };
     let generation = catalog.tenant_generation();
     if let Some(body) = state.pages.get(&key, generation) {
@@ -125,7 +148,7 @@ pub async fn list(
     let page = catalog
         .list_tenants(&TenantFilter {
             status: q.status,
-            after: q.cursor,
+            after: cursor,
             offset,
             limit: Some(limit),
         })
@@ -157,7 +180,7 @@ pub struct PageKey {
     status: Option<TenantStatus>,
     limit: u64,
     offset: u64,
-    cursor: Option<String>,
+    cursor: Option<TenantCursor>,
 }
 
 /// How long an encoded page may be served again.
@@ -205,7 +228,7 @@ impl PageCache {
     path = "/tenants/{schema}",
     tag = "tenants",
     security(("bearer" = [])),
-    params(("schema" = String, Path, description = "Tenant schema name")),
+    params(("schema" = String, Path, description = "Tenant schema name", pattern = r"^(?!(?:mysql|information_schema|performance_schema|sys|public|template0|template1|postgres|sqlite_master|sqlite_schema|sqlite_temp_master|main|temp)$)(?!pg_|sqlite_|tm_reference_)[a-z][a-z0-9_]{0,62}$")),
     responses(
         (status = 200, description = "The tenant", body = TenantDetail),
         (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
@@ -255,25 +278,19 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     user.require(Role::Operator)?;
     let name = parse_schema(&req.schema_name)?;
-    let display = match req.display_name.as_deref().map(str::trim) {
-        Some("") => return Err(ApiError::validation("display_name", "must not be empty")),
-        Some(d) if d.chars().count() > 255 => {
-            return Err(ApiError::validation(
-                "display_name",
-                "must be at most 255 characters",
-            ));
-        }
-        other => other.map(str::to_owned),
-    };
+    let display = req
+        .display_name
+        .as_deref()
+        .map(DisplayName::parse)
+        .transpose()
+        .map_err(invalid)?;
     let dry_run = q.dry_run;
     let work = {
         let (state, name, actor) = (state.clone(), name.clone(), user.email.clone());
         async move {
             let engine = &state.engine;
             let opts = engine.fleet_options(dry_run, None);
-            let result = engine
-                .create_tenant(&name, display.as_deref(), &opts)
-                .await?;
+            let result = engine.create_tenant(&name, display.as_ref(), &opts).await?;
             let tenant = if dry_run {
                 engine
                     .catalog()
@@ -330,7 +347,7 @@ pub async fn create(
     path = "/tenants/{schema}/upgrade",
     tag = "tenants",
     security(("bearer" = [])),
-    params(("schema" = String, Path, description = "Tenant schema name")),
+    params(("schema" = String, Path, description = "Tenant schema name", pattern = r"^(?!(?:mysql|information_schema|performance_schema|sys|public|template0|template1|postgres|sqlite_master|sqlite_schema|sqlite_temp_master|main|temp)$)(?!pg_|sqlite_|tm_reference_)[a-z][a-z0-9_]{0,62}$")),
     request_body = UpgradeTenantRequest,
     responses(
         (status = 200, description = "What happened (status migrated, up_to_date, planned, failed, dirty, checksum_mismatch…)", body = TenantReport),

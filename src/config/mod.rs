@@ -1,6 +1,12 @@
-//! Configuration: environment (and `.env`), overridden by command-line flags, turned into a
-//! validated `Config`. Owns URL normalisation (the seed's SQLAlchemy schemes), the embedded
-//! SQLite default, and password redaction for every message that shows a URL.
+//! Configuration: every setting of every command, read from the environment (and `.env`,
+//! see [`env`]), overridden by command-line flags, validated once into a [`Config`]. Owns URL
+//! normalisation (the seed's SQLAlchemy schemes), the embedded SQLite default, the HTTP
+//! service's settings ([`http`]) and password redaction for every message that shows a URL.
+//!
+//! A Rust program gets the CLI's exact configuration with [`Config::from_env`].
+
+pub mod env;
+pub mod http;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,6 +14,8 @@ use std::time::Duration;
 use url::Url;
 
 use crate::db::Backend;
+
+pub use http::{HttpConfig, LoginSettings, ServiceSettings, TokenSettings};
 
 /// Default tenant connection pool size, as in the seed.
 pub const DEFAULT_POOL_SIZE: u32 = 3;
@@ -49,6 +57,8 @@ pub struct Settings {
     pub lock_timeout_secs: Option<u64>,
     pub catalog_schema: Option<String>,
     pub catalog_pool_size: Option<u32>,
+    /// Settings of the HTTP service (`serve`).
+    pub service: ServiceSettings,
 }
 
 /// Where a database lives, normalised and validated.
@@ -104,14 +114,14 @@ pub struct Config {
     pub tenants: TenantLocation,
     pub pool_size: u32,
     pub migrations_dir: Option<PathBuf>,
-    /// HS256 key for admin tokens (≥ 32 bytes); validated by the HTTP layer that needs it.
-    pub secret_key: Option<String>,
     pub redis_url: Option<String>,
     pub lock_timeout: Duration,
     /// PostgreSQL: the schema that holds the catalog tables.
     pub catalog_schema: String,
     /// Connections of the catalog pool (default 2; the service raises it).
     pub catalog_pool_size: u32,
+    /// Settings of the HTTP service (`SECRET_KEY` among them).
+    pub http: HttpConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -121,15 +131,21 @@ impl std::fmt::Debug for Config {
             .field("tenants", &self.tenants)
             .field("pool_size", &self.pool_size)
             .field("migrations_dir", &self.migrations_dir)
-            .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
             .field("lock_timeout", &self.lock_timeout)
             .field("catalog_schema", &self.catalog_schema)
             .field("catalog_pool_size", &self.catalog_pool_size)
+            .field("http", &self.http)
             .finish()
     }
 }
 
 impl Config {
+    /// The configuration the CLI would run with: the environment and a `.env` file in the
+    /// working directory (the environment wins), validated.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_settings(Settings::from_env()?)
+    }
+
     /// Validates raw settings. With no `DATABASE_URL`, the catalog is `<data>/public.db` and
     /// tenants are `<data>/tenants/<schema>.db` (SQLite, no server needed).
     pub fn from_settings(s: Settings) -> Result<Self, ConfigError> {
@@ -184,12 +200,12 @@ impl Config {
                 "must be a plain identifier (letters, digits, _; at most 63 characters)",
             ));
         }
+        let http = HttpConfig::from_settings(s.service, s.secret_key.filter(|k| !k.is_empty()))?;
         Ok(Config {
             catalog,
             tenants,
             pool_size,
             migrations_dir: s.migrations_dir,
-            secret_key: s.secret_key.filter(|k| !k.is_empty()),
             redis_url: s.redis_url.filter(|r| !r.is_empty()),
             lock_timeout: s
                 .lock_timeout_secs
@@ -197,6 +213,7 @@ impl Config {
                 .unwrap_or(DEFAULT_LOCK_TIMEOUT),
             catalog_schema,
             catalog_pool_size,
+            http,
         })
     }
 
