@@ -18,7 +18,7 @@ use crate::migrate::Scope;
 TENANT_ENGINE_POOL_SIZE, MIGRATIONS_DIR, DATA_DIR, LOCK_TIMEOUT, CATALOG_SCHEMA, CATALOG_POOL_SIZE, SECRET_KEY, \
 REDIS_URL, LOG_FORMAT, RUST_LOG; for serve: BIND_ADDR, CORS_ORIGINS, REQUEST_TIMEOUT, HEADER_READ_TIMEOUT, \
 SHUTDOWN_TIMEOUT, MAX_CONNECTIONS, JWT_TTL, JWT_ISSUER, JWT_AUDIENCE, METRICS_TOKEN, LOGIN_CONCURRENCY, \
-LOGIN_RATE_PER_MINUTE. A .env file in the working directory is read too; flags win."
+LOGIN_RATE_PER_MINUTE, TRUSTED_PROXIES. A .env file in the working directory is read too; flags win."
 )]
 pub struct Cli {
     #[command(flatten)]

@@ -56,6 +56,7 @@ impl Settings {
                 metrics_token: var("METRICS_TOKEN"),
                 login_concurrency: number("LOGIN_CONCURRENCY")?,
                 login_rate_per_minute: number("LOGIN_RATE_PER_MINUTE")?,
+                trusted_proxies: var("TRUSTED_PROXIES"),
             },
         })
     }

@@ -33,6 +33,7 @@ pub struct ServiceSettings {
     pub metrics_token: Option<String>,
     pub login_concurrency: Option<u64>,
     pub login_rate_per_minute: Option<u64>,
+    pub trusted_proxies: Option<String>,
 }
 
 /// Token issuing settings.
@@ -103,6 +104,9 @@ pub struct HttpConfig {
     /// When set, `/metrics` needs `Authorization: Bearer <METRICS_TOKEN>`.
     pub metrics_token: Option<String>,
     pub login: LoginSettings,
+    /// Peers whose `X-Forwarded-For` names the client (a load balancer, an ingress); from
+    /// any other peer the header is ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl std::fmt::Debug for HttpConfig {
@@ -118,6 +122,7 @@ impl std::fmt::Debug for HttpConfig {
             .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
             .field("metrics_token", &self.metrics_token.as_ref().map(|_| "***"))
             .field("login", &self.login)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -135,6 +140,7 @@ impl Default for HttpConfig {
             secret_key: None,
             metrics_token: None,
             login: LoginSettings::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -218,6 +224,7 @@ impl HttpConfig {
                     u64::from(d.login.rate_per_minute),
                 )? as u32,
             },
+            trusted_proxies: trusted_proxies(s.trusted_proxies.as_deref())?,
         })
     }
 }
@@ -234,6 +241,26 @@ pub fn parse_bind(raw: Option<&str>) -> Result<SocketAddr, ConfigError> {
             )
         }),
     }
+}
+
+/// `TRUSTED_PROXIES`: comma-separated addresses or networks (`10.0.0.0/8`, `127.0.0.1`).
+fn trusted_proxies(raw: Option<&str>) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    raw.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    let shown: String = p.chars().take(60).collect();
+                    ConfigError::new(
+                        "TRUSTED_PROXIES",
+                        format!("{shown:?} is not an address or network such as 10.0.0.0/8"),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// `CORS_ORIGINS`: unset = off; `*` = any origin (without credentials); otherwise a list of

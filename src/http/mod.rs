@@ -58,6 +58,8 @@ pub struct AppState {
     pub login: Arc<LoginThrottle>,
     /// `METRICS_TOKEN`, when `/metrics` needs one.
     pub metrics_token: Option<Arc<str>>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 /// Why the service could not start.
@@ -136,6 +138,7 @@ impl Application {
             pages: Arc::default(),
             login: Arc::new(LoginThrottle::new(&settings.login)),
             metrics_token: settings.metrics_token.as_deref().map(Arc::from),
+            trusted_proxies: Arc::from(settings.trusted_proxies.as_slice()),
         };
         let router = router(state.clone(), &settings);
         let listener =

@@ -240,29 +240,90 @@ impl LoginThrottle {
     }
 }
 
-/// The address of the client on the other end of the connection (set by the accept loop;
-/// unspecified when a request did not come through it).
+/// The client's address: the peer of the connection (set by the accept loop; unspecified
+/// when a request did not come through it), or, when that peer is a trusted proxy, the
+/// nearest address in `X-Forwarded-For` that is not one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
+impl ClientIp {
+    /// The client of a request from `peer` with `forwarded_for` headers, given the proxies
+    /// trusted to name it.
+    pub fn resolve<'a>(
+        peer: IpAddr,
+        forwarded_for: impl Iterator<Item = &'a str>,
+        trusted: &[ipnet::IpNet],
+    ) -> Self {
+        let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+        if !is_trusted(&peer) {
+            return ClientIp(peer);
+        }
+        // Right to left: each trusted hop appended the address it saw; the first one not
+        // trusted is the client (anything further left could be forged by it).
+        let hops: Vec<&str> = forwarded_for.flat_map(|h| h.split(',')).collect();
+        let mut client = peer;
+        for hop in hops.iter().rev() {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) => {
+                    client = ip;
+                    if !is_trusted(&ip) {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        ClientIp(client)
+    }
+}
+
+impl axum::extract::FromRequestParts<super::AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        _state: &S,
+        state: &super::AppState,
     ) -> Result<Self, Self::Rejection> {
-        Ok(parts
+        let peer = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| ClientIp(c.0.ip()))
-            .unwrap_or(ClientIp(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))))
+            .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        Ok(ClientIp::resolve(peer, forwarded, &state.trusted_proxies))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_behind_trusted_proxies_is_found() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let resolve =
+            |peer: &str, xff: &[&str]| ClientIp::resolve(ip(peer), xff.iter().copied(), &trusted).0;
+        // An untrusted peer's header is ignored (it could name anyone).
+        assert_eq!(resolve("203.0.113.9", &["198.51.100.1"]), ip("203.0.113.9"));
+        // Through one trusted proxy.
+        assert_eq!(resolve("10.0.0.2", &["198.51.100.1"]), ip("198.51.100.1"));
+        // A forged entry left of the real client does not count.
+        assert_eq!(
+            resolve("10.0.0.2", &["1.2.3.4, 198.51.100.1, 10.0.0.7"]),
+            ip("198.51.100.1")
+        );
+        assert_eq!(
+            resolve("10.0.0.2", &["1.2.3.4", "198.51.100.1"]),
+            ip("198.51.100.1")
+        );
+        // Garbage stops the walk at the last good hop; no header: the proxy itself.
+        assert_eq!(resolve("10.0.0.2", &["nonsense"]), ip("10.0.0.2"));
+        assert_eq!(resolve("10.0.0.2", &[]), ip("10.0.0.2"));
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

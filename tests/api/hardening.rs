@@ -119,6 +119,38 @@ async fn one_address_is_throttled() {
         .expect("login");
     assert_eq!(other.status(), 200, "another address is not held back");
     app.stop().await;
+
+    // Behind a trusted proxy, the client is the address it names in X-Forwarded-For; from an
+    // untrusted peer the header changes nothing.
+    for trusted in [true, false] {
+        let env = TestEnv::new(Backend::Sqlite);
+        let app = TestApp::spawn_with(env, |s| {
+            s.login.rate_per_minute = 10;
+            if trusted {
+                s.trusted_proxies = vec!["127.0.0.1/32".parse().expect("network")];
+            }
+        })
+        .await;
+        let email = app.admin(Role::Viewer).await;
+        let mut statuses = Vec::new();
+        for n in 0..6 {
+            let res = app
+                .request(Method::POST, "/auth/login", None)
+                .header("x-forwarded-for", format!("198.51.100.{n}"))
+                .json(&json!({"email": email, "password": PASSWORD}))
+                .send()
+                .await
+                .expect("login");
+            statuses.push(res.status().as_u16());
+        }
+        let expected = if trusted {
+            vec![200; 6]
+        } else {
+            vec![200, 200, 200, 200, 200, 429]
+        };
+        assert_eq!(statuses, expected, "trusted proxy: {trusted}");
+        app.stop().await;
+    }
 }
 
 /// `PATCH` cannot clear a back-off; `POST /admins/{id}/unlock` can (admins only).

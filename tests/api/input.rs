@@ -6,7 +6,7 @@ use tenant_migrator::domain::Role;
 
 use crate::backend_tests;
 use crate::common::Backend;
-use crate::support::{TestApp, expect_problem};
+use crate::support::{TestApp, assert_nothing_created, expect_problem};
 
 /// Display names no backend should store: NUL (PostgreSQL refuses it, MySQL and SQLite keep
 /// it), other C0/C1 controls, DEL, and text-direction overrides.
@@ -27,25 +27,6 @@ const BAD_DISPLAY_NAMES: &[&str] = &[
 const BAD_CURSORS: &[&str] = &[
     "%00", "a%00", "a%00b", "a%09b", "a%0Ab", "Upper", "a'--", "a%20b", "%C3%A9", "9a", "",
 ];
-
-/// Nothing but the catalog exists, and the catalog lists no tenant.
-async fn assert_nothing_stored(app: &TestApp, what: &str) {
-    assert_eq!(
-        app.env.schemas().await,
-        vec![app.env.catalog.clone()],
-        "{what}: a schema was created"
-    );
-    let mut admin = app.env.admin().await;
-    let rows = admin.rows(&app.env, &app.env.catalog, "tenants").await;
-    assert!(rows.is_empty(), "{what}: the catalog has tenants {rows:?}");
-    if app.env.backend == Backend::Sqlite {
-        let dir = app.env.dir.path().join("tenants");
-        let files: Vec<_> = std::fs::read_dir(&dir)
-            .map(|d| d.flatten().map(|e| e.file_name()).collect())
-            .unwrap_or_default();
-        assert!(files.is_empty(), "{what}: tenant files {files:?}");
-    }
-}
 
 async fn control_characters_are_422_and_store_nothing(b: Backend) {
     let app = TestApp::spawn(b).await;
@@ -69,7 +50,7 @@ async fn control_characters_are_422_and_store_nothing(b: Backend) {
                 "the detail echoes the control character: {problem}"
             );
         }
-        assert_nothing_stored(&app, display).await;
+        assert_nothing_created(&app, display).await;
     }
 
     let viewer = app.token(Role::Viewer).await;

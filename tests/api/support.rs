@@ -508,3 +508,22 @@ pub async fn read_sse(mut res: Response) -> Vec<SseEvent> {
     }
     events
 }
+
+/// Nothing but the catalog exists, and the catalog lists no tenant.
+pub async fn assert_nothing_created(app: &TestApp, what: &str) {
+    assert_eq!(
+        app.env.schemas().await,
+        vec![app.env.catalog.clone()],
+        "{what}: a schema was created"
+    );
+    let mut admin = app.env.admin().await;
+    let rows = admin.rows(&app.env, &app.env.catalog, "tenants").await;
+    assert!(rows.is_empty(), "{what}: the catalog has tenants {rows:?}");
+    if app.env.backend == Backend::Sqlite {
+        let dir = app.env.dir.path().join("tenants");
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(files.is_empty(), "{what}: tenant files {files:?}");
+    }
+}

@@ -6,26 +6,9 @@ use tenant_migrator::domain::Role;
 
 use crate::backend_tests;
 use crate::common::{Backend, Deadline, applied_up_to};
-use crate::support::{CatalogArg, Hold, TestApp, expect_problem, fleet_env, tenant_version};
-
-/// Nothing but the catalog exists, and the catalog lists no tenant.
-async fn assert_nothing_created(app: &TestApp, what: &str) {
-    assert_eq!(
-        app.env.schemas().await,
-        vec![app.env.catalog.clone()],
-        "{what}: a schema was created"
-    );
-    let mut admin = app.env.admin().await;
-    let rows = admin.rows(&app.env, &app.env.catalog, "tenants").await;
-    assert!(rows.is_empty(), "{what}: the catalog has tenants {rows:?}");
-    if app.env.backend == Backend::Sqlite {
-        let dir = app.env.dir.path().join("tenants");
-        let files: Vec<_> = std::fs::read_dir(&dir)
-            .map(|d| d.flatten().map(|e| e.file_name()).collect())
-            .unwrap_or_default();
-        assert!(files.is_empty(), "{what}: tenant files {files:?}");
-    }
-}
+use crate::support::{
+    CatalogArg, Hold, TestApp, assert_nothing_created, expect_problem, fleet_env, tenant_version,
+};
 
 async fn create_list_show_and_repeat(b: Backend) {
     let app = TestApp::spawn(b).await;
