@@ -701,3 +701,41 @@ async fn control_characters_in_display_names_are_refused(b: Backend) {
     assert_eq!(run.json()["tenants"][0]["display_name"], "Salão Bella");
     env.cleanup().await;
 }
+
+/// `list-tenants | head`: a reader that goes away ends the command quietly (exit 0), never a
+/// panic about a broken pipe.
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    let env = TestEnv::new(Backend::Sqlite);
+    let names: Vec<String> = (0..3).map(|i| env.tenant(&format!("p{i}"))).collect();
+    let mut args = vec!["create"];
+    args.extend(names.iter().map(String::as_str));
+    env.cli(&args).expect_code(0);
+    for (cmd, extra) in [
+        ("list-tenants", None),
+        ("status", None),
+        ("openapi", None),
+        ("list-tenants", Some("json")),
+    ] {
+        let mut argv = Vec::new();
+        if let Some(format) = extra {
+            argv.extend(["--output", format]);
+        }
+        argv.push(cmd);
+        let mut child = env
+            .cli_command(&argv)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starts");
+        // The reader goes away before the first line.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("ends");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{cmd}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{cmd}: {err}"
+        );
+    }
+}

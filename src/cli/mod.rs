@@ -194,7 +194,7 @@ async fn run(cli: Cli) -> Result<u8, EngineError> {
         Command::CreateAdmin { email, role } => serve::create_admin(g, email, role).await,
         Command::UnlockAdmin { email } => serve::unlock_admin(g, email).await,
         Command::Openapi => {
-            println!("{}", crate::http::openapi::spec_json());
+            render::say!("{}", crate::http::openapi::spec_json());
             Ok(0)
         }
         Command::Healthcheck { bind } => Ok(serve::healthcheck(bind.as_deref()).await),

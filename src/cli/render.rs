@@ -1,4 +1,8 @@
-//! Command output on stdout: aligned text for people, one JSON document for scripts.
+//! Command output on stdout: aligned text for people, one JSON document for scripts. Lines go
+//! out through [`say!`]: when the reader of stdout went away (`tenant-migrator list-tenants |
+//! head`), the command ends quietly with exit 0 instead of dying on a broken pipe.
+
+use std::io::Write;
 
 use serde::Serialize;
 
@@ -7,9 +11,34 @@ use crate::catalog::TenantPage;
 use crate::engine::{DriftReport, EngineError, RepairReport, TenantState};
 use crate::jobs::FleetReport;
 
+/// Writes one line to stdout; see the module docs for a closed stdout.
+pub fn line(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(args)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            // Nobody is reading any more: there is nothing left to say, and nothing failed.
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `println!` for command output (see [`line`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::render::line(format_args!($($arg)*))
+    };
+}
+pub(crate) use say;
+
 fn json<T: Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
-        Ok(s) => println!("{s}"),
+        Ok(s) => say!("{s}"),
         Err(e) => eprintln!("error: could not encode the report: {e}"),
     }
 }
@@ -57,10 +86,10 @@ pub fn fleet(output: OutputFormat, r: &FleetReport) {
         if let Some(e) = &t.error {
             line.push_str(&format!("\n{:width$}  error: {e}", ""));
         }
-        println!("{line}");
+        say!("{line}");
     }
     let what = if r.dry_run { "dry run: " } else { "" };
-    println!(
+    say!(
         "{what}{} succeeded, {} failed, {} skipped, {} not attempted{}; {} migrations applied in {:.1} s",
         r.successful_migrations,
         r.failed,
@@ -81,7 +110,7 @@ pub fn tenants(output: OutputFormat, page: &TenantPage) {
         return json(&serde_json::json!({ "total": page.total, "tenants": page.tenants }));
     }
     if page.tenants.is_empty() {
-        println!("no tenants");
+        say!("no tenants");
         return;
     }
     let width = page
@@ -91,12 +120,15 @@ pub fn tenants(output: OutputFormat, page: &TenantPage) {
         .max()
         .unwrap_or(6)
         .max(6);
-    println!(
+    say!(
         "{:width$}  {:12}  {:>7}  {:25}  display name",
-        "schema", "status", "version", "updated"
+        "schema",
+        "status",
+        "version",
+        "updated"
     );
     for t in &page.tenants {
-        println!(
+        say!(
             "{:width$}  {:12}  {:>7}  {:25}  {}",
             t.schema_name,
             t.status.as_str(),
@@ -106,7 +138,7 @@ pub fn tenants(output: OutputFormat, page: &TenantPage) {
             crate::domain::escape_unprintable(&t.display_name)
         );
     }
-    println!("{} tenants", page.total);
+    say!("{} tenants", page.total);
 }
 
 fn state_line(s: &TenantState) -> String {
@@ -139,9 +171,9 @@ pub fn status(output: OutputFormat, catalog: &TenantState, tenants: &[TenantStat
     if output == OutputFormat::Json {
         return json(&serde_json::json!({ "catalog": catalog, "tenants": tenants }));
     }
-    println!("catalog {}", state_line(catalog));
+    say!("catalog {}", state_line(catalog));
     for t in tenants {
-        println!("{}", state_line(t));
+        say!("{}", state_line(t));
     }
 }
 
@@ -156,21 +188,21 @@ pub fn repair(output: OutputFormat, r: &RepairReport) {
             .join(", ")
     };
     let prefix = if r.dry_run { "would " } else { "" };
-    println!("{}:", r.schema);
-    println!(
+    say!("{}:", r.schema);
+    say!(
         "  {prefix}forget (run again at next upgrade): [{}]",
         list(&r.forgotten)
     );
-    println!("  {prefix}mark applied: [{}]", list(&r.marked_applied));
-    println!(
+    say!("  {prefix}mark applied: [{}]", list(&r.marked_applied));
+    say!(
         "  {prefix}accept checksums: [{}]",
         list(&r.checksums_accepted)
     );
     if r.remaining.is_empty() {
-        println!("  no problems remain");
+        say!("  no problems remain");
     }
     for p in &r.remaining {
-        println!("  still: {}", p.describe());
+        say!("  still: {}", p.describe());
     }
 }
 
@@ -178,26 +210,26 @@ pub fn drift(output: OutputFormat, r: &DriftReport) {
     if output == OutputFormat::Json {
         return json(r);
     }
-    println!(
+    say!(
         "checked {} tenants at version {} ({} not current, skipped)",
         r.checked,
         version(r.version),
         r.not_current.len()
     );
     for d in &r.drifted {
-        println!("{}: drifted", d.schema);
+        say!("{}: drifted", d.schema);
         for m in &d.missing {
-            println!("  missing    {m}");
+            say!("  missing    {m}");
         }
         for u in &d.unexpected {
-            println!("  unexpected {u}");
+            say!("  unexpected {u}");
         }
         for c in &d.changed {
-            println!("  changed    {c}");
+            say!("  changed    {c}");
         }
     }
     if r.drifted.is_empty() {
-        println!("no drift");
+        say!("no drift");
     }
 }
 
@@ -206,6 +238,6 @@ pub fn created_files(output: OutputFormat, files: &[std::path::PathBuf]) {
         return json(&serde_json::json!({ "created": files }));
     }
     for f in files {
-        println!("created {}", f.display());
+        say!("created {}", f.display());
     }
 }

@@ -84,9 +84,11 @@ pub async fn create_admin(g: &GlobalArgs, email: &str, role: &str) -> Result<u8,
                     None,
                 )
                 .await;
-            println!(
+            super::render::say!(
                 "created admin {} ({}) with role {}",
-                admin.email, admin.id, admin.role
+                admin.email,
+                admin.id,
+                admin.role
             );
             Ok(0)
         }
@@ -117,7 +119,7 @@ pub async fn unlock_admin(g: &GlobalArgs, email: &str) -> Result<u8, EngineError
             None,
         )
         .await;
-    println!("unlocked admin {} ({})", admin.email, admin.id);
+    super::render::say!("unlocked admin {} ({})", admin.email, admin.id);
     Ok(0)
 }
 
