@@ -464,3 +464,58 @@ async fn mysql_dirty_row_keeps_the_servers_message_verbatim() {
     );
     env.cleanup().await;
 }
+
+/// SQLite: one damaged tenant file is that tenant's failure, named with its path; the rest of
+/// the fleet is migrated and reported as usual, by `upgrade-all` and by `status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_corrupt_tenant_file_fails_only_that_tenant() {
+    let (env, t) = fleet_with_pending(Backend::Sqlite, &["a", "bad", "c"]);
+    let bad = env.sqlite_file(&t[1]);
+    std::fs::write(
+        &bad,
+        b"this is not a database file, just some bytes left by a bad copy",
+    )
+    .expect("corrupt the file");
+
+    let status = env.cli(&["--output", "json", "status"]);
+    status.expect_code(1);
+    let doc = status.json();
+    let text = doc.to_string();
+    let bad_line = doc["tenants"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|x| x["schema"] == t[1].as_str()))
+        .unwrap_or_else(|| panic!("the bad tenant is listed: {doc:#}"));
+    assert_eq!(
+        bad_line["problems"][0]["kind"], "unreadable",
+        "{bad_line:#}"
+    );
+    assert!(
+        text.contains(&bad.display().to_string()),
+        "the path is named: {doc:#}"
+    );
+
+    let run = env.cli(&["--output", "json", "--continue-on-error", "upgrade-all"]);
+    run.expect_code(1);
+    let r = run.json();
+    let line = tenant_of(&r, &t[1]);
+    assert_eq!(line["status"], "failed", "{line:#}");
+    let error = line["error"].as_str().unwrap_or_default();
+    assert!(error.contains("cannot be read"), "{error}");
+    assert!(
+        error.contains(&bad.display().to_string()),
+        "the path is named: {error}"
+    );
+    for good in [&t[0], &t[2]] {
+        assert_eq!(tenant_of(&r, good)["status"], "migrated", "{r:#}");
+    }
+    let mut admin = env.admin().await;
+    for good in [&t[0], &t[2]] {
+        assert_eq!(admin.history(&env, good).await, applied_up_to(4));
+    }
+    // The damaged file is left as it was, for a person to look at.
+    assert_eq!(
+        std::fs::read(&bad).expect("still there"),
+        b"this is not a database file, just some bytes left by a bad copy"
+    );
+    env.cleanup().await;
+}

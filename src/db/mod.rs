@@ -91,6 +91,9 @@ pub enum SchemaState {
     Uninitialised,
     /// The history rows, ordered by version.
     History(Vec<HistoryRow>),
+    /// The schema exists but its history cannot be read (a corrupt SQLite file, say): that
+    /// schema's problem, named, while the rest of the fleet goes on. Holds the reason.
+    Unreadable(String),
 }
 
 /// What the engine needs to know about a migration while applying it.

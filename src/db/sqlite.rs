@@ -208,7 +208,17 @@ impl Dialect for SqliteDialect {
 
     async fn read_states(&self, targets: &[Target]) -> Result<Vec<SchemaState>, DbError> {
         stream::iter(targets.to_vec())
-            .map(|t| async move { self.read_one(&t).await })
+            .map(|t| async move {
+                match self.read_one(&t).await {
+                    // One damaged file is its tenant's problem, not the fleet's.
+                    Err(e) if !e.is_transient() => Ok(SchemaState::Unreadable(format!(
+                        "{} ({})",
+                        e,
+                        self.path_of(&t).display()
+                    ))),
+                    other => other,
+                }
+            })
             .buffered(self.pool_size as usize)
             .try_collect()
             .await

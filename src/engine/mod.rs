@@ -161,15 +161,22 @@ impl Engine {
         }
     }
 
-    /// The catalog's own migration state.
+    /// The catalog's own migration state. An unreadable catalog is an error: nothing can
+    /// be done without it.
     pub async fn catalog_state(&self) -> Result<SchemaState, EngineError> {
-        Ok(self
+        match self
             .inner
             .dialect
             .read_states(&[Target::Catalog])
             .await?
             .pop()
-            .unwrap_or(SchemaState::Missing))
+        {
+            Some(SchemaState::Unreadable(why)) => Err(EngineError::Catalog(format!(
+                "the catalog at {} cannot be read: {why}",
+                self.catalog_location()
+            ))),
+            state => Ok(state.unwrap_or(SchemaState::Missing)),
+        }
     }
 
     /// Fails with a configuration error (exit 2) naming where the catalog was looked for when
@@ -187,6 +194,8 @@ impl Engine {
             SchemaState::Uninitialised | SchemaState::History(_) => {
                 "it exists but holds no catalog tables"
             }
+            // `catalog_state` already turned this into an error.
+            SchemaState::Unreadable(_) => "it cannot be read",
         };
         Err(EngineError::Config(crate::config::ConfigError::new(
             "DATABASE_URL",

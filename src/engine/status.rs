@@ -49,11 +49,7 @@ fn state_of(
     state: &SchemaState,
     row: Option<&TenantRow>,
 ) -> TenantState {
-    let rows = match state {
-        SchemaState::History(rows) => rows.as_slice(),
-        _ => &[],
-    };
-    let p = plan(set, rows, None);
+    let p = crate::migrate::apply::unlocked_plan(set, state, None);
     TenantState {
         schema: schema.to_owned(),
         catalog_status: row.map(|r| r.status),

@@ -57,6 +57,13 @@ pub fn failure_report(schema: &str, e: &MigrateError) -> TenantReport {
         MigrateError::Blocked(problems) if problems.iter().any(|p| p.is_dirty()) => {
             OutcomeStatus::Dirty
         }
+        MigrateError::Blocked(problems)
+            if problems
+                .iter()
+                .any(|p| matches!(p, crate::migrate::Problem::Unreadable { .. })) =>
+        {
+            OutcomeStatus::Failed
+        }
         MigrateError::Blocked(_) => OutcomeStatus::ChecksumMismatch,
         MigrateError::SchemaMissing(_) => OutcomeStatus::Missing,
         e if e.is_dirty() => OutcomeStatus::Dirty,

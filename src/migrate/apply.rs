@@ -75,10 +75,22 @@ fn planned_steps(set: &MigrationSet, plan: &Plan) -> Vec<StepReport> {
         .collect()
 }
 
-fn unlocked_plan(set: &MigrationSet, state: &SchemaState, target: Option<i64>) -> Plan {
+/// The plan for a schema as its unlocked read found it. An unreadable history is a problem of
+/// its own, with nothing pending: its version is unknown.
+pub fn unlocked_plan(set: &MigrationSet, state: &SchemaState, target: Option<i64>) -> Plan {
     let rows = match state {
         SchemaState::History(rows) => rows.as_slice(),
         SchemaState::Uninitialised | SchemaState::Missing => &[],
+        SchemaState::Unreadable(error) => {
+            return Plan {
+                from: None,
+                to: None,
+                pending: Vec::new(),
+                problems: vec![Problem::Unreadable {
+                    error: error.clone(),
+                }],
+            };
+        }
     };
     plan(set, rows, target)
 }

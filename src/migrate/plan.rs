@@ -30,6 +30,8 @@ pub enum Problem {
     MissingFile { version: i64, name: String },
     /// A file older than the newest applied version was never applied (added out of order).
     OutOfOrder { version: i64, name: String },
+    /// The schema's history cannot be read (the reason); nothing is known about its version.
+    Unreadable { error: String },
 }
 
 impl Problem {
@@ -56,6 +58,9 @@ impl Problem {
             }
             Problem::OutOfOrder { version, name } => format!(
                 "migration {version:04}_{name} is older than the newest applied one and was never applied"
+            ),
+            Problem::Unreadable { error } => format!(
+                "its migration history cannot be read: {error}; restore or remove the schema"
             ),
         }
     }
