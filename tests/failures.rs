@@ -57,6 +57,10 @@ async fn failing_tenant_with_continue_on_error(b: Backend) {
     }
     let line = tenant_of(&r, bad);
     assert_eq!(line["status"], failed_mid_migration(b), "{line:#}");
+    assert_eq!(
+        line["attempts"], 1,
+        "the failed tenant was tried once: {line:#}"
+    );
     let error = line["error"].as_str().expect("error text");
     assert!(
         error.contains("0004_loyalty") && error.contains("statement 2"),

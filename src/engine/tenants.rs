@@ -16,7 +16,7 @@ use crate::jobs::{
     FleetOptions, FleetReport, OutcomeStatus, Progress, TenantReport, failure_report,
 };
 use crate::migrate::apply::dry_run_result;
-use crate::migrate::{Scope, migrate_target};
+use crate::migrate::{Scope, migrate_target_counted};
 
 impl Engine {
     /// Provisions `names` (each validated already), `opts.concurrency` at a time, with
@@ -205,9 +205,11 @@ impl Engine {
         }
         let target = Target::Tenant(name.clone());
         let set = self.migrations(Scope::Tenant);
-        let outcome = match self.dialect().create_schema(&target).await {
-            Ok(()) => migrate_target(self.dialect(), &target, name.as_str(), set, &opts.run).await,
-            Err(e) => Err(e.into()),
+        let (outcome, attempts) = match self.dialect().create_schema(&target).await {
+            Ok(()) => {
+                migrate_target_counted(self.dialect(), &target, name.as_str(), set, &opts.run).await
+            }
+            Err(e) => (Err(e.into()), 1),
         };
         match outcome {
             Ok(res) => {
@@ -231,6 +233,7 @@ impl Engine {
                 let mut r = failure_report(name.as_str(), &e);
                 r.from = row.schema_version;
                 r.to = self.fleet().reached(name).await.or(row.schema_version);
+                r.attempts = attempts;
                 catalog
                     .set_tenant_outcome(
                         name.as_str(),

@@ -23,7 +23,7 @@ use crate::catalog::{Catalog, JobCounts, JobTenantRow, TenantRow, TenantStatus};
 use crate::db::{Dialect, SchemaState, Target};
 use crate::domain::SchemaName;
 use crate::migrate::apply::{dry_run_result, plan_from_state};
-use crate::migrate::{MigrateError, MigrationSet, RunOptions, migrate_target};
+use crate::migrate::{MigrateError, MigrationSet, RunOptions, migrate_target_counted};
 
 /// How a fleet run behaves.
 #[derive(Debug, Clone)]
@@ -232,8 +232,9 @@ impl Fleet<'_> {
     ) -> TenantReport {
         let clock = Instant::now();
         let target = Target::Tenant(name.clone());
-        let mut r = match migrate_target(self.dialect, &target, name.as_str(), self.set, run).await
-        {
+        let (outcome, attempts) =
+            migrate_target_counted(self.dialect, &target, name.as_str(), self.set, run).await;
+        let mut r = match outcome {
             Ok(res) => {
                 metrics::counter!("tenant_migrator_migrations_applied_total")
                     .increment(res.steps.len() as u64);
@@ -246,6 +247,7 @@ impl Fleet<'_> {
                 let mut r = failure_report(name.as_str(), &e);
                 r.from = from;
                 r.to = self.reached(name).await.or(from);
+                r.attempts = attempts;
                 r
             }
         };

@@ -140,7 +140,6 @@ pub fn dry_run_result(
 
 /// Brings `target` to `opts.target` (or the newest migration), retrying transient failures.
 /// The schema must exist.
-#[instrument(skip_all, fields(schema = %label))]
 pub async fn migrate_target(
     dialect: &dyn Dialect,
     target: &Target,
@@ -148,6 +147,21 @@ pub async fn migrate_target(
     set: &MigrationSet,
     opts: &RunOptions,
 ) -> Result<TargetResult, MigrateError> {
+    migrate_target_counted(dialect, target, label, set, opts)
+        .await
+        .0
+}
+
+/// [`migrate_target`], with the number of attempts it made whether it succeeded or not (a
+/// failure after retries reports how many it took).
+#[instrument(skip_all, fields(schema = %label))]
+pub async fn migrate_target_counted(
+    dialect: &dyn Dialect,
+    target: &Target,
+    label: &str,
+    set: &MigrationSet,
+    opts: &RunOptions,
+) -> (Result<TargetResult, MigrateError>, u32) {
     let mut delays = ExponentialBuilder::default()
         .with_min_delay(opts.retry_delay)
         .with_max_delay(opts.retry_delay * 20)
@@ -160,16 +174,16 @@ pub async fn migrate_target(
         match migrate_once(dialect, target, set, opts).await {
             Ok(mut r) => {
                 r.attempts = attempts;
-                return Ok(r);
+                return (Ok(r), attempts);
             }
             Err(e) if e.is_retryable() => match delays.next() {
                 Some(delay) => {
                     warn!(attempt = attempts, retry_in_ms = delay.as_millis() as u64, error = %e, "transient failure, retrying");
                     tokio::time::sleep(delay).await;
                 }
-                None => return Err(e),
+                None => return (Err(e), attempts),
             },
-            Err(e) => return Err(e),
+            Err(e) => return (Err(e), attempts),
         }
     }
 }

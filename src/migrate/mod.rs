@@ -10,7 +10,7 @@ pub mod plan;
 pub mod source;
 pub mod split;
 
-pub use apply::{RunOptions, StepReport, TargetResult, migrate_target};
+pub use apply::{RunOptions, StepReport, TargetResult, migrate_target, migrate_target_counted};
 pub use error::MigrateError;
 pub use plan::{Plan, Problem};
 pub use source::{Migration, MigrationSet, MigrationSource, Scope};
