@@ -68,9 +68,10 @@ async fn password_checks_at_once_are_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_is_throttled() {
     let env = TestEnv::new(Backend::Sqlite);
-    let app = TestApp::spawn_with(env, |s| s.login.rate_per_minute = 10).await;
+    let app = TestApp::spawn_with(env, |s| s.login.rate_per_minute = 2).await;
     let email = app.admin(Role::Viewer).await;
-    // A burst of five (at least 5 or a fifth of the rate) is let through, then 429.
+    // A burst of five (at least 5, or a fifth of the rate) is let through, then 429. At two a
+    // minute the next token comes 30 s later, so a slow machine cannot refill it in between.
     let mut statuses = Vec::new();
     for _ in 0..6 {
         let res = login(&app, &email, PASSWORD).await;
@@ -125,7 +126,7 @@ async fn one_address_is_throttled() {
     for trusted in [true, false] {
         let env = TestEnv::new(Backend::Sqlite);
         let app = TestApp::spawn_with(env, |s| {
-            s.login.rate_per_minute = 10;
+            s.login.rate_per_minute = 2;
             if trusted {
                 s.trusted_proxies = vec!["127.0.0.1/32".parse().expect("network")];
             }
