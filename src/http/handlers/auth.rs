@@ -66,17 +66,22 @@ fn denied() -> ApiError {
 }
 
 fn refused(r: Refusal) -> ApiError {
-    match r {
-        Refusal::Client { retry_after } => ApiError::RetryLater {
-            detail: "too many login attempts from this address; try again later".into(),
-            retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
-            busy: false,
-        },
-        Refusal::Busy { retry_after } => ApiError::RetryLater {
-            detail: "too many logins at once; try again in a moment".into(),
-            retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
-            busy: true,
-        },
+    let (detail, retry_after, busy) = match r {
+        Refusal::Client { retry_after } => (
+            "too many login attempts from this address; try again later",
+            retry_after,
+            false,
+        ),
+        Refusal::Busy { retry_after } => (
+            "too many logins at once; try again in a moment",
+            retry_after,
+            true,
+        ),
+    };
+    ApiError::RetryLater {
+        detail: detail.into(),
+        retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
+        busy,
     }
 }
 
