@@ -151,6 +151,10 @@ pub enum Command {
         /// Accept edited files' checksums for applied migrations.
         #[arg(long)]
         accept_checksums: bool,
+        /// Forget the failed migration even though the live schema shows (or cannot rule out)
+        /// its effects: you undid them by hand.
+        #[arg(long)]
+        force: bool,
     },
     /// Run the HTTP control plane (REST API, /docs, /metrics).
     Serve(ServeArgs),

@@ -174,6 +174,7 @@ async fn run(cli: Cli) -> Result<u8, EngineError> {
             schema,
             mark_applied,
             accept_checksums,
+            force,
         } => {
             let name = SchemaName::parse(schema)?;
             let engine = existing(g).await?;
@@ -183,6 +184,7 @@ async fn run(cli: Cli) -> Result<u8, EngineError> {
                     RepairOptions {
                         mark_applied: *mark_applied,
                         accept_checksums: *accept_checksums,
+                        force: *force,
                         dry_run: g.dry_run,
                     },
                 )

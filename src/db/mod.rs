@@ -168,8 +168,33 @@ pub trait Dialect: Send + Sync + 'static {
     /// Describes a schema's tables (drift checks).
     async fn structure(&self, target: &Target) -> Result<Structure, DbError>;
 
+    /// Who holds the migration lock of a schema whose history shows `version` running, and
+    /// how far that migration got, read without taking the lock (`status`). Backends whose
+    /// migrations commit in one transaction never show a `running` row to others.
+    async fn running_info(&self, _target: &Target, _version: i64) -> Result<RunningInfo, DbError> {
+        Ok(RunningInfo::default())
+    }
+
     /// Closes every pooled connection.
     async fn close(&self);
+}
+
+/// What `status` can tell about a `running` history row without the lock.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunningInfo {
+    /// The session holding the schema's lock (`connection 42`), `None` when it is free.
+    pub holder: Option<String>,
+    /// Statements of the migration recorded as done.
+    pub statements_done: Option<i64>,
+}
+
+/// Why one statement of a migration did not complete normally.
+#[derive(Debug)]
+pub enum StepError {
+    /// The statement failed (the server refused it, or the connection broke while it ran).
+    Statement(DbError),
+    /// The statement completed but its progress could not be recorded.
+    Progress(DbError),
 }
 
 /// A connection that holds one schema's migration lock.
@@ -190,13 +215,18 @@ pub trait SchemaSession: Send {
         Ok(())
     }
 
-    /// The history rows, or `None` when the history table does not exist yet.
+    /// The history rows, or `None` when the history table does not exist yet. A table made
+    /// by an older version gets its progress columns first.
     async fn history(&mut self) -> Result<Option<Vec<HistoryRow>>, DbError> {
         self.settle().await?;
         let (conn, table) = self.parts();
         match table.read(conn).await {
             Ok(rows) => Ok(Some(rows)),
             Err(e) if e.is_missing_object() => Ok(None),
+            Err(e) if crate::migrate::history::is_missing_column(&e) => {
+                table.add_progress_columns(conn).await?;
+                table.read(conn).await.map(Some)
+            }
             Err(e) => Err(e),
         }
     }
@@ -210,12 +240,44 @@ pub trait SchemaSession: Send {
     /// Runs one statement of the migration.
     async fn execute(&mut self, sql: &str) -> Result<(), DbError>;
 
+    /// Runs statement `index` (0-based) of migration `version` and records that `index + 1`
+    /// statements are done. Where DDL commits on its own (MySQL) the count is written right
+    /// after the statement, and a data change (`dml`) commits in one transaction with it;
+    /// transactional backends just run the statement.
+    async fn execute_step(
+        &mut self,
+        _version: i64,
+        _index: usize,
+        sql: &str,
+        _dml: bool,
+    ) -> Result<(), StepError> {
+        self.execute(sql).await.map_err(StepError::Statement)
+    }
+
+    /// Records that `done` statements of `version` are complete (a resumed run that found the
+    /// statement in doubt done in the live schema).
+    async fn record_progress(&mut self, _version: i64, _done: usize) -> Result<(), DbError> {
+        Ok(())
+    }
+
+    /// For each fact, whether the object exists in the live schema (MySQL resume checks).
+    async fn observe(
+        &mut self,
+        _facts: &[crate::migrate::observe::Fact],
+    ) -> Result<Vec<bool>, DbError> {
+        Err(DbError::Unexpected(
+            "this backend has no statement-level progress to check".into(),
+        ))
+    }
+
     /// Records the migration as applied (and commits it where DDL is transactional).
+    /// `resumed_after`: the run resumed this migration after that many statements.
     async fn commit(
         &mut self,
         m: MigrationRef<'_>,
         started: DateTime<Utc>,
         duration_ms: i64,
+        resumed_after: Option<usize>,
     ) -> Result<(), DbError>;
 
     /// Ends a failed migration. Transactional backends roll it back. MySQL records it as

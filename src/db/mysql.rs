@@ -7,7 +7,10 @@
 //! _tenant_migrations` would still read `a`). The per-schema lock is `GET_LOCK` on a name
 //! derived from the schema, a session lock the server drops with the connection. DDL commits
 //! implicitly, so a migration is bracketed by a `running` history row that becomes `applied`
-//! or `failed`: a crash mid-migration leaves the schema visibly dirty.
+//! or `failed`, and the row counts the statements done (each DDL statement is followed by
+//! the count in the same round trip; a data change commits in one transaction with it). A
+//! crash mid-migration leaves the row `running` with its count: the next run resumes it,
+//! checking the one statement in doubt against `information_schema` (`observe`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,10 +20,14 @@ use chrono::{DateTime, Utc};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, Executor, MySqlPool, Row};
 
+use futures_util::StreamExt;
+
 use super::{
     ACQUIRE_TIMEOUT, Backend, ColumnShape, Conn, DbError, DbPool, Dialect, HISTORY_TABLE,
-    IndexShape, MigrationRef, SchemaSession, SchemaState, Structure, Target,
+    IndexShape, MigrationRef, RunningInfo, SchemaSession, SchemaState, StepError, Structure,
+    Target,
 };
+use crate::migrate::observe::Fact;
 use crate::config::{Config, ConfigError, DbLocation, TenantLocation, redact_url};
 use crate::migrate::history::{COLUMNS, HistoryRow, HistoryTable, RowState, decode_row};
 use crate::migrate::lock::mysql_lock_name;
@@ -444,6 +451,39 @@ impl Dialect for MySqlDialect {
         Ok(s)
     }
 
+    async fn running_info(&self, target: &Target, version: i64) -> Result<RunningInfo, DbError> {
+        let schema = self.schema_of(target);
+        let holder: Option<i64> = sqlx::query_scalar("SELECT IS_USED_LOCK(?)")
+            .bind(mysql_lock_name(schema))
+            .fetch_one(&self.tenants)
+            .await
+            .map_err(|e| DbError::sqlx(ctx("inspecting", schema), e))?;
+        let sql = format!(
+            "SELECT statements_done FROM {}.{} WHERE version = {version}",
+            Backend::MySql.quote(schema),
+            Backend::MySql.quote(HISTORY_TABLE)
+        );
+        let done: Option<i64> = match sqlx::raw_sql(AssertSqlSafe(sql))
+            .fetch_optional(&self.tenants)
+            .await
+        {
+            Ok(row) => row.and_then(|r| r.try_get::<Option<i64>, _>(0).ok().flatten()),
+            // A history table from an older version has no progress column.
+            Err(e) => {
+                let e = DbError::sqlx(ctx("inspecting", schema), e);
+                if crate::migrate::history::is_missing_column(&e) {
+                    None
+                } else {
+                    return Err(e);
+                }
+            }
+        };
+        Ok(RunningInfo {
+            holder: holder.map(|id| format!("connection {id}")),
+            statements_done: done,
+        })
+    }
+
     async fn close(&self) {
         self.catalog.close().await;
         self.tenants.close().await;
@@ -521,10 +561,12 @@ impl SchemaSession for MySqlSession {
                 name VARCHAR(255) NOT NULL,
                 checksum CHAR(64) NOT NULL,
                 state VARCHAR(16) NOT NULL,
+                statements_done BIGINT NULL,
                 started_at DATETIME(6) NOT NULL,
                 finished_at DATETIME(6) NULL,
                 duration_ms BIGINT NULL,
-                error TEXT NULL
+                error TEXT NULL,
+                resumed_after BIGINT NULL
             ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
             self.history.qualified
         );
@@ -562,11 +604,137 @@ impl SchemaSession for MySqlSession {
             .map_err(|e| DbError::sqlx(ctx("migrating", &label), e))
     }
 
+    async fn execute_step(
+        &mut self,
+        version: i64,
+        index: usize,
+        sql: &str,
+        dml: bool,
+    ) -> Result<(), StepError> {
+        let progress = self.history.progress_sql(Backend::MySql, version, index + 1);
+        // One round trip. The newline before each `;` ends a trailing `--` comment of the
+        // statement. A data change and its count commit together; DDL commits on its own, and
+        // the count follows it.
+        let text = if dml {
+            format!("START TRANSACTION;\n{sql}\n;\n{progress};\nCOMMIT")
+        } else {
+            format!("{sql}\n;\n{progress}")
+        };
+        let mut completed = 0usize;
+        let mut failure = None;
+        {
+            let mut results = sqlx::raw_sql(AssertSqlSafe(text)).execute_many(self.conn());
+            while let Some(item) = results.next().await {
+                match item {
+                    Ok(_) => completed += 1,
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        let Some(e) = failure else { return Ok(()) };
+        let err = DbError::sqlx(ctx("migrating", &self.history.label), e);
+        if dml {
+            // Nothing of the transaction stays; its count says whether it committed.
+            let _ = self.raw("ROLLBACK").await;
+            return Err(StepError::Statement(err));
+        }
+        Err(if completed == 0 {
+            StepError::Statement(err)
+        } else {
+            StepError::Progress(err)
+        })
+    }
+
+    async fn record_progress(&mut self, version: i64, done: usize) -> Result<(), DbError> {
+        let sql = self.history.progress_sql(Backend::MySql, version, done);
+        self.history
+            .write(&mut self.conn, "updating", sql)
+            .await
+            .map(|_| ())
+    }
+
+    async fn observe(&mut self, facts: &[Fact]) -> Result<Vec<bool>, DbError> {
+        let mut seen = Vec::with_capacity(facts.len());
+        for fact in facts {
+            let (sql, schema, a, b): (&str, &Option<String>, &str, Option<&str>) = match fact {
+                Fact::Table { schema, table } => (
+                    "SELECT COUNT(*) FROM information_schema.TABLES \
+                     WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?",
+                    schema,
+                    table,
+                    None,
+                ),
+                Fact::Column {
+                    schema,
+                    table,
+                    column,
+                } => (
+                    "SELECT COUNT(*) FROM information_schema.COLUMNS \
+                     WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? AND COLUMN_NAME = ?",
+                    schema,
+                    table,
+                    Some(column),
+                ),
+                Fact::Index {
+                    schema,
+                    table,
+                    index,
+                } => (
+                    "SELECT COUNT(*) FROM information_schema.STATISTICS \
+                     WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? AND INDEX_NAME = ?",
+                    schema,
+                    table,
+                    Some(index),
+                ),
+                Fact::Constraint {
+                    schema,
+                    table,
+                    constraint,
+                } => (
+                    "SELECT COUNT(*) FROM information_schema.TABLE_CONSTRAINTS \
+                     WHERE CONSTRAINT_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? \
+                     AND CONSTRAINT_NAME = ?",
+                    schema,
+                    table,
+                    Some(constraint),
+                ),
+                Fact::Trigger { schema, trigger } => (
+                    "SELECT COUNT(*) FROM information_schema.TRIGGERS \
+                     WHERE TRIGGER_SCHEMA = COALESCE(?, DATABASE()) AND TRIGGER_NAME = ?",
+                    schema,
+                    trigger,
+                    None,
+                ),
+                Fact::Routine { schema, routine } => (
+                    "SELECT COUNT(*) FROM information_schema.ROUTINES \
+                     WHERE ROUTINE_SCHEMA = COALESCE(?, DATABASE()) AND ROUTINE_NAME = ?",
+                    schema,
+                    routine,
+                    None,
+                ),
+            };
+            let mut q = sqlx::query_scalar::<_, i64>(sql).bind(schema.as_deref()).bind(a);
+            if let Some(b) = b {
+                q = q.bind(b);
+            }
+            let n = q
+                .fetch_one(self.conn())
+                .await
+                .map_err(|e| DbError::sqlx(ctx("inspecting", &self.history.label), e))?;
+            seen.push(n > 0);
+        }
+        Ok(seen)
+    }
+
     async fn commit(
         &mut self,
         m: MigrationRef<'_>,
         _started: DateTime<Utc>,
         duration_ms: i64,
+        resumed_after: Option<usize>,
     ) -> Result<(), DbError> {
         self.pending = Some(self.history.finish_sql(
             Backend::MySql,
@@ -574,6 +742,7 @@ impl SchemaSession for MySqlSession {
             RowState::Applied,
             duration_ms,
             None,
+            resumed_after,
         ));
         Ok(())
     }

@@ -485,7 +485,9 @@ impl SchemaSession for PgSession {
                 started_at TIMESTAMPTZ NOT NULL,
                 finished_at TIMESTAMPTZ NULL,
                 duration_ms BIGINT NULL,
-                error TEXT NULL
+                error TEXT NULL,
+                statements_done BIGINT NULL,
+                resumed_after BIGINT NULL
             )",
             self.history.qualified
         );
@@ -525,6 +527,7 @@ impl SchemaSession for PgSession {
         m: MigrationRef<'_>,
         started: DateTime<Utc>,
         duration_ms: i64,
+        _resumed_after: Option<usize>,
     ) -> Result<(), DbError> {
         self.history
             .insert(

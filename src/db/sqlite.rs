@@ -356,7 +356,9 @@ impl SchemaSession for SqliteSession {
                 started_at TEXT NOT NULL,
                 finished_at TEXT NULL,
                 duration_ms INTEGER NULL,
-                error TEXT NULL
+                error TEXT NULL,
+                statements_done INTEGER NULL,
+                resumed_after INTEGER NULL
             )"
         ))
         .await
@@ -376,6 +378,7 @@ impl SchemaSession for SqliteSession {
         m: MigrationRef<'_>,
         started: DateTime<Utc>,
         duration_ms: i64,
+        _resumed_after: Option<usize>,
     ) -> Result<(), DbError> {
         self.history
             .insert(

@@ -1,5 +1,7 @@
 //! Read-side and maintenance operations: `status` (version, pending, dirty, checksum
-//! problems per schema), `repair` (after a human fixed a dirty schema) and the drift check
+//! problems per schema; a `running` migration told apart as in progress or interrupted),
+//! `repair` (after a human fixed a dirty schema; it looks at the live schema before it
+//! forgets a migration) and the drift check
 //! (each tenant's actual tables against a freshly migrated reference schema).
 
 use std::collections::BTreeMap;
@@ -12,6 +14,7 @@ use crate::catalog::{TenantFilter, TenantRow, TenantStatus};
 use crate::db::{ColumnShape, IndexShape, SchemaState, Structure, Target};
 use crate::domain::SchemaName;
 use crate::migrate::history::RowState;
+use crate::migrate::observe::{self, Effects};
 use crate::migrate::plan::{Problem, plan};
 use crate::migrate::{MigrationSet, Scope, migrate_target};
 
@@ -71,6 +74,9 @@ pub struct RepairOptions {
     pub mark_applied: bool,
     /// Accept the current files' checksums for applied migrations that were edited.
     pub accept_checksums: bool,
+    /// Forget failed/interrupted migrations even when the live schema shows (or cannot rule
+    /// out) their effects: the human undid them by hand.
+    pub force: bool,
     pub dry_run: bool,
 }
 
@@ -225,19 +231,95 @@ impl Engine {
         }
         let states = self.dialect().read_states(&names).await?;
         let set = self.migrations(Scope::Tenant);
-        let tenants = listed
+        let mut tenants: Vec<TenantState> = listed
             .into_iter()
             .zip(states.iter())
             .map(|(row, st)| state_of(&row.schema_name, set, st, Some(row)))
             .collect();
+        let mut catalog = catalog;
+        self.refine_running(&Target::Catalog, self.migrations(Scope::Public), &mut catalog)
+            .await?;
+        for (target, st) in names.iter().zip(tenants.iter_mut()) {
+            self.refine_running(target, set, st).await?;
+        }
         Ok((catalog, tenants))
+    }
+
+    /// Tells a `running` migration whose session is alive (it holds the schema's lock) from
+    /// one whose process died, and whether the next run can resume the latter. Costs a query
+    /// only for schemas showing a `running` row.
+    async fn refine_running(
+        &self,
+        target: &Target,
+        set: &MigrationSet,
+        st: &mut TenantState,
+    ) -> Result<(), EngineError> {
+        for p in st.problems.iter_mut() {
+            let Problem::Dirty {
+                version,
+                name,
+                state: RowState::Running,
+                ..
+            } = p
+            else {
+                continue;
+            };
+            let (version, name) = (*version, name.clone());
+            let info = self.dialect().running_info(target, version).await?;
+            if info.holder.is_some() {
+                *p = Problem::InProgress {
+                    version,
+                    name,
+                    holder: info.holder,
+                };
+                continue;
+            }
+            let file = set.get(version);
+            let (resumable, reason) = match (info.statements_done, file) {
+                (None, _) => (
+                    false,
+                    Some("it was recorded without statement progress".to_owned()),
+                ),
+                (Some(_), None) => (false, Some("its file is gone".to_owned())),
+                (Some(done), Some(m)) => {
+                    match m.statements.get(usize::try_from(done).unwrap_or(0)) {
+                        Some(stmt) => match observe::classify(&stmt.sql) {
+                            observe::Kind::Opaque(why) => (
+                                false,
+                                Some(format!(
+                                    "statement {} (line {}) may or may not have run: {why}",
+                                    done + 1,
+                                    stmt.line
+                                )),
+                            ),
+                            _ => (true, None),
+                        },
+                        None => (true, None),
+                    }
+                }
+            };
+            *p = Problem::Interrupted {
+                version,
+                name,
+                statements_done: info.statements_done,
+                statements: file.map_or(0, |m| m.statements.len()),
+                resumable,
+                reason,
+            };
+        }
+        st.dirty = st.problems.iter().any(Problem::is_dirty);
+        Ok(())
     }
 
     /// Resolves a dirty schema after a human fixed it: failed/interrupted migrations are
     /// forgotten (they run again at the next upgrade) or, with `mark_applied`, recorded as
     /// applied; with `accept_checksums`, edited files are accepted. Runs under the schema's
-    /// lock. `schema` may name the catalog itself.
-    #[instrument(skip_all, fields(schema = %schema))]
+    /// lock, in a dry run too (which writes nothing). `schema` may name the catalog itself.
+    ///
+    /// Before forgetting, it looks at the live schema: a migration whose statements are (or
+    /// may be) there is not forgotten without `force` — running it again from the start would
+    /// fail or apply its data changes twice.
+    #[instrument(skip_all, fields(schema = %schema, dry_run = opts.dry_run))]
     pub async fn repair(
         &self,
         schema: &SchemaName,
@@ -262,38 +344,36 @@ impl Engine {
             checksums_accepted: Vec::new(),
             remaining: Vec::new(),
         };
-        let mut session = if opts.dry_run {
-            None
-        } else {
-            Some(
-                self.dialect()
-                    .open_session(&target, self.config().lock_timeout)
-                    .await?,
-            )
-        };
-        let history = match session.as_mut() {
-            Some(s) => s.history().await,
-            None => match self
-                .dialect()
-                .read_states(std::slice::from_ref(&target))
-                .await
-            {
-                Ok(mut v) => Ok(match v.pop() {
-                    Some(SchemaState::History(rows)) => Some(rows),
-                    _ => None,
-                }),
-                Err(e) => Err(e),
-            },
-        };
+        let mut session = self
+            .dialect()
+            .open_session(&target, self.config().lock_timeout)
+            .await?;
         let result = async {
-            let rows = history?.unwrap_or_default();
+            let rows = {
+                let (conn, table) = session.parts();
+                match table.read_compatible(conn).await {
+                    Ok(rows) => rows,
+                    Err(e) if e.is_missing_object() => Vec::new(),
+                    Err(e) => return Err(e),
+                }
+            };
+            let mut refused = Vec::new();
             for row in &rows {
                 let file = set.get(row.version);
                 if row.state != RowState::Applied {
                     match (opts.mark_applied, file) {
                         (true, Some(f)) => report.marked_applied.push(f.version),
-                        (true, None) => report.forgotten.push(row.version),
-                        (false, _) => report.forgotten.push(row.version),
+                        _ if opts.force => report.forgotten.push(row.version),
+                        _ => match observe::effects(session.as_mut(), row, file).await? {
+                            Effects::None => report.forgotten.push(row.version),
+                            Effects::Present(evidence) | Effects::Unknown(evidence) => {
+                                refused.push(Problem::PartlyApplied {
+                                    version: row.version,
+                                    name: row.name.clone(),
+                                    evidence,
+                                });
+                            }
+                        },
                     }
                 } else if opts.accept_checksums
                     && let Some(f) = file
@@ -302,21 +382,31 @@ impl Engine {
                     report.checksums_accepted.push(row.version);
                 }
             }
-            if let Some(s) = session.as_mut() {
-                s.delete_rows(&report.forgotten).await?;
+            if !opts.dry_run {
+                session.delete_rows(&report.forgotten).await?;
                 for v in report
                     .marked_applied
                     .iter()
                     .chain(&report.checksums_accepted)
                 {
                     if let Some(f) = set.get(*v) {
-                        s.mark_applied(*v, &f.checksum).await?;
+                        session.mark_applied(*v, &f.checksum).await?;
                     }
                 }
             }
+            let refused_versions: Vec<i64> = refused
+                .iter()
+                .filter_map(|p| match p {
+                    Problem::PartlyApplied { version, .. } => Some(*version),
+                    _ => None,
+                })
+                .collect();
             let after: Vec<_> = rows
                 .into_iter()
-                .filter(|r| !report.forgotten.contains(&r.version))
+                .filter(|r| {
+                    !report.forgotten.contains(&r.version)
+                        && !refused_versions.contains(&r.version)
+                })
                 .map(|mut r| {
                     if report.marked_applied.contains(&r.version)
                         || report.checksums_accepted.contains(&r.version)
@@ -329,18 +419,26 @@ impl Engine {
                     r
                 })
                 .collect();
-            report.remaining = plan(set, &after, None).problems;
+            report.remaining = refused;
+            report.remaining.extend(plan(set, &after, None).problems);
             Ok::<(), crate::db::DbError>(())
         }
         .await;
-        if let Some(s) = session
-            && let Err(e) = s.release().await
-        {
+        if let Err(e) = session.release().await {
             warn!(error = %e, "could not release the lock after repair");
         }
         result?;
-        if !opts.dry_run
-            && target != Target::Catalog
+        if opts.dry_run {
+            info!(
+                would_forget = ?report.forgotten,
+                would_mark_applied = ?report.marked_applied,
+                would_accept_checksums = ?report.checksums_accepted,
+                remaining = report.remaining.len(),
+                "repair planned (dry run): nothing was written"
+            );
+            return Ok(report);
+        }
+        if target != Target::Catalog
             && report.remaining.is_empty()
             && let Some(row) = self.catalog().get_tenant(schema.as_str()).await?
         {

@@ -1,6 +1,9 @@
 //! Runs a plan on one schema: lock, read history, plan, execute each pending migration
 //! statement by statement, record it — retrying the whole schema on transient errors (3
 //! attempts, exponential backoff with jitter) only while that cannot double-apply anything.
+//! Where DDL commits on its own (MySQL), a migration interrupted by a crash or a lost
+//! connection is resumed by the next run that holds the lock: after its counted statements,
+//! with the one in doubt checked against the live schema (`observe`).
 
 use std::time::{Duration, Instant};
 
@@ -10,10 +13,11 @@ use serde::Serialize;
 use tracing::{debug, info, instrument, warn};
 
 use super::error::MigrateError;
-use super::history::RowState;
+use super::history::{HistoryRow, RowState};
+use super::observe::{self, Kind, Verdict};
 use super::plan::{Plan, Problem, plan};
 use super::source::{Migration, MigrationSet};
-use crate::db::{Dialect, SchemaSession, SchemaState, Target};
+use crate::db::{Dialect, SchemaSession, SchemaState, StepError, Target};
 
 /// Attempts per schema for transient failures (first try included).
 pub const MAX_ATTEMPTS: usize = 3;
@@ -50,6 +54,10 @@ pub struct StepReport {
     pub file: String,
     /// Milliseconds it took (0 in a dry run).
     pub duration_ms: i64,
+    /// Set when this run resumed the migration after a crash: how many of its statements
+    /// were already done (it went on after that one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_after: Option<usize>,
 }
 
 /// What happened to one schema.
@@ -71,6 +79,7 @@ fn planned_steps(set: &MigrationSet, plan: &Plan) -> Vec<StepReport> {
             name: m.name.clone(),
             file: m.file.clone(),
             duration_ms: 0,
+            resumed_after: None,
         })
         .collect()
 }
@@ -206,6 +215,32 @@ async fn migrate_once(
     }
 }
 
+/// The migration a crashed run left `running`, when this run can resume it: the backend
+/// commits DDL statement by statement (so the row counts them), the row is the only
+/// unfinished one and newer than every applied one, and its file is unchanged.
+fn interrupted<'a>(
+    transactional: bool,
+    rows: &'a [HistoryRow],
+    set: &MigrationSet,
+) -> Option<&'a HistoryRow> {
+    if transactional {
+        return None;
+    }
+    let mut unfinished = rows.iter().filter(|r| r.state != RowState::Applied);
+    let row = unfinished.next()?;
+    let newest = rows
+        .iter()
+        .filter(|r| r.state == RowState::Applied)
+        .map(|r| r.version)
+        .max();
+    let resumable = unfinished.next().is_none()
+        && row.state == RowState::Running
+        && row.statements_done.is_some()
+        && newest.is_none_or(|v| v < row.version)
+        && set.get(row.version).is_some_and(|m| m.checksum == row.checksum);
+    resumable.then_some(row)
+}
+
 /// Everything that happens while the schema's lock is held.
 async fn run_locked(
     session: &mut dyn SchemaSession,
@@ -213,7 +248,25 @@ async fn run_locked(
     target: Option<i64>,
 ) -> Result<TargetResult, MigrateError> {
     let history = session.history().await?;
-    let p = plan(set, history.as_deref().unwrap_or_default(), target);
+    let rows = history.as_deref().unwrap_or_default();
+    // Held lock + `running` row = its owner is gone: plan as if the row were not there and
+    // resume it first.
+    let mut resume = None;
+    let mut p = plan(set, rows, target);
+    if let Some(row) = interrupted(session.transactional(), rows, set) {
+        let rest: Vec<HistoryRow> = rows
+            .iter()
+            .filter(|r| r.version != row.version)
+            .cloned()
+            .collect();
+        let without = plan(set, &rest, target);
+        if without.problems.is_empty() && without.pending.first() == Some(&row.version) {
+            resume = row
+                .statements_done
+                .map(|d| (row.version, usize::try_from(d).unwrap_or(0)));
+            p = without;
+        }
+    }
     if !p.problems.is_empty() {
         return Err(MigrateError::Blocked(p.problems));
     }
@@ -231,47 +284,104 @@ async fn run_locked(
     }
     for version in &p.pending {
         let Some(m) = set.get(*version) else { continue };
-        let duration_ms = apply_one(session, m).await?;
+        let done = resume.and_then(|(v, d)| (v == m.version).then_some(d));
+        let (duration_ms, resumed_after) = apply_one(session, m, done).await?;
         result.to = Some(m.version);
         result.steps.push(StepReport {
             version: m.version,
             name: m.name.clone(),
             file: m.file.clone(),
             duration_ms,
+            resumed_after,
         });
     }
     Ok(result)
 }
 
-/// Runs one migration's statements and records it. Returns its duration in milliseconds.
-async fn apply_one(session: &mut dyn SchemaSession, m: &Migration) -> Result<i64, MigrateError> {
+/// Where an interrupted migration with `done` statements counted goes on: the statement in
+/// doubt (number `done`, 0-based) is skipped when the live schema shows it ran. One whose
+/// effect cannot be seen makes the migration `failed`, naming it, for a person to settle.
+async fn resume_point(
+    session: &mut dyn SchemaSession,
+    m: &Migration,
+    done: usize,
+    started_at: chrono::DateTime<Utc>,
+) -> Result<usize, MigrateError> {
+    let Some(stmt) = m.statements.get(done) else {
+        return Ok(m.statements.len());
+    };
+    let reason = match observe::classify(&stmt.sql) {
+        // A data change commits with its count, so it did not; the others repeat harmlessly.
+        Kind::Dml | Kind::Session | Kind::Rerunnable => return Ok(done),
+        Kind::Observable(expects) => {
+            let facts: Vec<_> = expects.iter().map(|e| e.fact.clone()).collect();
+            let seen = session.observe(&facts).await?;
+            match observe::verdict(&expects, &seen) {
+                Verdict::Done => {
+                    session.record_progress(m.version, done + 1).await?;
+                    return Ok(done + 1);
+                }
+                Verdict::NotDone => return Ok(done),
+                Verdict::Unknown(why) => why,
+            }
+        }
+        Kind::Opaque(why) => why,
+    };
+    let err = MigrateError::InDoubt {
+        version: m.version,
+        name: m.name.clone(),
+        statement: done + 1,
+        line: stmt.line,
+        sql: first_line(&stmt.sql).to_owned(),
+        reason,
+    };
+    let text = err.to_string();
+    session
+        .abort(m.as_ref(), started_at, Some(&text))
+        .await
+        .map_err(MigrateError::from)?;
+    Err(err)
+}
+
+/// Runs one migration's statements and records it: from the start, or (`resume`: the count
+/// of an interrupted run) after the statements already done. Returns its duration in
+/// milliseconds and, for a resumed migration, after how many statements it went on.
+async fn apply_one(
+    session: &mut dyn SchemaSession,
+    m: &Migration,
+    resume: Option<usize>,
+) -> Result<(i64, Option<usize>), MigrateError> {
     let started_at = Utc::now();
     let clock = Instant::now();
-    session.begin(m.as_ref(), started_at).await?;
-    for (i, stmt) in m.statements.iter().enumerate() {
-        let t = Instant::now();
-        if let Err(e) = session.execute(&stmt.sql).await {
-            // A statement the server answered with an error did not run; one whose connection
-            // broke may or may not have. Without transactional DDL anything already run stays.
-            let server_refused = matches!(&e, crate::db::DbError::Sqlx { source, .. } if source.as_database_error().is_some());
-            let partial = !session.transactional() && (i > 0 || !server_refused);
-            let err = MigrateError::Statement {
-                version: m.version,
-                name: m.name.clone(),
-                statement: i + 1,
-                line: stmt.line,
-                message: e.server_message(),
-                partial,
-                transient: e.is_transient(),
-            };
-            let recorded = partial.then(|| err.to_string());
-            if let Err(abort_err) = session
-                .abort(m.as_ref(), started_at, recorded.as_deref())
-                .await
-            {
-                warn!(version = m.version, error = %abort_err, "could not record the failed migration");
+    let transactional = session.transactional();
+    let start = match resume {
+        None => {
+            session.begin(m.as_ref(), started_at).await?;
+            0
+        }
+        Some(done) => {
+            let start = resume_point(session, m, done, started_at).await?;
+            // Session settings of the statements already done went with the dead connection.
+            for stmt in &m.statements[..start.min(m.statements.len())] {
+                if observe::classify(&stmt.sql) == Kind::Session {
+                    session.execute(&stmt.sql).await?;
+                }
             }
-            return Err(err);
+            info!(
+                version = m.version,
+                name = %m.name,
+                after_statement = start,
+                of = m.statements.len(),
+                "resuming an interrupted migration"
+            );
+            start
+        }
+    };
+    for (i, stmt) in m.statements.iter().enumerate().skip(start) {
+        let t = Instant::now();
+        let dml = !transactional && observe::classify(&stmt.sql) == Kind::Dml;
+        if let Err(step) = session.execute_step(m.version, i, &stmt.sql, dml).await {
+            return Err(failed_step(session, m, started_at, i, stmt, step).await);
         }
         debug!(
             version = m.version,
@@ -283,9 +393,59 @@ async fn apply_one(session: &mut dyn SchemaSession, m: &Migration) -> Result<i64
         );
     }
     let duration_ms = clock.elapsed().as_millis() as i64;
-    session.commit(m.as_ref(), started_at, duration_ms).await?;
+    let resumed_after = resume.map(|_| start);
+    session
+        .commit(m.as_ref(), started_at, duration_ms, resumed_after)
+        .await?;
     info!(version = m.version, name = %m.name, duration_ms, "migration applied");
-    Ok(duration_ms)
+    Ok((duration_ms, resumed_after))
+}
+
+/// Ends a migration whose statement `i` did not complete normally, and says why.
+///
+/// Transactional backends roll everything back. Without transactional DDL: a statement the
+/// server refused for good did not run, so the migration is forgotten (nothing of it ran) or
+/// `failed` (earlier statements stay, a person decides). Anything else — a lost connection, a
+/// temporary refusal, a count that could not be written — leaves the row `running` with its
+/// count, and the next run (a retry, or the next command) resumes it.
+async fn failed_step(
+    session: &mut dyn SchemaSession,
+    m: &Migration,
+    started_at: chrono::DateTime<Utc>,
+    i: usize,
+    stmt: &super::split::Statement,
+    step: StepError,
+) -> MigrateError {
+    let (e, ran) = match step {
+        StepError::Statement(e) => (e, false),
+        StepError::Progress(e) => (e, true),
+    };
+    let server_refused = !ran
+        && matches!(&e, crate::db::DbError::Sqlx { source, .. } if source.as_database_error().is_some());
+    let transient = e.is_transient();
+    let transactional = session.transactional();
+    let settled = transactional || (server_refused && !transient);
+    let partial = !transactional && (i > 0 || !server_refused);
+    let err = MigrateError::Statement {
+        version: m.version,
+        name: m.name.clone(),
+        statement: i + 1,
+        line: stmt.line,
+        message: e.server_message(),
+        partial,
+        resumable: !settled,
+        transient,
+    };
+    if settled {
+        let recorded = partial.then(|| err.to_string());
+        if let Err(abort_err) = session
+            .abort(m.as_ref(), started_at, recorded.as_deref())
+            .await
+        {
+            warn!(version = m.version, error = %abort_err, "could not record the failed migration");
+        }
+    }
+    err
 }
 
 fn first_line(sql: &str) -> &str {

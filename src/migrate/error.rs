@@ -22,7 +22,7 @@ pub enum MigrateError {
     /// A statement of a migration failed.
     #[error(
         "migration {version:04}_{name} failed at statement {statement} (line {line}): {message}{}",
-        if *.partial { "; earlier statements of it were committed, so the schema is dirty until `repair`" } else { "" }
+        if *.resumable { "; it stays `running` with its statements counted, and the next run resumes it" } else if *.partial { "; earlier statements of it were committed, so the schema is dirty until `repair`" } else { "" }
     )]
     Statement {
         version: i64,
@@ -35,8 +35,23 @@ pub enum MigrateError {
         message: String,
         /// Some statements of this migration committed (non-transactional DDL).
         partial: bool,
+        /// The migration stays `running` with its progress: the next run resumes it.
+        resumable: bool,
         /// The server called the failure temporary (deadlock, lock wait timeout, lost connection).
         transient: bool,
+    },
+    /// A resumed migration's statement in doubt cannot be checked in the live schema.
+    #[error(
+        "migration {version:04}_{name} was interrupted at statement {statement} (line {line}: {sql}), which may or may not have run: {reason}; check by hand, then `repair`"
+    )]
+    InDoubt {
+        version: i64,
+        name: String,
+        statement: usize,
+        line: usize,
+        /// The statement's first line.
+        sql: String,
+        reason: String,
     },
 }
 
@@ -56,8 +71,11 @@ impl MigrateError {
         match self {
             MigrateError::Db(e) => e.is_transient(),
             MigrateError::Statement {
-                transient, partial, ..
-            } => *transient && !*partial,
+                transient,
+                partial,
+                resumable,
+                ..
+            } => *transient && (!*partial || *resumable),
             _ => false,
         }
     }
@@ -65,7 +83,10 @@ impl MigrateError {
     /// True when the failure left the schema dirty (needs `repair`).
     pub fn is_dirty(&self) -> bool {
         match self {
-            MigrateError::Statement { partial, .. } => *partial,
+            MigrateError::Statement {
+                partial, resumable, ..
+            } => *partial && !*resumable,
+            MigrateError::InDoubt { .. } => true,
             MigrateError::Blocked(p) => p.iter().any(Problem::is_dirty),
             _ => false,
         }

@@ -50,11 +50,22 @@ pub struct HistoryRow {
     pub finished_at: Option<DateTime<Utc>>,
     pub duration_ms: Option<i64>,
     pub error: Option<String>,
+    /// Statements of the migration known to have completed (MySQL progress; `None` when the
+    /// row was read without it or written by an older version).
+    pub statements_done: Option<i64>,
+    /// When a run resumed this migration after a crash: the number of its statements that
+    /// were already done then (it resumed after that statement).
+    pub resumed_after: Option<i64>,
 }
 
-/// Column list shared by every read of a history table.
+/// Columns every history table has had since the first version: what fleet-wide reads
+/// select, so they work on tables not upgraded yet.
 pub const COLUMNS: &str =
     "version, name, checksum, state, started_at, finished_at, duration_ms, error";
+
+/// [`COLUMNS`] and the progress columns: what a run holding the schema's lock reads (it
+/// upgrades an older table first).
+pub const FULL_COLUMNS: &str = "version, name, checksum, state, started_at, finished_at, duration_ms, error, statements_done, resumed_after";
 
 /// Decodes a history row selected with [`COLUMNS`] (after `offset` leading columns).
 pub fn decode_row<R>(row: &R, offset: usize) -> Result<HistoryRow, sqlx::Error>
@@ -75,7 +86,37 @@ where
         finished_at: row.try_get(offset + 5)?,
         duration_ms: row.try_get(offset + 6)?,
         error: row.try_get(offset + 7)?,
+        statements_done: None,
+        resumed_after: None,
     })
+}
+
+/// Decodes a history row selected with [`FULL_COLUMNS`].
+pub fn decode_full_row<R>(row: &R) -> Result<HistoryRow, sqlx::Error>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    DateTime<Utc>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let mut r = decode_row(row, 0)?;
+    r.statements_done = row.try_get(8)?;
+    r.resumed_after = row.try_get(9)?;
+    Ok(r)
+}
+
+/// True when `e` says a selected column does not exist: a history table made by a version
+/// without the progress columns.
+pub fn is_missing_column(e: &DbError) -> bool {
+    let DbError::Sqlx { code, source, .. } = e else {
+        return false;
+    };
+    let Some(db) = source.as_database_error() else {
+        return false;
+    };
+    // MySQL ER_BAD_FIELD_ERROR, PostgreSQL undefined_column, SQLite's message.
+    matches!(code.as_deref(), Some("1054" | "42703")) || db.message().starts_with("no such column")
 }
 
 /// A schema's history table, addressed by its qualified name.
@@ -115,20 +156,72 @@ impl HistoryTable {
         format!("{what} history of {}", self.label)
     }
 
-    /// All rows, ordered by version. Sent unprepared: the text names the schema, and a
-    /// prepared statement must never be reused across schemas.
+    /// All rows with their progress columns, ordered by version. Sent unprepared: the text
+    /// names the schema, and a prepared statement must never be reused across schemas.
     pub async fn read(&self, conn: &mut Conn) -> Result<Vec<HistoryRow>, DbError> {
-        let sql = format!("SELECT {COLUMNS} FROM {} ORDER BY version", self.qualified);
+        let sql = format!(
+            "SELECT {FULL_COLUMNS} FROM {} ORDER BY version",
+            self.qualified
+        );
         with_conn!(conn, |c, _b| {
             let rows = sqlx::raw_sql(AssertSqlSafe(sql))
                 .fetch_all(&mut *c)
                 .await
                 .map_err(|e| DbError::sqlx(self.ctx("reading"), e))?;
             rows.iter()
-                .map(|r| decode_row(r, 0))
+                .map(decode_full_row)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| DbError::sqlx(self.ctx("decoding"), e))
         })
+    }
+
+    /// All rows, with their progress when the table has the columns (an older table is read
+    /// as it is, and left unchanged).
+    pub async fn read_compatible(&self, conn: &mut Conn) -> Result<Vec<HistoryRow>, DbError> {
+        match self.read(conn).await {
+            Err(e) if is_missing_column(&e) => {
+                let sql = format!("SELECT {COLUMNS} FROM {} ORDER BY version", self.qualified);
+                with_conn!(conn, |c, _b| {
+                    let rows = sqlx::raw_sql(AssertSqlSafe(sql))
+                        .fetch_all(&mut *c)
+                        .await
+                        .map_err(|e| DbError::sqlx(self.ctx("reading"), e))?;
+                    rows.iter()
+                        .map(|r| decode_row(r, 0))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| DbError::sqlx(self.ctx("decoding"), e))
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// Adds the progress columns to a table made by an older version (run under the
+    /// schema's lock, once, when [`HistoryTable::read`] finds them missing).
+    pub async fn add_progress_columns(&self, conn: &mut Conn) -> Result<(), DbError> {
+        let q = &self.qualified;
+        let sql = match conn.backend() {
+            Backend::MySql => format!(
+                "ALTER TABLE {q} ADD COLUMN statements_done BIGINT NULL AFTER state, ADD COLUMN resumed_after BIGINT NULL"
+            ),
+            Backend::Postgres => format!(
+                "ALTER TABLE {q} ADD COLUMN IF NOT EXISTS statements_done BIGINT NULL, ADD COLUMN IF NOT EXISTS resumed_after BIGINT NULL"
+            ),
+            Backend::Sqlite => format!(
+                "BEGIN; ALTER TABLE {q} ADD COLUMN statements_done INTEGER NULL; ALTER TABLE {q} ADD COLUMN resumed_after INTEGER NULL; COMMIT"
+            ),
+        };
+        self.write(conn, "upgrading", sql).await.map(|_| ())
+    }
+
+    /// The statement recording that `done` statements of `version` have completed.
+    pub fn progress_sql(&self, b: Backend, version: i64, done: usize) -> String {
+        format!(
+            "UPDATE {} SET statements_done = {} WHERE version = {}",
+            self.qualified,
+            Lit::Int(done as i64).render(b),
+            Lit::Int(version).render(b),
+        )
     }
 
     /// Runs one unprepared statement. History writes are sent as text with literals: one round
@@ -155,6 +248,7 @@ impl HistoryTable {
         error: Option<&str>,
     ) -> String {
         let finished = (state != RowState::Running).then(Utc::now);
+        let done = (state == RowState::Running).then_some(0);
         let error = error.map(clip);
         let values = [
             Lit::Int(m.version),
@@ -165,13 +259,14 @@ impl HistoryTable {
             finished.map_or(Lit::Null, Lit::Time),
             duration_ms.into(),
             error.as_deref().into(),
+            done.into(),
         ]
         .iter()
         .map(|l| l.render(b))
         .collect::<Vec<_>>()
         .join(", ");
         format!(
-            "INSERT INTO {} ({COLUMNS}) VALUES ({values})",
+            "INSERT INTO {} ({COLUMNS}, statements_done) VALUES ({values})",
             self.qualified
         )
     }
@@ -190,7 +285,8 @@ impl HistoryTable {
         self.write(conn, "writing", sql).await.map(|_| ())
     }
 
-    /// The statement moving the row of `version` to `state`, recording when and how it ended.
+    /// The statement moving the row of `version` to `state`, recording when and how it ended
+    /// (and, for a resumed migration, after how many statements it resumed).
     pub fn finish_sql(
         &self,
         b: Backend,
@@ -198,10 +294,14 @@ impl HistoryTable {
         state: RowState,
         duration_ms: i64,
         error: Option<&str>,
+        resumed_after: Option<usize>,
     ) -> String {
         let error = error.map(clip);
+        let resumed = resumed_after
+            .map(|n| format!(", resumed_after = {}", Lit::Int(n as i64).render(b)))
+            .unwrap_or_default();
         format!(
-            "UPDATE {} SET state = {}, finished_at = {}, duration_ms = {}, error = {} WHERE version = {}",
+            "UPDATE {} SET state = {}, finished_at = {}, duration_ms = {}, error = {}{resumed} WHERE version = {}",
             self.qualified,
             Lit::Text(state.as_str()).render(b),
             Lit::Time(Utc::now()).render(b),
@@ -220,7 +320,7 @@ impl HistoryTable {
         duration_ms: i64,
         error: Option<&str>,
     ) -> Result<(), DbError> {
-        let sql = self.finish_sql(conn.backend(), version, state, duration_ms, error);
+        let sql = self.finish_sql(conn.backend(), version, state, duration_ms, error, None);
         self.write(conn, "updating", sql).await.map(|_| ())
     }
 

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod error;
 pub mod history;
 pub mod lock;
+pub mod observe;
 pub mod plan;
 pub mod source;
 pub mod split;

@@ -32,6 +32,31 @@ pub enum Problem {
     OutOfOrder { version: i64, name: String },
     /// The schema's history cannot be read (the reason); nothing is known about its version.
     Unreadable { error: String },
+    /// A migration is running now: a live session holds the schema's lock.
+    InProgress {
+        version: i64,
+        name: String,
+        /// The session holding the lock (`connection 42`).
+        holder: Option<String>,
+    },
+    /// A migration's process died mid-way and nobody holds the lock. When `resumable`, the
+    /// next run resumes it after its `statements_done`; otherwise a person decides (`reason`).
+    Interrupted {
+        version: i64,
+        name: String,
+        statements_done: Option<i64>,
+        /// Statements in the migration's file.
+        statements: usize,
+        resumable: bool,
+        reason: Option<String>,
+    },
+    /// `repair` will not forget a migration whose effects are (or may be) in the live schema.
+    PartlyApplied {
+        version: i64,
+        name: String,
+        /// What shows it, or why nothing can tell.
+        evidence: String,
+    },
 }
 
 impl Problem {
@@ -62,11 +87,56 @@ impl Problem {
             Problem::Unreadable { error } => format!(
                 "its migration history cannot be read: {error}; restore or remove the schema"
             ),
+            Problem::InProgress {
+                version,
+                name,
+                holder,
+            } => format!(
+                "in progress: migration {version:04}_{name} is running (lock held by a live session{})",
+                holder
+                    .as_deref()
+                    .map(|h| format!(": {h}"))
+                    .unwrap_or_default()
+            ),
+            Problem::Interrupted {
+                version,
+                name,
+                statements_done,
+                statements,
+                resumable,
+                reason,
+            } => {
+                let done = statements_done
+                    .map(|d| format!(" after statement {d} of {statements}"))
+                    .unwrap_or_default();
+                if *resumable {
+                    format!(
+                        "interrupted (no owner): migration {version:04}_{name} stopped{done}; the next run resumes it"
+                    )
+                } else {
+                    format!(
+                        "interrupted (no owner): migration {version:04}_{name} stopped{done} and cannot be resumed: {}; check the schema by hand, then `repair`",
+                        reason.as_deref().unwrap_or("its progress is unknown")
+                    )
+                }
+            }
+            Problem::PartlyApplied {
+                version,
+                name,
+                evidence,
+            } => format!(
+                "not forgotten: migration {version:04}_{name} may be partly applied ({evidence}); `upgrade` resumes an interrupted migration, `repair --mark-applied` records one completed by hand, `repair --force` forgets it once its statements were undone by hand"
+            ),
         }
     }
 
+    /// True when a person must act before the schema migrates again.
     pub fn is_dirty(&self) -> bool {
-        matches!(self, Problem::Dirty { .. })
+        match self {
+            Problem::Dirty { .. } | Problem::PartlyApplied { .. } => true,
+            Problem::Interrupted { resumable, .. } => !resumable,
+            _ => false,
+        }
     }
 }
 
@@ -180,6 +250,8 @@ mod tests {
             finished_at: None,
             duration_ms: None,
             error: None,
+            statements_done: None,
+            resumed_after: None,
         }
     }
 
