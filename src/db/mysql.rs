@@ -27,10 +27,10 @@ use super::{
     IndexShape, MigrationRef, RunningInfo, SchemaSession, SchemaState, StepError, Structure,
     Target,
 };
-use crate::migrate::observe::Fact;
 use crate::config::{Config, ConfigError, DbLocation, TenantLocation, redact_url};
 use crate::migrate::history::{COLUMNS, HistoryRow, HistoryTable, RowState, decode_row};
 use crate::migrate::lock::mysql_lock_name;
+use crate::migrate::observe::Fact;
 
 /// Schemas read per `UNION ALL` query when checking a fleet's histories.
 const READ_BATCH: usize = 500;
@@ -611,7 +611,9 @@ impl SchemaSession for MySqlSession {
         sql: &str,
         dml: bool,
     ) -> Result<(), StepError> {
-        let progress = self.history.progress_sql(Backend::MySql, version, index + 1);
+        let progress = self
+            .history
+            .progress_sql(Backend::MySql, version, index + 1);
         // One round trip. The newline before each `;` ends a trailing `--` comment of the
         // statement. A data change and its count commit together; DDL commits on its own, and
         // the count follows it.
@@ -716,7 +718,9 @@ impl SchemaSession for MySqlSession {
                     None,
                 ),
             };
-            let mut q = sqlx::query_scalar::<_, i64>(sql).bind(schema.as_deref()).bind(a);
+            let mut q = sqlx::query_scalar::<_, i64>(sql)
+                .bind(schema.as_deref())
+                .bind(a);
             if let Some(b) = b {
                 q = q.bind(b);
             }

@@ -237,8 +237,12 @@ impl Engine {
             .map(|(row, st)| state_of(&row.schema_name, set, st, Some(row)))
             .collect();
         let mut catalog = catalog;
-        self.refine_running(&Target::Catalog, self.migrations(Scope::Public), &mut catalog)
-            .await?;
+        self.refine_running(
+            &Target::Catalog,
+            self.migrations(Scope::Public),
+            &mut catalog,
+        )
+        .await?;
         for (target, st) in names.iter().zip(tenants.iter_mut()) {
             self.refine_running(target, set, st).await?;
         }
@@ -404,8 +408,7 @@ impl Engine {
             let after: Vec<_> = rows
                 .into_iter()
                 .filter(|r| {
-                    !report.forgotten.contains(&r.version)
-                        && !refused_versions.contains(&r.version)
+                    !report.forgotten.contains(&r.version) && !refused_versions.contains(&r.version)
                 })
                 .map(|mut r| {
                     if report.marked_applied.contains(&r.version)

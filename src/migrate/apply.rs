@@ -237,7 +237,9 @@ fn interrupted<'a>(
         && row.state == RowState::Running
         && row.statements_done.is_some()
         && newest.is_none_or(|v| v < row.version)
-        && set.get(row.version).is_some_and(|m| m.checksum == row.checksum);
+        && set
+            .get(row.version)
+            .is_some_and(|m| m.checksum == row.checksum);
     resumable.then_some(row)
 }
 

@@ -183,7 +183,9 @@ pub async fn effects(
             Kind::Session | Kind::Rerunnable => {}
             Kind::Dml if counted.is_some() && !ran => {}
             Kind::Dml => {
-                unknown.get_or_insert_with(|| at("changed data, which the schema does not show".into()));
+                unknown.get_or_insert_with(|| {
+                    at("changed data, which the schema does not show".into())
+                });
                 if counted.is_none() {
                     break;
                 }
@@ -196,7 +198,11 @@ pub async fn effects(
                         let shown = expects
                             .iter()
                             .map(|e| {
-                                format!("{} {}", e.fact, if e.present { "exists" } else { "is gone" })
+                                format!(
+                                    "{} {}",
+                                    e.fact,
+                                    if e.present { "exists" } else { "is gone" }
+                                )
                             })
                             .collect::<Vec<_>>()
                             .join(", ");
@@ -290,7 +296,8 @@ fn tokenize(sql: &str) -> Vec<Tok> {
             out.push(Tok::Str);
         } else if c.is_alphanumeric() || c == '_' || c == '$' {
             let start = i;
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$')
+            while i < chars.len()
+                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$')
             {
                 i += 1;
             }
@@ -495,7 +502,9 @@ pub fn classify(sql: &str) -> Kind {
             }
             Kind::Observable(expects)
         }
-        other => Kind::Opaque(format!("{other} statements cannot be checked in the live schema")),
+        other => Kind::Opaque(format!(
+            "{other} statements cannot be checked in the live schema"
+        )),
     }
 }
 
@@ -810,9 +819,7 @@ fn alter_action(item: &[Tok], schema: &Option<String>, table: &str) -> Action {
             }
             match (c.ident(), c.ident()) {
                 (Some(old), Some(new)) if old.eq_ignore_ascii_case(&new) => Action::Rerunnable,
-                (Some(old), Some(new)) => {
-                    Action::Expect(vec![absent(col(old)), present(col(new))])
-                }
+                (Some(old), Some(new)) => Action::Expect(vec![absent(col(old)), present(col(new))]),
                 _ => Action::Opaque("CHANGE COLUMN could not be read".into()),
             }
         }
@@ -856,10 +863,10 @@ fn alter_action(item: &[Tok], schema: &Option<String>, table: &str) -> Action {
         }
         // ALTER [COLUMN] c SET/DROP DEFAULT, table options, ordering, engine, charset: the
         // same state when run twice.
-        "ALTER" | "ENGINE" | "COMMENT" | "AUTO_INCREMENT" | "CONVERT" | "DEFAULT"
-        | "CHARACTER" | "CHARSET" | "COLLATE" | "ROW_FORMAT" | "ALGORITHM" | "LOCK" | "FORCE"
-        | "ORDER" | "KEY_BLOCK_SIZE" | "STATS_PERSISTENT" | "STATS_AUTO_RECALC"
-        | "PACK_KEYS" | "CHECKSUM" | "ENABLE" | "DISABLE" => Action::Rerunnable,
+        "ALTER" | "ENGINE" | "COMMENT" | "AUTO_INCREMENT" | "CONVERT" | "DEFAULT" | "CHARACTER"
+        | "CHARSET" | "COLLATE" | "ROW_FORMAT" | "ALGORITHM" | "LOCK" | "FORCE" | "ORDER"
+        | "KEY_BLOCK_SIZE" | "STATS_PERSISTENT" | "STATS_AUTO_RECALC" | "PACK_KEYS"
+        | "CHECKSUM" | "ENABLE" | "DISABLE" => Action::Rerunnable,
         other => Action::Opaque(format!(
             "ALTER TABLE … {other} cannot be checked in the live schema"
         )),
@@ -889,7 +896,9 @@ mod tests {
     #[test]
     fn tables_views_and_renames() {
         assert_eq!(
-            facts(&classify("CREATE TABLE `orders` (id INT PRIMARY KEY, note TEXT)")),
+            facts(&classify(
+                "CREATE TABLE `orders` (id INT PRIMARY KEY, note TEXT)"
+            )),
             vec![("table orders".into(), true)]
         );
         assert_eq!(
@@ -902,7 +911,10 @@ mod tests {
             )),
             vec![("table v".into(), true)]
         );
-        assert_eq!(classify("CREATE OR REPLACE VIEW v AS SELECT 1"), Kind::Rerunnable);
+        assert_eq!(
+            classify("CREATE OR REPLACE VIEW v AS SELECT 1"),
+            Kind::Rerunnable
+        );
         assert_eq!(
             facts(&classify("DROP TABLE a, `b`")),
             vec![("table a".into(), false), ("table b".into(), false)]
@@ -935,7 +947,10 @@ mod tests {
         );
         assert_eq!(
             facts(&classify("ALTER TABLE t CHANGE old new INT NOT NULL")),
-            vec![("column t.old".into(), false), ("column t.new".into(), true)]
+            vec![
+                ("column t.old".into(), false),
+                ("column t.new".into(), true)
+            ]
         );
         assert_eq!(
             classify("ALTER TABLE t MODIFY COLUMN a BIGINT NOT NULL"),
@@ -948,7 +963,9 @@ mod tests {
             vec![("constraint t.fk_t_u".into(), true)]
         );
         assert_eq!(
-            facts(&classify("ALTER TABLE t DROP FOREIGN KEY fk_t_u, DROP KEY ix")),
+            facts(&classify(
+                "ALTER TABLE t DROP FOREIGN KEY fk_t_u, DROP KEY ix"
+            )),
             vec![
                 ("constraint t.fk_t_u".into(), false),
                 ("index t.ix".into(), false)
@@ -977,9 +994,7 @@ mod tests {
         // An opaque action next to an observable one: the statement is atomic, the observable
         // one decides.
         assert_eq!(
-            facts(&classify(
-                "ALTER TABLE t ADD INDEX (a), ADD COLUMN c INT"
-            )),
+            facts(&classify("ALTER TABLE t ADD INDEX (a), ADD COLUMN c INT")),
             vec![("column t.c".into(), true)]
         );
     }
