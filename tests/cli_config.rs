@@ -739,3 +739,15 @@ fn a_closed_stdout_ends_the_command_quietly() {
         );
     }
 }
+
+/// A `DATA_DIR` that is a file is refused by that name, with its path, and nothing is made.
+#[test]
+fn data_dir_that_is_a_file_names_the_variable_and_path() {
+    let env = TestEnv::new(Backend::Sqlite);
+    let file = env.dir.path().join("data-is-a-file");
+    std::fs::write(&file, b"x").expect("file");
+    let path = file.display().to_string();
+    let err = refused(&env, &[("DATA_DIR", &path)], "DATA_DIR");
+    assert!(err.contains(&path) && err.contains("not a directory"), "{err}");
+    assert_eq!(std::fs::read(&file).expect("still a file"), b"x");
+}

@@ -154,9 +154,17 @@ impl Config {
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let catalog = match s.database_url.as_deref().map(str::trim) {
-            None | Some("") => DbLocation::Sqlite {
-                path: data_dir.join("public.db"),
-            },
+            None | Some("") => {
+                if data_dir.exists() && !data_dir.is_dir() {
+                    return Err(ConfigError::new(
+                        "DATA_DIR",
+                        format!("{} is not a directory", data_dir.display()),
+                    ));
+                }
+                DbLocation::Sqlite {
+                    path: data_dir.join("public.db"),
+                }
+            }
             Some(raw) => parse_location(raw, "DATABASE_URL")?,
         };
         let tenants = tenant_location(&catalog, s.tenant_url_template.as_deref(), &data_dir)?;
