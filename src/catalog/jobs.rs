@@ -2,13 +2,24 @@
 //! job can be followed, inspected after the fact, and resumed after a crash. A job that must
 //! be the only one of its kind (an API fleet upgrade) holds `active_slot`, a unique column:
 //! the database, not a process, decides who runs.
+//!
+//! A running job is leased to its `owner` process: the owner proves it is alive by moving
+//! `heartbeat_at`; its heartbeat and its final write apply only while it still holds the job,
+//! so a job another process declared dead is never written back by its former owner (a tenant
+//! already in flight still records its own outcome). Unlike the other
+//! catalog timestamps, `heartbeat_at` is written and compared on the *lease clock*: the
+//! database server's clock on MySQL and PostgreSQL (replicas' own clocks may disagree), the
+//! application's on SQLite (a local file). A stale job is recounted from its per-tenant
+//! outcomes when it is marked `interrupted`.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{Catalog, col, now, uuid_of};
-use crate::db::{DbError, placeholders, with_pool};
+use crate::db::{Backend, DbError, placeholders, with_pool};
 
 /// Life cycle of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -165,45 +176,142 @@ pub enum StartJobError {
     Db(#[from] DbError),
 }
 
+/// How often a unique-slot conflict is retried when the holder finishes before it can be named.
+const SLOT_ATTEMPTS: usize = 5;
+
+/// Outcomes of `migration_job_tenants` counted as succeeded, failed and skipped (the names of
+/// `OutcomeStatus`, which lives above the catalog).
+const SUCCEEDED: &[&str] = &["migrated", "created"];
+const FAILED: &[&str] = &["failed", "dirty", "checksum_mismatch", "missing"];
+const SKIPPED: &[&str] = &["skipped", "exists", "up_to_date"];
+
+/// Why [`Catalog::interrupt_stale_jobs`] marks a job.
+const DEAD_OWNER: &str = "the process running this job stopped before it finished";
+
+/// The lease clock's "now" in SQL: the database server's clock on MySQL and PostgreSQL, so that
+/// replicas whose own clocks disagree still agree on whose heartbeat is old. SQLite's database
+/// is a file on this machine, whose clock is the application's: there it is a bound value
+/// (`bind_lease_now!`).
+fn lease_now(b: Backend) -> &'static str {
+    match b {
+        Backend::MySql => "UTC_TIMESTAMP(6)",
+        Backend::Postgres => "CURRENT_TIMESTAMP",
+        Backend::Sqlite => "?",
+    }
+}
+
+/// The lease clock's "now minus a bound duration" in SQL (`bind_lease_cutoff!`).
+fn lease_cutoff(b: Backend) -> &'static str {
+    match b {
+        Backend::MySql => "UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND",
+        Backend::Postgres => "CURRENT_TIMESTAMP - ? * INTERVAL '1 microsecond'",
+        Backend::Sqlite => "?",
+    }
+}
+
+/// Binds what [`lease_now`] needs: nothing on a server, the application's time on SQLite.
+macro_rules! bind_lease_now {
+    ($q:expr, $b:expr) => {
+        if $b == Backend::Sqlite {
+            $q.bind(now())
+        } else {
+            $q
+        }
+    };
+}
+
+/// Binds what [`lease_cutoff`] needs for `$age`: microseconds on a server, the cut-off time on
+/// SQLite.
+macro_rules! bind_lease_cutoff {
+    ($q:expr, $b:expr, $age:expr) => {{
+        let age = chrono::Duration::from_std($age).unwrap_or(chrono::Duration::MAX);
+        if $b == Backend::Sqlite {
+            $q.bind(now() - age)
+        } else {
+            $q.bind(age.num_microseconds().unwrap_or(i64::MAX))
+        }
+    }};
+}
+
+/// The counts of a job whose run stopped without reporting them, from its per-tenant outcomes
+/// (written as each tenant finishes) and the counts its last heartbeat saved (`stored`: the
+/// plan's size, and the tenants skipped as up to date, which have no outcome row). Tenants
+/// neither recorded nor skipped — in flight or never started — are `not_attempted`.
+fn recount(stored: &JobCounts, by_status: &[(String, i64)]) -> JobCounts {
+    let sum = |names: &[&str]| -> i64 {
+        by_status
+            .iter()
+            .filter(|(s, _)| names.contains(&s.as_str()))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let recorded: i64 = by_status.iter().map(|(_, n)| n).sum();
+    let planned = sum(&["planned"]);
+    let succeeded = sum(SUCCEEDED);
+    let failed = sum(FAILED);
+    let skipped = stored.skipped.max(sum(SKIPPED));
+    let total = stored
+        .total
+        .max(recorded)
+        .max(succeeded + failed + skipped + planned);
+    JobCounts {
+        total,
+        succeeded,
+        failed,
+        skipped,
+        not_attempted: (total - succeeded - failed - skipped - planned).max(0),
+    }
+}
+
 impl Catalog {
-    /// Inserts a running job. With `exclusive`, fails when another job holds the slot.
+    /// Inserts a running job. With `exclusive`, fails with the holder's id when another job
+    /// holds the slot.
     pub async fn start_job(&self, job: &NewJob) -> Result<JobRow, StartJobError> {
         let id = Uuid::new_v4();
-        let t = now();
         let slot = job.exclusive.then_some(job.kind.as_str());
-        let sql = "INSERT INTO migration_jobs (id, kind, state, dry_run, continue_on_error, \
-            concurrency, target_version, requested_by, owner, active_slot, created_at, started_at, \
-            heartbeat_at) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-        let inserted = with_pool!(&self.pool, |p, b, Id| {
-            sqlx::query(placeholders(b, sql))
-                .bind(Id::from(id))
-                .bind(&job.kind)
-                .bind(job.dry_run)
-                .bind(job.continue_on_error)
-                .bind(job.concurrency)
-                .bind(job.target_version)
-                .bind(job.requested_by.as_deref())
-                .bind(&job.owner)
-                .bind(slot)
-                .bind(t)
-                .bind(t)
-                .bind(t)
-                .execute(p)
-                .await
-                .map(|_| ())
-                .map_err(|e| DbError::sqlx("starting job", e))
-        });
-        match inserted {
-            Ok(_) => {}
-            Err(e) if e.is_unique_violation() => {
-                let holder = self.slot_holder(&job.kind).await?;
-                return Err(StartJobError::AlreadyRunning(holder.unwrap_or(Uuid::nil())));
+        for _ in 0..SLOT_ATTEMPTS {
+            let t = now();
+            let inserted = with_pool!(&self.pool, |p, b, Id| {
+                let sql = format!(
+                    "INSERT INTO migration_jobs (id, kind, state, dry_run, continue_on_error, \
+                     concurrency, target_version, requested_by, owner, active_slot, created_at, \
+                     started_at, heartbeat_at) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, {})",
+                    lease_now(b)
+                );
+                let q = sqlx::query(placeholders(b, &sql))
+                    .bind(Id::from(id))
+                    .bind(&job.kind)
+                    .bind(job.dry_run)
+                    .bind(job.continue_on_error)
+                    .bind(job.concurrency)
+                    .bind(job.target_version)
+                    .bind(job.requested_by.as_deref())
+                    .bind(&job.owner)
+                    .bind(slot)
+                    .bind(t)
+                    .bind(t);
+                bind_lease_now!(q, b)
+                    .execute(p)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| DbError::sqlx("starting job", e))
+            });
+            match inserted {
+                Ok(()) => {
+                    return self.get_job(id).await?.ok_or_else(|| {
+                        DbError::Unexpected(format!("job {id} vanished after insert")).into()
+                    });
+                }
+                Err(e) if e.is_unique_violation() => {
+                    // The holder may have finished since: then the slot is free, try again.
+                    if let Some(holder) = self.slot_holder(&job.kind).await? {
+                        return Err(StartJobError::AlreadyRunning(holder));
+                    }
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
         }
-        self.get_job(id)
-            .await?
-            .ok_or_else(|| DbError::Unexpected(format!("job {id} vanished after insert")).into())
+        Err(slot_churn(&job.kind))
     }
 
     async fn slot_holder(&self, kind: &str) -> Result<Option<Uuid>, DbError> {
@@ -342,37 +450,52 @@ impl Catalog {
         })
     }
 
-    /// Saves progress counts and proves the owner is alive.
-    pub async fn heartbeat_job(&self, job: Uuid, counts: &JobCounts) -> Result<(), DbError> {
-        let sql = "UPDATE migration_jobs SET heartbeat_at = ?, total = ?, succeeded = ?, failed = ?, \
-            skipped = ?, not_attempted = ? WHERE id = ? AND state = 'running'";
+    /// Proves `owner` is alive (on the lease clock) and, when given, saves progress counts.
+    /// `Ok(false)`: the job is no longer `owner`'s running job (another process found its
+    /// heartbeat stale and marked it `interrupted`, or resumed it): the owner must stop.
+    pub async fn heartbeat_job(
+        &self,
+        job: Uuid,
+        owner: &str,
+        counts: Option<&JobCounts>,
+    ) -> Result<bool, DbError> {
         with_pool!(&self.pool, |p, b, Id| {
-            sqlx::query(placeholders(b, sql))
-                .bind(now())
-                .bind(counts.total)
-                .bind(counts.succeeded)
-                .bind(counts.failed)
-                .bind(counts.skipped)
-                .bind(counts.not_attempted)
+            let sql = format!(
+                "UPDATE migration_jobs SET heartbeat_at = {}, total = COALESCE(?, total), \
+                 succeeded = COALESCE(?, succeeded), failed = COALESCE(?, failed), \
+                 skipped = COALESCE(?, skipped), not_attempted = COALESCE(?, not_attempted) \
+                 WHERE id = ? AND owner = ? AND state = 'running'",
+                lease_now(b)
+            );
+            let q = sqlx::query(placeholders(b, &sql));
+            bind_lease_now!(q, b)
+                .bind(counts.map(|c| c.total))
+                .bind(counts.map(|c| c.succeeded))
+                .bind(counts.map(|c| c.failed))
+                .bind(counts.map(|c| c.skipped))
+                .bind(counts.map(|c| c.not_attempted))
                 .bind(Id::from(job))
+                .bind(owner)
                 .execute(p)
                 .await
-                .map(|_| ())
+                .map(|r| r.rows_affected() > 0)
                 .map_err(|e| DbError::sqlx("updating job", e))
         })
     }
 
-    /// Ends a job in `state` and frees its slot.
+    /// Ends `owner`'s running job in `state` and frees its slot. `Ok(false)`: the job was no
+    /// longer `owner`'s running job (see [`Catalog::heartbeat_job`]); nothing was written.
     pub async fn finish_job(
         &self,
         job: Uuid,
+        owner: &str,
         state: JobState,
         counts: &JobCounts,
         error: Option<&str>,
-    ) -> Result<(), DbError> {
+    ) -> Result<bool, DbError> {
         let sql = "UPDATE migration_jobs SET state = ?, active_slot = NULL, total = ?, succeeded = ?, \
             failed = ?, skipped = ?, not_attempted = ?, error = ?, finished_at = ?, heartbeat_at = ? \
-            WHERE id = ?";
+            WHERE id = ? AND owner = ? AND state IN ('running', 'queued')";
         let t = now();
         with_pool!(&self.pool, |p, b, Id| {
             sqlx::query(placeholders(b, sql))
@@ -386,74 +509,193 @@ impl Catalog {
                 .bind(t)
                 .bind(t)
                 .bind(Id::from(job))
+                .bind(owner)
                 .execute(p)
                 .await
-                .map(|_| ())
+                .map(|r| r.rows_affected() > 0)
                 .map_err(|e| DbError::sqlx("finishing job", e))
         })
     }
 
-    /// Takes an interrupted job back for `owner` (resume). Fails with the running job's id
-    /// when an exclusive slot is taken meanwhile; `Ok(None)` when the job is not interrupted.
+    /// Takes an interrupted job back for `owner` (resume). Fails with the holder's id when an
+    /// exclusive slot is taken — possibly by this very job, resumed by someone else meanwhile;
+    /// `Ok(None)` when the job is not interrupted (any more).
     pub async fn resume_job(
         &self,
         job: Uuid,
         owner: &str,
         exclusive_kind: Option<&str>,
     ) -> Result<Option<JobRow>, StartJobError> {
-        let sql = "UPDATE migration_jobs SET state = 'running', owner = ?, active_slot = ?, \
-            heartbeat_at = ?, finished_at = NULL, error = NULL WHERE id = ? AND state = 'interrupted'";
-        let updated = with_pool!(&self.pool, |p, b, Id| {
-            sqlx::query(placeholders(b, sql))
-                .bind(owner)
-                .bind(exclusive_kind)
-                .bind(now())
-                .bind(Id::from(job))
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected())
-                .map_err(|e| DbError::sqlx("resuming job", e))
-        });
-        match updated {
-            Ok(0) => Ok(None),
-            Ok(_) => Ok(self.get_job(job).await?),
-            Err(e) if e.is_unique_violation() => {
-                let kind = exclusive_kind.unwrap_or_default();
-                let holder = self.slot_holder(kind).await?;
-                Err(StartJobError::AlreadyRunning(holder.unwrap_or(Uuid::nil())))
+        for _ in 0..SLOT_ATTEMPTS {
+            let updated = with_pool!(&self.pool, |p, b, Id| {
+                let sql = format!(
+                    "UPDATE migration_jobs SET state = 'running', owner = ?, active_slot = ?, \
+                     heartbeat_at = {}, finished_at = NULL, error = NULL \
+                     WHERE id = ? AND state = 'interrupted'",
+                    lease_now(b)
+                );
+                let q = sqlx::query(placeholders(b, &sql))
+                    .bind(owner)
+                    .bind(exclusive_kind);
+                bind_lease_now!(q, b)
+                    .bind(Id::from(job))
+                    .execute(p)
+                    .await
+                    .map(|r| r.rows_affected())
+                    .map_err(|e| DbError::sqlx("resuming job", e))
+            });
+            match updated {
+                Ok(0) => return Ok(None),
+                Ok(_) => return Ok(self.get_job(job).await?),
+                Err(e) if e.is_unique_violation() => {
+                    let kind = exclusive_kind.unwrap_or_default();
+                    // The holder may have finished since: then the slot is free, try again.
+                    if let Some(holder) = self.slot_holder(kind).await? {
+                        return Err(StartJobError::AlreadyRunning(holder));
+                    }
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => Err(e.into()),
+        }
+        Err(slot_churn(exclusive_kind.unwrap_or_default()))
+    }
+
+    /// The counts of `job` recomputed from its per-tenant outcomes ([`recount`]).
+    pub async fn recount_job(&self, job: Uuid) -> Result<JobCounts, DbError> {
+        let stored = self
+            .get_job(job)
+            .await?
+            .map(|j| j.counts)
+            .unwrap_or_default();
+        let sql = "SELECT status, COUNT(*) FROM migration_job_tenants WHERE job_id = ? \
+            GROUP BY status";
+        let by_status = with_pool!(&self.pool, |p, b, Id| {
+            let rows = sqlx::query(placeholders(b, sql))
+                .bind(Id::from(job))
+                .fetch_all(p)
+                .await
+                .map_err(|e| DbError::sqlx("counting job outcomes", e))?;
+            rows.iter()
+                .map(|r| Ok((col::<_, String>(r, 0)?, col::<_, i64>(r, 1)?)))
+                .collect::<Result<Vec<_>, DbError>>()
+        })?;
+        Ok(recount(&stored, &by_status))
+    }
+
+    /// Marks running jobs whose heartbeat is older than `stale_after` on the lease clock as
+    /// `interrupted`, frees their slot and recounts them from their per-tenant outcomes (the
+    /// counts their owner last saved may lag). Each job is marked only if it is still stale
+    /// when written, so an owner that beats meanwhile keeps it. Returns the jobs marked.
+    pub async fn interrupt_stale_jobs(&self, stale_after: Duration) -> Result<Vec<Uuid>, DbError> {
+        let stale = with_pool!(&self.pool, |p, b, Id| {
+            let sql = format!(
+                "SELECT id FROM migration_jobs WHERE state IN ('running', 'queued') \
+                 AND heartbeat_at < {}",
+                lease_cutoff(b)
+            );
+            let q = sqlx::query(placeholders(b, &sql));
+            let rows = bind_lease_cutoff!(q, b, stale_after)
+                .fetch_all(p)
+                .await
+                .map_err(|e| DbError::sqlx("looking for stale jobs", e))?;
+            rows.iter()
+                .map(|r| Ok(uuid_of(col::<_, Id>(r, 0)?)))
+                .collect::<Result<Vec<_>, DbError>>()
+        })?;
+        let mut marked = Vec::new();
+        for job in stale {
+            let counts = self.recount_job(job).await?;
+            let done = with_pool!(&self.pool, |p, b, Id| {
+                let sql = format!(
+                    "UPDATE migration_jobs SET state = 'interrupted', active_slot = NULL, \
+                     finished_at = ?, error = ?, total = ?, succeeded = ?, failed = ?, \
+                     skipped = ?, not_attempted = ? \
+                     WHERE id = ? AND state IN ('running', 'queued') AND heartbeat_at < {}",
+                    lease_cutoff(b)
+                );
+                let q = sqlx::query(placeholders(b, &sql))
+                    .bind(now())
+                    .bind(DEAD_OWNER)
+                    .bind(counts.total)
+                    .bind(counts.succeeded)
+                    .bind(counts.failed)
+                    .bind(counts.skipped)
+                    .bind(counts.not_attempted)
+                    .bind(Id::from(job));
+                bind_lease_cutoff!(q, b, stale_after)
+                    .execute(p)
+                    .await
+                    .map(|r| r.rows_affected() > 0)
+                    .map_err(|e| DbError::sqlx("marking an interrupted job", e))
+            })?;
+            if done {
+                marked.push(job);
+            }
+        }
+        Ok(marked)
+    }
+}
+
+/// A slot that kept changing hands faster than it could be taken or its holder named.
+fn slot_churn(kind: &str) -> StartJobError {
+    StartJobError::Db(DbError::Unexpected(format!(
+        "the {kind} job slot kept changing hands; try again"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(total: i64, skipped: i64) -> JobCounts {
+        JobCounts {
+            total,
+            skipped,
+            ..JobCounts::default()
         }
     }
 
-    /// Marks running jobs whose owner stopped proving it is alive as `interrupted` (and frees
-    /// their slot). With `owner`, marks that process's own running jobs regardless of age
-    /// (graceful shutdown). Returns how many were marked.
-    pub async fn interrupt_stale_jobs(
-        &self,
-        stale_before: DateTime<Utc>,
-        owner: Option<&str>,
-    ) -> Result<u64, DbError> {
-        let (cond, who) = match owner {
-            Some(o) => ("owner = ?", o.to_owned()),
-            None => ("heartbeat_at < ?", String::new()),
-        };
-        let sql = format!(
-            "UPDATE migration_jobs SET state = 'interrupted', active_slot = NULL, finished_at = ?, \
-             error = 'the process running this job stopped before it finished' \
-             WHERE state IN ('running', 'queued') AND {cond}"
+    fn statuses(v: &[(&str, i64)]) -> Vec<(String, i64)> {
+        v.iter().map(|(s, n)| ((*s).to_owned(), *n)).collect()
+    }
+
+    #[test]
+    fn recount_takes_outcomes_from_the_tenant_rows() {
+        // The last heartbeat saw the plan (5 tenants, 1 up to date) but no outcome yet.
+        let c = recount(&counts(5, 1), &statuses(&[("migrated", 2), ("failed", 1)]));
+        assert_eq!(
+            c,
+            JobCounts {
+                total: 5,
+                succeeded: 2,
+                failed: 1,
+                skipped: 1,
+                not_attempted: 1
+            }
         );
-        with_pool!(&self.pool, |p, b, _Id| {
-            let q = sqlx::query(placeholders(b, &sql)).bind(now());
-            let q = if owner.is_some() {
-                q.bind(who.as_str())
-            } else {
-                q.bind(stale_before)
-            };
-            q.execute(p)
-                .await
-                .map(|r| r.rows_affected())
-                .map_err(|e| DbError::sqlx("marking interrupted jobs", e))
-        })
+    }
+
+    #[test]
+    fn recount_without_a_saved_plan_counts_what_is_recorded() {
+        let c = recount(
+            &JobCounts::default(),
+            &statuses(&[("created", 1), ("dirty", 1), ("skipped", 1)]),
+        );
+        assert_eq!(
+            c,
+            JobCounts {
+                total: 3,
+                succeeded: 1,
+                failed: 1,
+                skipped: 1,
+                not_attempted: 0
+            }
+        );
+    }
+
+    #[test]
+    fn recount_of_a_dry_run_leaves_planned_tenants_out_of_not_attempted() {
+        let c = recount(&counts(3, 0), &statuses(&[("planned", 2)]));
+        assert_eq!((c.total, c.succeeded, c.not_attempted), (3, 0, 1));
     }
 }

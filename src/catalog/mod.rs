@@ -1,7 +1,9 @@
 //! The catalog: repository functions over the public schema's tables (`tenants`,
 //! `admin_master_users`, `migration_jobs`, `migration_job_tenants`, `audit_log`). Each query is
 //! written once and runs on any backend through `with_pool!`; UUIDs bind natively on
-//! PostgreSQL and as hyphenated text elsewhere, timestamps come from the application clock.
+//! PostgreSQL and as hyphenated text elsewhere, timestamps come from the application clock —
+//! except job heartbeats, written and compared on the database server's clock (MySQL,
+//! PostgreSQL) so replicas with skewed clocks agree on which job is dead.
 
 mod admins;
 mod audit;

@@ -1,17 +1,26 @@
 //! Fleet jobs of the service: each runs in a background task, records its progress in the
-//! catalog (per-tenant outcomes, counts, a heartbeat every few seconds) and fans events out to
-//! server-sent-event subscribers. One fleet upgrade at a time, decided by the catalog's
-//! `active_slot`. Cancel stops at a tenant boundary; shutdown does the same and marks the job
-//! `interrupted`; a job whose process died (stale heartbeat) is marked `interrupted` by any
-//! replica and can be resumed with the tenants not yet done.
+//! catalog (each tenant's outcome and the counts as tenants finish, a heartbeat every
+//! [`HEARTBEAT`]) and fans events out to server-sent-event subscribers. One fleet upgrade at a
+//! time, decided by the catalog's `active_slot`. Cancel stops at a tenant boundary; shutdown
+//! does the same and marks the job `interrupted`.
+//!
+//! A job is leased to the process running it. Its heartbeat runs in its own task, so a long
+//! tenant migration never delays it; a heartbeat older than [`STALE_AFTER`] (on the database
+//! server's clock) means the owner died: every replica's janitor looks every
+//! [`JANITOR_EVERY`], a starting replica looks before it serves, and a new fleet job or a resume
+//! refused because of such a job looks at once. The dead job is marked `interrupted`,
+//! recounted from its per-tenant outcomes, and can be resumed with the tenants not yet done.
+//! An owner whose heartbeat finds the job taken from it stops at the next tenant boundary and
+//! writes nothing more to the job.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
 use tracing::{Instrument, error, info, info_span, warn};
 use uuid::Uuid;
 
@@ -19,10 +28,16 @@ use crate::catalog::{JobCounts, JobRow, JobState, NewJob, StartJobError};
 use crate::engine::Engine;
 use crate::jobs::{FleetReport, OutcomeStatus, Progress, TenantReport, counts_of};
 
-/// How often a running job proves it is alive.
-const HEARTBEAT: Duration = Duration::from_secs(5);
-/// A running job whose heartbeat is older than this belongs to a dead process.
-const STALE_AFTER: Duration = Duration::from_secs(60);
+/// How often a running job proves it is alive (and saves its counts, which it also does as
+/// tenants finish).
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A running job whose heartbeat is older than this belongs to a dead process: five beats
+/// missed in a row, which a live owner (its heartbeat task independent of the migrations)
+/// only misses when it cannot reach the catalog — and then it must stop anyway.
+pub const STALE_AFTER: Duration = Duration::from_secs(5);
+/// How often each replica looks for jobs of dead processes. A dead job is seen `interrupted`
+/// at most `STALE_AFTER + JANITOR_EVERY` (plus a query) after its last heartbeat.
+pub const JANITOR_EVERY: Duration = HEARTBEAT;
 /// Kind of the exclusive fleet-upgrade job.
 pub const UPGRADE_ALL: &str = "upgrade_all";
 
@@ -80,6 +95,11 @@ impl JobManager {
         }
     }
 
+    /// How often a running job proves it is alive ([`HEARTBEAT`]).
+    pub const HEARTBEAT: Duration = HEARTBEAT;
+    /// Heartbeat age after which a job's process counts as dead ([`STALE_AFTER`]).
+    pub const STALE_AFTER: Duration = STALE_AFTER;
+
     /// This process's name in the `owner` column.
     pub fn owner(&self) -> &str {
         &self.inner.owner
@@ -92,29 +112,35 @@ impl JobManager {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Marks jobs of dead processes `interrupted`.
-    pub async fn interrupt_stale(&self) {
-        let cutoff = chrono::Utc::now()
-            - chrono::Duration::from_std(STALE_AFTER)
-                .unwrap_or_else(|_| chrono::Duration::seconds(60));
+    /// Marks jobs of dead processes (heartbeat older than [`STALE_AFTER`]) `interrupted`;
+    /// returns how many. A failure is logged and counts as none.
+    pub async fn interrupt_stale(&self) -> usize {
         match self
             .inner
             .engine
             .catalog()
-            .interrupt_stale_jobs(cutoff, None)
+            .interrupt_stale_jobs(STALE_AFTER)
             .await
         {
-            Ok(0) => {}
-            Ok(n) => warn!(jobs = n, "marked jobs of stopped processes as interrupted"),
-            Err(e) => warn!(error = %e, "could not check for interrupted jobs"),
+            Ok(jobs) => {
+                for job in &jobs {
+                    warn!(%job, "the process running this job stopped; marked it interrupted");
+                }
+                jobs.len()
+            }
+            Err(e) => {
+                warn!(error = %e, "could not check for jobs of stopped processes");
+                0
+            }
         }
     }
 
-    /// Checks for dead processes' jobs every half minute.
+    /// Checks for dead processes' jobs every [`JANITOR_EVERY`].
     pub fn spawn_janitor(&self) -> JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(STALE_AFTER / 2);
+            let mut tick = tokio::time::interval(JANITOR_EVERY);
+            tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
                 me.interrupt_stale().await;
@@ -122,40 +148,67 @@ impl JobManager {
         })
     }
 
-    /// Starts a fleet upgrade; fails with the running job when one holds the slot.
+    /// Starts a fleet upgrade; fails with the running job when one holds the slot. A holder
+    /// whose process died is marked `interrupted` and the start goes ahead.
     pub async fn start_upgrade_all(
         &self,
         params: UpgradeAllParams,
         requested_by: &str,
     ) -> Result<JobRow, StartJobError> {
-        let job = self
-            .inner
-            .engine
-            .catalog()
-            .start_job(&NewJob {
-                kind: UPGRADE_ALL.into(),
-                dry_run: params.dry_run,
-                continue_on_error: params.continue_on_error,
-                concurrency: params.concurrency as i64,
-                target_version: params.target,
-                requested_by: Some(requested_by.to_owned()),
-                exclusive: true,
-                owner: self.inner.owner.clone(),
-            })
-            .await?;
+        let new = NewJob {
+            kind: UPGRADE_ALL.into(),
+            dry_run: params.dry_run,
+            continue_on_error: params.continue_on_error,
+            concurrency: params.concurrency as i64,
+            target_version: params.target,
+            requested_by: Some(requested_by.to_owned()),
+            exclusive: true,
+            owner: self.inner.owner.clone(),
+        };
+        let catalog = self.inner.engine.catalog();
+        let job = match catalog.start_job(&new).await {
+            Err(StartJobError::AlreadyRunning(_)) if self.interrupt_stale().await > 0 => {
+                catalog.start_job(&new).await?
+            }
+            started => started?,
+        };
         self.launch(job.clone(), HashSet::new(), 0);
         Ok(job)
     }
 
-    /// Continues an interrupted job with the tenants it had not finished. `Ok(None)`: the job
-    /// is not interrupted.
+    /// Continues an interrupted job with the tenants it had not finished. Refused because of
+    /// a job whose process died (this one, still `running`, or the slot's holder), it marks
+    /// that job `interrupted` and tries once more. `Ok(None)`: the job is finished (not
+    /// interrupted). `AlreadyRunning(holder)`: a fleet job runs — `holder` is `id` itself when
+    /// the job runs already (someone else resumed it first), as the catalog says now, not as
+    /// it was when the caller last looked.
     pub async fn resume(&self, id: Uuid) -> Result<Option<JobRow>, StartJobError> {
         let catalog = self.inner.engine.catalog();
-        let Some(job) = catalog
-            .resume_job(id, &self.inner.owner, Some(UPGRADE_ALL))
-            .await?
-        else {
-            return Ok(None);
+        let mut looked_for_dead = false;
+        let job = loop {
+            let refused = match catalog
+                .resume_job(id, &self.inner.owner, Some(UPGRADE_ALL))
+                .await
+            {
+                Ok(Some(job)) => break job,
+                Ok(None) => None,
+                Err(StartJobError::AlreadyRunning(holder)) => Some(holder),
+                Err(e) => return Err(e),
+            };
+            if !looked_for_dead {
+                looked_for_dead = true;
+                if self.interrupt_stale().await > 0 {
+                    continue;
+                }
+            }
+            if let Some(holder) = refused {
+                return Err(StartJobError::AlreadyRunning(holder));
+            }
+            // Not interrupted (any more): say what it is now, not what it was when asked.
+            return match catalog.get_job(id).await? {
+                Some(now) if !now.state.is_finished() => Err(StartJobError::AlreadyRunning(id)),
+                _ => Ok(None),
+            };
         };
         let done: HashSet<String> = catalog
             .job_tenants(id)
@@ -260,33 +313,29 @@ impl JobManager {
         opts.job = Some(job.id);
         let progress = JobProgress {
             tx: tx.clone(),
-            counts: Arc::new(Mutex::new(JobCounts::default())),
+            shared: Arc::new(Shared::default()),
             prior_succeeded,
+            dry_run: job.dry_run,
         };
-        let heartbeat = {
-            let counts = progress.counts.clone();
-            let catalog = catalog.clone();
-            let id = job.id;
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(HEARTBEAT);
-                loop {
-                    tick.tick().await;
-                    let snapshot = *counts
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    if let Err(e) = catalog.heartbeat_job(id, &snapshot).await {
-                        warn!(error = %e, "job heartbeat failed");
-                    }
-                }
-            })
-        };
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = AbortOnDrop(tokio::spawn(
+            heartbeat(
+                catalog.clone(),
+                job.id,
+                self.inner.owner.clone(),
+                progress.shared.clone(),
+                cancel.clone(),
+                lost.clone(),
+            )
+            .in_current_span(),
+        ));
         info!(
             dry_run = job.dry_run,
             concurrency = opts.concurrency,
             "job started"
         );
         let result = engine.upgrade_all_except(&done, &opts, &progress).await;
-        heartbeat.abort();
+        drop(heartbeat);
         let stopped = cancel.load(Ordering::SeqCst);
         let (state, counts, error) = match &result {
             Ok(r) => {
@@ -308,30 +357,43 @@ impl JobManager {
             }
             Err(e) => {
                 error!(error = %e, "job failed");
-                let c = *progress
-                    .counts
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                (JobState::Failed, c, Some(e.to_string()))
+                (
+                    JobState::Failed,
+                    progress.shared.counts(),
+                    Some(e.to_string()),
+                )
             }
         };
+        // Another process declared this one dead and took the job: it is `interrupted` (or
+        // resumed) there, and nothing more of this run is written to it.
+        let lost = lost.load(Ordering::SeqCst);
+        let state = if lost { JobState::Interrupted } else { state };
         // Metrics first: whoever sees the job finished also sees it counted.
         metrics::histogram!("tenant_migrator_job_duration_seconds", "kind" => job.kind.clone(), "state" => state.as_str())
             .record(clock.elapsed().as_secs_f64());
         metrics::counter!("tenant_migrator_jobs_total", "kind" => job.kind.clone(), "state" => state.as_str())
             .increment(1);
-        if let Err(e) = catalog
-            .finish_job(job.id, state, &counts, error.as_deref())
-            .await
-        {
-            error!(error = %e, "could not record the end of the job");
+        let finished = if lost {
+            Ok(false)
+        } else {
+            catalog
+                .finish_job(job.id, &self.inner.owner, state, &counts, error.as_deref())
+                .await
+        };
+        match finished {
+            Ok(true) => info!(
+                state = state.as_str(),
+                succeeded = counts.succeeded,
+                failed = counts.failed,
+                "job finished"
+            ),
+            Ok(false) => warn!(
+                succeeded = counts.succeeded,
+                failed = counts.failed,
+                "job stopped; another process had declared this one dead and taken the job"
+            ),
+            Err(e) => error!(error = %e, "could not record the end of the job"),
         }
-        info!(
-            state = state.as_str(),
-            succeeded = counts.succeeded,
-            failed = counts.failed,
-            "job finished"
-        );
         let row = catalog.get_job(job.id).await.ok().flatten();
         self.running().remove(&job.id);
         if let Some(row) = row {
@@ -340,28 +402,102 @@ impl JobManager {
     }
 }
 
+/// Aborts a task when dropped: a run that ends in any way (even a panic) stops its heartbeat,
+/// so a job never outlives its run as a live-looking lease.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Proves every [`HEARTBEAT`] — and saves the counts as soon as they change — that this process
+/// still runs the job. When the catalog says the job is no longer ours, stops the run at the
+/// next tenant boundary (`cancel`) and tells it (`lost`).
+async fn heartbeat(
+    catalog: crate::catalog::Catalog,
+    id: Uuid,
+    owner: String,
+    shared: Arc<Shared>,
+    cancel: Arc<AtomicBool>,
+    lost: Arc<AtomicBool>,
+) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shared.changed.notified() => {}
+        }
+        // Counts are saved once the run has its plan: before that they would erase a resumed
+        // job's counts with zeros.
+        let counts = shared
+            .planned
+            .load(Ordering::SeqCst)
+            .then(|| shared.counts());
+        match catalog.heartbeat_job(id, &owner, counts.as_ref()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                error!("this job was declared dead and taken from this process; stopping it");
+                lost.store(true, Ordering::SeqCst);
+                cancel.store(true, Ordering::SeqCst);
+                return;
+            }
+            Err(e) => warn!(error = %e, "job heartbeat failed"),
+        }
+    }
+}
+
+/// What a run shares with its heartbeat.
+#[derive(Default)]
+struct Shared {
+    counts: Mutex<JobCounts>,
+    /// The run has its plan (`total` is known).
+    planned: AtomicBool,
+    /// Signalled when the counts change.
+    changed: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, JobCounts> {
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn counts(&self) -> JobCounts {
+        *self.lock()
+    }
+}
+
 struct JobProgress {
     tx: broadcast::Sender<JobEvent>,
-    counts: Arc<Mutex<JobCounts>>,
+    shared: Arc<Shared>,
     prior_succeeded: i64,
+    dry_run: bool,
 }
 
 impl Progress for JobProgress {
-    fn planned(&self, total: usize, _work: usize) {
-        let mut c = self
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        c.total = total as i64 + self.prior_succeeded;
-        c.succeeded = self.prior_succeeded;
+    fn planned(&self, total: usize, work: usize) {
+        {
+            let mut c = self.shared.lock();
+            c.total = total as i64 + self.prior_succeeded;
+            c.succeeded = self.prior_succeeded;
+            // Tenants settled without their lock are failures (already counted) and, outside
+            // a dry run (where they are `planned`), up-to-date or skipped ones, which never
+            // reach `tenant_finished`.
+            if !self.dry_run {
+                c.skipped = (total.saturating_sub(work) as i64 - c.failed).max(0);
+            }
+        }
+        self.shared.planned.store(true, Ordering::SeqCst);
+        self.shared.changed.notify_one();
     }
 
     fn tenant_finished(&self, r: &TenantReport) {
         {
-            let mut c = self
-                .counts
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut c = self.shared.lock();
             match r.status {
                 OutcomeStatus::Created | OutcomeStatus::Migrated => c.succeeded += 1,
                 OutcomeStatus::NotAttempted => c.not_attempted += 1,
@@ -369,6 +505,7 @@ impl Progress for JobProgress {
                 _ => c.skipped += 1,
             }
         }
+        self.shared.changed.notify_one();
         let _ = self.tx.send(JobEvent::Tenant(r.clone()));
     }
 

@@ -1,12 +1,20 @@
 //! Fleet jobs over HTTP: upgrade-all to `succeeded` with the right per-tenant outcomes, one
 //! job at a time (409), dry runs that write nothing, cancel at a tenant boundary, SSE
-//! progress, graceful shutdown (`interrupted`), and a crashed process's job resumed.
+//! progress, graceful shutdown (`interrupted`), and leases: a crashed process's job is seen
+//! `interrupted` within seconds (by a running replica, a restarted one, and a request it
+//! would have refused), recounted and resumed, while a slow but live owner keeps its job;
+//! racing resumes and starts are refused with the job that actually runs.
 //!
 //! Jobs are held "running" deterministically by taking a tenant's migration lock from the
-//! test ([`Hold::tenant_lock`]) and releasing it when the test is ready.
+//! test ([`Hold::tenant_lock`]) and releasing it when the test is ready. A dead process's job
+//! is a catalog row whose heartbeat the test moves into the past.
+
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tenant_migrator::catalog::NewJob;
 use tenant_migrator::domain::Role;
+use tenant_migrator::http::JobManager;
 
 use crate::backend_tests;
 use crate::common::{Backend, applied_up_to};
@@ -565,35 +573,103 @@ async fn wait_until_refused(addr: std::net::SocketAddr) {
     }
 }
 
-async fn crashed_job_is_interrupted_after_restart_and_resumable(b: Backend) {
-    use tenant_migrator::catalog::{JobTenantRow, NewJob};
-    let (env, t) = fleet_env(b, &[("a", Some(3)), ("b", Some(3)), ("c", Some(3))]).await;
-    let app = TestApp::spawn_env(env).await;
-    let email = app.admin(Role::Operator).await;
-    let token = app.login(&email).await;
-
-    // A process that died mid-job: it had migrated a, recorded it, and then stopped beating.
-    let res = app
-        .post(&format!("/tenants/{}/upgrade", t[0]), &token, json!({}))
-        .await;
-    assert_eq!(res.status(), 200);
-    let catalog = app.engine.catalog();
-    let job = catalog
+/// The job row a process leaves when it dies mid-run: `running`, holding the fleet slot,
+/// owned by `owner`, its heartbeat `age` old (set through the catalog, by this machine's clock,
+/// which is also the test database servers').
+async fn dead_job(app: &TestApp, email: &str, owner: &str, age: chrono::Duration) -> String {
+    let job = app
+        .engine
+        .catalog()
         .start_job(&NewJob {
             kind: "upgrade_all".into(),
             dry_run: false,
             continue_on_error: false,
             concurrency: 1,
             target_version: None,
-            requested_by: Some(email.clone()),
+            requested_by: Some(email.to_owned()),
             exclusive: true,
-            owner: "4242-crashed".into(),
+            owner: owner.into(),
         })
         .await
         .expect("job row");
-    catalog
+    set_heartbeat(app, &job.id.to_string(), age).await;
+    job.id.to_string()
+}
+
+/// Moves a job's heartbeat `age` into the past.
+async fn set_heartbeat(app: &TestApp, id: &str, age: chrono::Duration) {
+    app.catalog_exec(
+        "UPDATE migration_jobs SET heartbeat_at = ? WHERE id = ?",
+        &[
+            CatalogArg::Time(chrono::Utc::now() - age),
+            CatalogArg::Id(id.parse().expect("uuid")),
+        ],
+    )
+    .await;
+}
+
+/// An `interrupted` job that held no slot: what a graceful shutdown leaves (no tenant done).
+async fn interrupted_job(app: &TestApp, email: &str) -> String {
+    let id = dead_job(app, email, "4141-stopped", chrono::Duration::zero()).await;
+    app.catalog_exec(
+        "UPDATE migration_jobs SET state = 'interrupted', active_slot = NULL, finished_at = ? \
+         WHERE id = ?",
+        &[
+            CatalogArg::Time(chrono::Utc::now()),
+            CatalogArg::Id(id.parse().expect("uuid")),
+        ],
+    )
+    .await;
+    id
+}
+
+/// Polls a job until it is `interrupted`, failing once `within` has passed since `since`.
+async fn wait_interrupted(
+    app: &TestApp,
+    token: &str,
+    id: &str,
+    since: Instant,
+    within: Duration,
+) -> Value {
+    loop {
+        let detail = app.job(token, id).await;
+        if detail["job"]["state"] == "interrupted" {
+            return detail;
+        }
+        assert_eq!(detail["job"]["state"], "running", "{detail:#}");
+        assert!(
+            since.elapsed() < within,
+            "job still running {:?} after its owner stopped: {detail:#}",
+            since.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How long a replica may take to see a job whose heartbeat is already stale (one janitor
+/// period, with room for a loaded test machine).
+fn noticed_within() -> Duration {
+    JobManager::HEARTBEAT * 2 + Duration::from_secs(3)
+}
+
+async fn crashed_job_is_interrupted_without_restart_and_resumable(b: Backend) {
+    use tenant_migrator::catalog::JobTenantRow;
+    let (env, t) = fleet_env(b, &[("a", Some(3)), ("b", Some(3)), ("c", Some(3))]).await;
+    let app = TestApp::spawn_env(env).await;
+    let email = app.admin(Role::Operator).await;
+    let token = app.login(&email).await;
+
+    // A process that died mid-job: it had migrated a and recorded its outcome, but its last
+    // heartbeat saved the counts before a finished (3 planned, none done yet).
+    let res = app
+        .post(&format!("/tenants/{}/upgrade", t[0]), &token, json!({}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let id = dead_job(&app, &email, "4242-crashed", chrono::Duration::zero()).await;
+    app.engine
+        .catalog()
         .record_job_tenant(
-            job.id,
+            id.parse().expect("uuid"),
             &JobTenantRow {
                 schema_name: t[0].clone(),
                 status: "migrated".into(),
@@ -607,25 +683,36 @@ async fn crashed_job_is_interrupted_after_restart_and_resumable(b: Backend) {
         )
         .await
         .expect("outcome row");
+    let stopped = Instant::now();
     app.catalog_exec(
-        "UPDATE migration_jobs SET heartbeat_at = ?, total = 3, succeeded = 1 WHERE id = ?",
+        "UPDATE migration_jobs SET heartbeat_at = ?, total = 3, succeeded = 0 WHERE id = ?",
         &[
             CatalogArg::Time(chrono::Utc::now() - chrono::Duration::hours(1)),
-            CatalogArg::Id(job.id),
+            CatalogArg::Id(id.parse().expect("uuid")),
         ],
     )
     .await;
-    let id = job.id.to_string();
-    // Until a restart notices, the dead job still holds the slot.
-    assert_eq!(app.job(&token, &id).await["job"]["state"], "running");
-    let res = app.post("/migrations/upgrade-all", &token, json!({})).await;
-    assert_eq!(expect_problem(res, 409).await["job_id"], id.as_str());
 
-    let app = app.restart().await;
-    let token = app.login(&email).await;
-    let detail = app.job(&token, &id).await;
-    assert_eq!(detail["job"]["state"], "interrupted", "{detail:#}");
-    assert!(detail["job"]["error"].is_string());
+    // The running service sees it dead on its own, without a restart or a request to act on.
+    let detail = wait_interrupted(&app, &token, &id, stopped, noticed_within()).await;
+    let job = &detail["job"];
+    assert!(job["error"].is_string(), "{detail:#}");
+    assert!(job["finished_at"].is_string(), "{detail:#}");
+    // Its counts are the finished tenant's, recounted from the per-tenant outcomes.
+    assert_eq!(
+        (
+            job["total"].as_i64(),
+            job["succeeded"].as_i64(),
+            job["failed"].as_i64(),
+            job["skipped"].as_i64(),
+            job["not_attempted"].as_i64()
+        ),
+        (Some(3), Some(1), Some(0), Some(0), Some(2)),
+        "{detail:#}"
+    );
+    assert_eq!(outcomes(&detail), vec![migrated(&t[0])]);
+    let list = app.get_json("/migrations/jobs?state=running", &token).await;
+    assert_eq!(list["total"], 0, "{list:#}");
 
     let res = app
         .post(&format!("/migrations/jobs/{id}/resume"), &token, json!({}))
@@ -641,9 +728,10 @@ async fn crashed_job_is_interrupted_after_restart_and_resumable(b: Backend) {
         (
             detail["job"]["total"].as_i64(),
             detail["job"]["succeeded"].as_i64(),
-            detail["job"]["failed"].as_i64()
+            detail["job"]["failed"].as_i64(),
+            detail["job"]["not_attempted"].as_i64()
         ),
-        (Some(3), Some(3), Some(0)),
+        (Some(3), Some(3), Some(0), Some(0)),
         "{detail:#}"
     );
     for s in &t {
@@ -657,7 +745,226 @@ async fn crashed_job_is_interrupted_after_restart_and_resumable(b: Backend) {
     let res = app
         .post(&format!("/migrations/jobs/{id}/resume"), &token, json!({}))
         .await;
-    expect_problem(res, 409).await;
+    let p = expect_problem(res, 409).await;
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("succeeded"),
+        "{p}"
+    );
+    app.stop().await;
+}
+
+async fn job_whose_owner_stopped_beating_is_interrupted_within_seconds(b: Backend) {
+    let (env, _t) = fleet_env(b, &[("a", Some(3))]).await;
+    let app = TestApp::spawn_env(env).await;
+    let email = app.admin(Role::Operator).await;
+    let token = app.login(&email).await;
+
+    // Its owner's last beat was 2 s ago: stale once it is STALE_AFTER old, not before.
+    let beat = Duration::from_secs(2);
+    let stopped = Instant::now();
+    let id = dead_job(
+        &app,
+        &email,
+        "4343-vanished",
+        chrono::Duration::from_std(beat).expect("duration"),
+    )
+    .await;
+    let stale_in = JobManager::STALE_AFTER - beat;
+    let detail = wait_interrupted(&app, &token, &id, stopped, stale_in + noticed_within()).await;
+    let seen = stopped.elapsed();
+    assert!(
+        seen + Duration::from_millis(100) >= stale_in,
+        "declared dead after {seen:?}, before its heartbeat was {:?} old",
+        JobManager::STALE_AFTER
+    );
+    assert!(detail["job"]["error"].is_string(), "{detail:#}");
+    assert_eq!(
+        (
+            detail["job"]["succeeded"].as_i64(),
+            detail["job"]["not_attempted"].as_i64()
+        ),
+        (Some(0), Some(0)),
+        "{detail:#}"
+    );
+    app.stop().await;
+}
+
+async fn live_job_blocked_on_a_tenant_keeps_its_lease(b: Backend) {
+    let (env, t) = fleet_env(b, &[("a", Some(3)), ("b", Some(3))]).await;
+    let app = TestApp::spawn_env(env).await;
+    let token = app.token(Role::Operator).await;
+
+    // The job waits on a's lock for longer than a heartbeat takes to go stale.
+    let hold = Hold::tenant_lock(&app.env, &t[0]).await;
+    let id = app
+        .start_upgrade_all(&token, json!({"concurrency": 1}))
+        .await;
+    let started = chrono::Utc::now();
+    let beyond = chrono::Duration::from_std(JobManager::STALE_AFTER + JobManager::HEARTBEAT * 2)
+        .expect("duration");
+    let detail = app
+        .wait_job(&token, &id, "heartbeats past the stale age", |d| {
+            assert_eq!(d["job"]["state"], "running", "{d:#}");
+            d["job"]["heartbeat_at"]
+                .as_str()
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                .is_some_and(|h| h.to_utc() - started > beyond)
+        })
+        .await;
+    // Another replica looking for dead jobs finds none: the owner is slow, not dead.
+    let replica = JobManager::new(app.engine.clone());
+    assert_eq!(replica.interrupt_stale().await, 0, "{detail:#}");
+    assert_eq!(app.job(&token, &id).await["job"]["state"], "running");
+    hold.release().await;
+    let detail = app.wait_job_finished(&token, &id).await;
+    assert_eq!(detail["job"]["state"], "succeeded", "{detail:#}");
+    assert_eq!(outcomes(&detail), vec![migrated(&t[0]), migrated(&t[1])]);
+    app.stop().await;
+}
+
+async fn requests_refused_by_a_dead_job_interrupt_it_and_proceed(b: Backend) {
+    let (env, t) = fleet_env(b, &[("a", Some(3)), ("b", Some(3))]).await;
+    let app = TestApp::spawn_env(env).await;
+    let email = app.admin(Role::Operator).await;
+    let token = app.login(&email).await;
+    let old = chrono::Duration::minutes(5);
+
+    // A resume meets a dead job in the slot: the dead job is interrupted, the resume runs.
+    let waiting = interrupted_job(&app, &email).await;
+    let dead = dead_job(&app, &email, "4444-dead", old).await;
+    let res = app
+        .post(
+            &format!("/migrations/jobs/{waiting}/resume"),
+            &token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        202,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+    let detail = app.job(&token, &dead).await;
+    assert_eq!(detail["job"]["state"], "interrupted", "{detail:#}");
+    let detail = app.wait_job_finished(&token, &waiting).await;
+    assert_eq!(detail["job"]["state"], "succeeded", "{detail:#}");
+    assert_eq!(outcomes(&detail), vec![migrated(&t[0]), migrated(&t[1])]);
+
+    // So does a new fleet job.
+    let dead = dead_job(&app, &email, "4545-dead", old).await;
+    let id = app.start_upgrade_all(&token, json!({})).await;
+    assert_eq!(app.job(&token, &dead).await["job"]["state"], "interrupted");
+    let detail = app.wait_job_finished(&token, &id).await;
+    assert_eq!(detail["job"]["state"], "succeeded", "{detail:#}");
+    assert_eq!(detail["job"]["skipped"], 2, "{detail:#}");
+    app.stop().await;
+}
+
+async fn restarted_service_finds_a_dead_job_interrupted(b: Backend) {
+    let (env, _t) = fleet_env(b, &[("a", Some(3))]).await;
+    let app = TestApp::spawn_env(env).await;
+    let email = app.admin(Role::Operator).await;
+    let id = dead_job(&app, &email, "4646-dead", chrono::Duration::minutes(5)).await;
+    // The restarted service looks before it serves: its first answer already knows.
+    let app = app.restart().await;
+    let token = app.login(&email).await;
+    let detail = app.job(&token, &id).await;
+    assert_eq!(detail["job"]["state"], "interrupted", "{detail:#}");
+    app.stop().await;
+}
+
+/// Resumes racing each other and new fleet jobs: exactly one request wins, and every loser's
+/// 409 names the job that actually runs — never "is interrupted", never a nil id.
+async fn racing_resumes_and_starts_are_refused_with_the_winner(b: Backend) {
+    let (env, t) = fleet_env(b, &[("a", Some(3)), ("b", Some(3))]).await;
+    let app = TestApp::spawn_env(env).await;
+    let email = app.admin(Role::Operator).await;
+    let token = app.login(&email).await;
+    let id = interrupted_job(&app, &email).await;
+    // Whoever wins stays running until the test lets go.
+    let hold = Hold::tenant_lock(&app.env, &t[0]).await;
+
+    let resume = format!("/migrations/jobs/{id}/resume");
+    let racers = (0..6).map(|i| {
+        if i % 3 == 2 {
+            app.post("/migrations/upgrade-all", &token, json!({"concurrency": 1}))
+        } else {
+            app.post(&resume, &token, json!({}))
+        }
+    });
+    let mut won = Vec::new();
+    let mut lost = Vec::new();
+    for res in futures_util::future::join_all(racers).await {
+        match res.status().as_u16() {
+            202 => won.push(
+                res.json::<Value>().await.expect("job")["id"]
+                    .as_str()
+                    .expect("id")
+                    .to_owned(),
+            ),
+            _ => lost.push(expect_problem(res, 409).await),
+        }
+    }
+    assert_eq!(won.len(), 1, "won {won:?}, lost {lost:#?}");
+    let winner = won.remove(0);
+    for p in &lost {
+        let detail = p["detail"].as_str().unwrap_or_default();
+        assert_eq!(p["job_id"], winner.as_str(), "{p}");
+        assert!(
+            detail.contains(&winner) && detail.contains("running"),
+            "{p}"
+        );
+        assert!(!detail.contains("interrupted"), "{p}");
+        assert!(
+            !detail.contains("00000000-0000-0000-0000-000000000000"),
+            "{p}"
+        );
+    }
+    hold.release().await;
+    let detail = app.wait_job_finished(&token, &winner).await;
+    assert_eq!(detail["job"]["state"], "succeeded", "{detail:#}");
+    app.stop().await;
+}
+
+/// A second replica resuming a job another replica already resumed is told it runs.
+async fn resume_of_a_job_resumed_by_another_replica_says_it_runs(b: Backend) {
+    use tenant_migrator::catalog::StartJobError;
+    let (env, t) = fleet_env(b, &[("a", Some(3))]).await;
+    let app = TestApp::spawn_env(env).await;
+    let email = app.admin(Role::Operator).await;
+    let token = app.login(&email).await;
+    let id = interrupted_job(&app, &email).await;
+    let uuid: uuid::Uuid = id.parse().expect("uuid");
+
+    let hold = Hold::tenant_lock(&app.env, &t[0]).await;
+    let first = JobManager::new(app.engine.clone());
+    let second = JobManager::new(app.engine.clone());
+    let resumed = first.resume(uuid).await.expect("resume");
+    assert_eq!(resumed.map(|j| j.id), Some(uuid));
+    match second.resume(uuid).await {
+        Err(StartJobError::AlreadyRunning(holder)) => assert_eq!(holder, uuid),
+        other => panic!("second resume: {other:?}"),
+    }
+    // Over HTTP too (a third replica).
+    let res = app
+        .post(&format!("/migrations/jobs/{id}/resume"), &token, json!({}))
+        .await;
+    let p = expect_problem(res, 409).await;
+    assert_eq!(p["job_id"], id.as_str(), "{p}");
+    assert_eq!(
+        p["detail"],
+        format!("job {id} was already resumed and is running"),
+        "{p}"
+    );
+    hold.release().await;
+    let detail = app.wait_job_finished(&token, &id).await;
+    assert_eq!(detail["job"]["state"], "succeeded", "{detail:#}");
+    assert_eq!(outcomes(&detail), vec![migrated(&t[0])]);
+    first.shutdown().await;
     app.stop().await;
 }
 
@@ -669,5 +976,11 @@ backend_tests!(
     sse_streams_one_event_per_tenant_then_the_summary,
     sse_of_a_dry_run_lists_the_plan,
     graceful_shutdown_interrupts_the_job_and_resume_finishes_it,
-    crashed_job_is_interrupted_after_restart_and_resumable,
+    crashed_job_is_interrupted_without_restart_and_resumable,
+    job_whose_owner_stopped_beating_is_interrupted_within_seconds,
+    live_job_blocked_on_a_tenant_keeps_its_lease,
+    requests_refused_by_a_dead_job_interrupt_it_and_proceed,
+    restarted_service_finds_a_dead_job_interrupted,
+    racing_resumes_and_starts_are_refused_with_the_winner,
+    resume_of_a_job_resumed_by_another_replica_says_it_runs,
 );

@@ -206,7 +206,11 @@ pub async fn resume(
             job_id: Some(id),
         }),
         Err(StartJobError::AlreadyRunning(other)) => Err(ApiError::Conflict {
-            detail: format!("fleet job {other} is running; resume this one after it"),
+            detail: if other == id {
+                format!("job {id} was already resumed and is running")
+            } else {
+                format!("fleet job {other} is running; resume this one after it")
+            },
             job_id: Some(other),
         }),
         Err(StartJobError::Db(e)) => Err(e.into()),
