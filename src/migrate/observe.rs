@@ -431,6 +431,9 @@ fn opaque(why: &str) -> Kind {
 
 /// Classifies one MySQL/MariaDB statement.
 pub fn classify(sql: &str) -> Kind {
+    if sql.contains("/*!") || sql.contains("/*M!") {
+        return opaque("a MySQL executable comment (/*! … */) is not read");
+    }
     let toks = tokenize(sql);
     let mut c = Cursor {
         toks: &toks,
@@ -442,6 +445,9 @@ pub fn classify(sql: &str) -> Kind {
     match first {
         "INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "WITH" => Kind::Dml,
         "SELECT" | "DO" | "ANALYZE" | "OPTIMIZE" | "CHECK" | "TRUNCATE" => Kind::Rerunnable,
+        // Transaction brackets: each data change commits with its count anyway.
+        "START" | "BEGIN" | "COMMIT" | "ROLLBACK" | "SAVEPOINT" | "RELEASE" => Kind::Rerunnable,
+        "LOCK" | "UNLOCK" => Kind::Session,
         "SET" => {
             c.pos += 1;
             match c.peek_kw() {
@@ -1020,6 +1026,12 @@ mod tests {
             vec![("routine p".into(), true)]
         );
         assert!(matches!(classify("GRANT ALL ON *.* TO x"), Kind::Opaque(_)));
+        assert!(matches!(
+            classify("/*!50001 CREATE VIEW v AS SELECT 1 */"),
+            Kind::Opaque(_)
+        ));
+        assert_eq!(classify("START TRANSACTION"), Kind::Rerunnable);
+        assert_eq!(classify("LOCK TABLES t WRITE"), Kind::Session);
         assert!(matches!(
             classify("ALTER TABLE t ADD PARTITION (PARTITION p1 VALUES LESS THAN (10))"),
             Kind::Opaque(_)
