@@ -748,6 +748,9 @@ fn data_dir_that_is_a_file_names_the_variable_and_path() {
     std::fs::write(&file, b"x").expect("file");
     let path = file.display().to_string();
     let err = refused(&env, &[("DATA_DIR", &path)], "DATA_DIR");
-    assert!(err.contains(&path) && err.contains("not a directory"), "{err}");
+    assert!(
+        err.contains(&path) && err.contains("not a directory"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(&file).expect("still a file"), b"x");
 }

@@ -116,6 +116,34 @@ impl DbError {
             .is_some_and(|d| d.message().starts_with("no such table"))
     }
 
+    /// True when no connection could be had because a connection limit was reached, so that
+    /// fewer connections at once (not more tries) is the cure: the server refused a new one
+    /// (MySQL/MariaDB 1040 too many connections, 1203 and 1226 `max_user_connections`;
+    /// PostgreSQL 53300 too many connections, for the server or the role) or the pool timed
+    /// out waiting for one (sqlx retries PostgreSQL's 53300 until then). 1226 also answers the
+    /// hourly limits (`max_connections_per_hour`, `max_questions`…), which no lower
+    /// concurrency cures: those are not counted.
+    pub fn is_connection_refused_by_limit(&self) -> bool {
+        let DbError::Sqlx {
+            code,
+            message,
+            source,
+            ..
+        } = self
+        else {
+            return false;
+        };
+        if matches!(**source, sqlx::Error::PoolTimedOut) {
+            return true;
+        }
+        source.as_database_error().is_some()
+            && match code.as_deref() {
+                Some("1040" | "1203" | "53300") => true,
+                Some("1226") => message.contains("'max_user_connections'"),
+                _ => false,
+            }
+    }
+
     /// True for unique-key violations (two processes inserting the same catalog row).
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, DbError::Sqlx { source, .. }
@@ -161,5 +189,96 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
             false
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    /// A server error with a code, as a driver would hand it over.
+    #[derive(Debug)]
+    struct ServerSaid {
+        code: &'static str,
+        message: &'static str,
+    }
+
+    impl std::fmt::Display for ServerSaid {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.message)
+        }
+    }
+
+    impl std::error::Error for ServerSaid {}
+
+    impl DatabaseError for ServerSaid {
+        fn message(&self) -> &str {
+            self.message
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.code))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn server(code: &'static str, message: &'static str) -> DbError {
+        DbError::sqlx(
+            "connecting for salon_a",
+            sqlx::Error::Database(Box::new(ServerSaid { code, message })),
+        )
+    }
+
+    #[test]
+    fn connection_limits_are_told_apart_from_other_refusals() {
+        for (code, message) in [
+            ("1040", "Too many connections"),
+            (
+                "1203",
+                "User tm already has more than 'max_user_connections' active connections",
+            ),
+            (
+                "1226",
+                "User 'tm' has exceeded the 'max_user_connections' resource (current value: 4)",
+            ),
+            ("53300", "too many connections for role \"tm\""),
+            ("53300", "sorry, too many clients already"),
+        ] {
+            assert!(
+                server(code, message).is_connection_refused_by_limit(),
+                "{code} {message}"
+            );
+        }
+        assert!(DbError::sqlx("x", sqlx::Error::PoolTimedOut).is_connection_refused_by_limit());
+        for e in [
+            // An hourly quota: fewer connections at once do not help.
+            server(
+                "1226",
+                "User 'tm' has exceeded the 'max_connections_per_hour' resource (current value: 10)",
+            ),
+            server("1045", "Access denied for user 'tm'@'localhost'"),
+            server("1213", "Deadlock found when trying to get lock"),
+            DbError::sqlx("x", sqlx::Error::PoolClosed),
+            DbError::SchemaMissing("salon_a".into()),
+            DbError::LockTimeout {
+                schema: "salon_a".into(),
+                waited: Duration::from_secs(1),
+                holder: None,
+            },
+        ] {
+            assert!(!e.is_connection_refused_by_limit(), "{e}");
+        }
     }
 }

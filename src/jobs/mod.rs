@@ -4,23 +4,30 @@
 //!
 //! Up-to-date tenants cost almost nothing: histories are read in batches without locks and
 //! only tenants with work are locked and touched.
+//!
+//! The concurrency is a ceiling, not a promise: a server that refuses connections (its or the
+//! user's connection limit reached) lowers it for the rest of the run and the refused tenants
+//! are queued again instead of failing (see [`limit`]).
 
+pub mod limit;
 pub mod progress;
 pub mod report;
 
+use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, stream};
-use tracing::{info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 use uuid::Uuid;
 
+pub use limit::AdaptiveLimit;
 pub use progress::{NoProgress, Progress};
 pub use report::{FleetReport, OutcomeStatus, TenantReport};
 
 use crate::catalog::{Catalog, JobCounts, JobTenantRow, TenantRow, TenantStatus};
-use crate::db::{Dialect, SchemaState, Target};
+use crate::db::{DbError, Dialect, SchemaState, Target};
 use crate::domain::SchemaName;
 use crate::migrate::apply::{dry_run_result, plan_from_state};
 use crate::migrate::{MigrateError, MigrationSet, RunOptions, migrate_target_counted};
@@ -29,8 +36,11 @@ use crate::migrate::{MigrateError, MigrationSet, RunOptions, migrate_target_coun
 #[derive(Debug, Clone)]
 pub struct FleetOptions {
     pub run: RunOptions,
-    /// Tenants worked on at once.
+    /// Tenants worked on at once, at most: lowered while the server refuses connections.
     pub concurrency: usize,
+    /// How long refused tenants are queued again while no tenant gets a connection (at a
+    /// concurrency already lowered to 1), before they are reported failed.
+    pub refusal_patience: Duration,
     /// Attempt every tenant even after failures.
     pub continue_on_error: bool,
     /// Set to stop starting new tenants (in-flight ones finish).
@@ -44,6 +54,7 @@ impl FleetOptions {
         Self {
             run,
             concurrency: concurrency.max(1),
+            refusal_patience: limit::DEFAULT_PATIENCE,
             continue_on_error: false,
             cancel: Arc::new(AtomicBool::new(false)),
             job: None,
@@ -140,19 +151,18 @@ impl Fleet<'_> {
         let stop = AtomicBool::new(
             !opts.continue_on_error && reports.iter().any(|r| r.status.is_failure()),
         );
+        let limit = AdaptiveLimit::new(opts.concurrency, opts.refusal_patience);
         let results: Vec<TenantReport> = stream::iter(work)
             .map(|(name, row, from)| {
-                let stop = &stop;
+                let (stop, limit) = (&stop, &limit);
                 async move {
-                    if stop.load(Ordering::SeqCst) || opts.cancel.load(Ordering::SeqCst) {
-                        let mut r = TenantReport::new(name.as_str(), OutcomeStatus::NotAttempted);
-                        r.from = row.schema_version;
-                        r.to = row.schema_version;
+                    let r = self
+                        .turn(&name, &row, from, opts, stop, limit, progress)
+                        .await;
+                    if r.status == OutcomeStatus::NotAttempted {
                         progress.tenant_finished(&r);
                         return r;
                     }
-                    progress.tenant_started(name.as_str());
-                    let r = self.upgrade_one(&name, from, &opts.run).await;
                     if r.status.is_failure() && !opts.continue_on_error {
                         stop.store(true, Ordering::SeqCst);
                     }
@@ -161,9 +171,17 @@ impl Fleet<'_> {
                     r
                 }
             })
-            .buffer_unordered(opts.concurrency.max(1))
+            // The adaptive limit decides how many of these run; this only bounds the queue.
+            .buffer_unordered(limit.max())
             .collect()
             .await;
+        if limit.current() < limit.max() {
+            info!(
+                concurrency = limit.current(),
+                configured = limit.max(),
+                "fleet run ended below its configured concurrency: the server refused connections"
+            );
+        }
         reports.extend(results);
         let mut report = FleetReport::from_tenants(
             self.set.scope,
@@ -222,6 +240,88 @@ impl Fleet<'_> {
         }
     }
 
+    /// One tenant's turn in a run: waits for a place under the adaptive limit and upgrades
+    /// it, queueing it again whenever the server refuses its connection, until it is done, not
+    /// attempted (the run is stopping) or given up (the server refused every connection of
+    /// the run for `opts.refusal_patience`).
+    #[instrument(skip_all, fields(schema = %name))]
+    #[allow(clippy::too_many_arguments)]
+    async fn turn(
+        &self,
+        name: &SchemaName,
+        row: &TenantRow,
+        from: Option<i64>,
+        opts: &FleetOptions,
+        stop: &AtomicBool,
+        limit: &AdaptiveLimit,
+        progress: &dyn Progress,
+    ) -> TenantReport {
+        let (started, refused_attempts) = (&AtomicBool::new(false), &AtomicU32::new(0));
+        let finished = limit
+            .run(move || async move {
+                if stop.load(Ordering::SeqCst) || opts.cancel.load(Ordering::SeqCst) {
+                    let mut r = TenantReport::new(name.as_str(), OutcomeStatus::NotAttempted);
+                    r.from = row.schema_version;
+                    r.to = row.schema_version;
+                    return limit::Attempt::NotTried(Ok(r));
+                }
+                if !started.swap(true, Ordering::SeqCst) {
+                    progress.tenant_started(name.as_str());
+                }
+                match self.try_one(name, from, &opts.run).await {
+                    Ok(r) => limit::Attempt::Admitted(Ok(r)),
+                    Err(refused) => {
+                        refused_attempts.fetch_add(refused.attempts, Ordering::SeqCst);
+                        let reason = refused.reason();
+                        debug!(reason = %reason, "the server refused a connection; tenant queued again");
+                        limit::Attempt::Refused {
+                            value: Err(refused),
+                            reason,
+                        }
+                    }
+                }
+            })
+            .await;
+        match finished {
+            limit::Finished::Done { value: Ok(r), .. } => r,
+            // Only refusals end as errors, and a refusal is queued again or given up.
+            limit::Finished::Done {
+                value: Err(refused),
+                ..
+            } => {
+                self.failed(name, from, &refused.error, refused.attempts)
+                    .await
+            }
+            limit::Finished::GaveUp {
+                value,
+                refusals,
+                waited,
+            } => {
+                let attempts = refused_attempts.load(Ordering::SeqCst);
+                let reason = match value {
+                    Ok(r) => r.error.unwrap_or_default(),
+                    Err(refused) => refused.reason(),
+                };
+                metrics::counter!("tenant_migrator_migrations_failed_total").increment(1);
+                let message = format!(
+                    "the database server refused this tenant's connection {refusals} times and \
+                     no tenant of the run got one for {}s (concurrency already lowered to 1): \
+                     {reason}. Its connection limit is taken, by other clients or by this \
+                     tool's own pools: raise the limit, free connections, lower \
+                     TENANT_ENGINE_POOL_SIZE, or try again later",
+                    waited.as_secs()
+                );
+                warn!(error = %message, "tenant failed");
+                let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Failed);
+                r.from = from;
+                r.to = from;
+                r.attempts = attempts;
+                r.error = Some(message);
+                r
+            }
+        }
+    }
+
     /// Locks, migrates and releases one tenant (with retries of transient errors). `from` is
     /// the version it was seen at, reported when it fails.
     pub async fn upgrade_one(
@@ -231,9 +331,35 @@ impl Fleet<'_> {
         run: &RunOptions,
     ) -> TenantReport {
         let clock = Instant::now();
+        match self.try_one(name, from, run).await {
+            Ok(r) => r,
+            Err(refused) => {
+                let mut r = self
+                    .failed(name, from, &refused.error, refused.attempts)
+                    .await;
+                r.duration_ms = clock.elapsed().as_millis() as i64;
+                r
+            }
+        }
+    }
+
+    /// [`Fleet::upgrade_one`], except that a connection the server refused because of a
+    /// connection limit comes back as such: nothing of the tenant ran, and trying it later
+    /// with fewer connections at once is the cure.
+    async fn try_one(
+        &self,
+        name: &SchemaName,
+        from: Option<i64>,
+        run: &RunOptions,
+    ) -> Result<TenantReport, Refused> {
+        let clock = Instant::now();
         let target = Target::Tenant(name.clone());
+        let run = RunOptions {
+            return_refusals: true,
+            ..run.clone()
+        };
         let (outcome, attempts) =
-            migrate_target_counted(self.dialect, &target, name.as_str(), self.set, run).await;
+            migrate_target_counted(self.dialect, &target, name.as_str(), self.set, &run).await;
         let mut r = match outcome {
             Ok(res) => {
                 metrics::counter!("tenant_migrator_migrations_applied_total")
@@ -241,17 +367,32 @@ impl Fleet<'_> {
                 let status = TenantReport::worked(&res, OutcomeStatus::Migrated);
                 TenantReport::from_result(name.as_str(), res, status)
             }
-            Err(e) => {
-                metrics::counter!("tenant_migrator_migrations_failed_total").increment(1);
-                warn!(schema = %name, error = %e, "tenant failed");
-                let mut r = failure_report(name.as_str(), &e);
-                r.from = from;
-                r.to = self.reached(name).await.or(from);
-                r.attempts = attempts;
-                r
+            Err(MigrateError::Db(e)) if e.is_connection_refused_by_limit() => {
+                return Err(Refused {
+                    error: MigrateError::Db(e),
+                    attempts,
+                });
             }
+            Err(e) => self.failed(name, from, &e, attempts).await,
         };
         r.duration_ms = clock.elapsed().as_millis() as i64;
+        Ok(r)
+    }
+
+    /// The report of a tenant whose run failed with `e` after `attempts` tries.
+    async fn failed(
+        &self,
+        name: &SchemaName,
+        from: Option<i64>,
+        e: &MigrateError,
+        attempts: u32,
+    ) -> TenantReport {
+        metrics::counter!("tenant_migrator_migrations_failed_total").increment(1);
+        warn!(schema = %name, error = %e, "tenant failed");
+        let mut r = failure_report(name.as_str(), e);
+        r.from = from;
+        r.to = self.reached(name).await.or(from);
+        r.attempts = attempts;
         r
     }
 
@@ -278,7 +419,7 @@ impl Fleet<'_> {
             return;
         }
         if !opts.run.dry_run {
-            self.record_tenant(row, r).await;
+            self.record_tenant(row, r, opts.refusal_patience).await;
         }
         if let Some(job) = opts.job
             && r.status != OutcomeStatus::UpToDate
@@ -293,13 +434,17 @@ impl Fleet<'_> {
                 error: r.error.clone(),
                 finished_at: chrono::Utc::now(),
             };
-            if let Err(e) = self.catalog.record_job_tenant(job, &t).await {
+            if let Err(e) = retry_refused(opts.refusal_patience, || {
+                self.catalog.record_job_tenant(job, &t)
+            })
+            .await
+            {
                 warn!(schema = %row.schema_name, error = %e, "could not record the tenant's outcome in the job");
             }
         }
     }
 
-    async fn record_tenant(&self, row: &TenantRow, r: &TenantReport) {
+    async fn record_tenant(&self, row: &TenantRow, r: &TenantReport, patience: Duration) {
         let (status, version, error) = if r.status.is_failure() {
             (
                 TenantStatus::Failed,
@@ -313,12 +458,52 @@ impl Fleet<'_> {
             && row.schema_version == version
             && row.last_error.as_deref() == error;
         if !unchanged
-            && let Err(e) = self
-                .catalog
-                .set_tenant_outcome(&row.schema_name, status, version, error)
-                .await
+            && let Err(e) = retry_refused(patience, || {
+                self.catalog
+                    .set_tenant_outcome(&row.schema_name, status, version, error)
+            })
+            .await
         {
             warn!(schema = %row.schema_name, error = %e, "could not record the tenant's outcome in the catalog");
+        }
+    }
+}
+
+/// A try at a tenant whose connection the server refused because of a connection limit:
+/// nothing of it ran.
+struct Refused {
+    error: MigrateError,
+    attempts: u32,
+}
+
+impl Refused {
+    /// The server's answer, without our context.
+    fn reason(&self) -> String {
+        match &self.error {
+            MigrateError::Db(e) => e.server_message(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Runs a catalog write, trying it again while the server refuses the connection because of a
+/// connection limit (the tenants' connections may hold the user's limit for a moment), for
+/// at most `patience`.
+async fn retry_refused<F, Fut>(patience: Duration, mut write: F) -> Result<(), DbError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), DbError>>,
+{
+    let clock = tokio::time::Instant::now();
+    let mut refusals = 0u32;
+    loop {
+        match write().await {
+            Err(e) if e.is_connection_refused_by_limit() && clock.elapsed() < patience => {
+                refusals += 1;
+                debug!(error = %e, refusals, "the server refused a catalog connection; trying again");
+                tokio::time::sleep(limit::backoff(refusals)).await;
+            }
+            done => return done,
         }
     }
 }

@@ -33,6 +33,10 @@ pub struct RunOptions {
     pub lock_timeout: Duration,
     /// First delay between attempts (grows exponentially, with jitter).
     pub retry_delay: Duration,
+    /// A connection the server refused because of its connection limit is returned at once
+    /// instead of retried: the caller (a fleet run) puts the schema back in its queue and
+    /// lowers its concurrency, which is the cure.
+    pub return_refusals: bool,
 }
 
 impl Default for RunOptions {
@@ -42,6 +46,7 @@ impl Default for RunOptions {
             target: None,
             lock_timeout: crate::config::DEFAULT_LOCK_TIMEOUT,
             retry_delay: Duration::from_millis(200),
+            return_refusals: false,
         }
     }
 }
@@ -184,6 +189,11 @@ pub async fn migrate_target_counted(
             Ok(mut r) => {
                 r.attempts = attempts;
                 return (Ok(r), attempts);
+            }
+            Err(MigrateError::Db(e))
+                if opts.return_refusals && e.is_connection_refused_by_limit() =>
+            {
+                return (Err(MigrateError::Db(e)), attempts);
             }
             Err(e) if e.is_retryable() => match delays.next() {
                 Some(delay) => {
