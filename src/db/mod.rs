@@ -197,6 +197,29 @@ pub enum StepError {
     Progress(DbError),
 }
 
+/// Runs a read again while it fails for a transient reason (a server restarting, a
+/// connection reset): up to 6 attempts over about 6 seconds, so a brief outage at the start of
+/// a fleet run costs a pause instead of the run. Only for reads, which repeat harmlessly.
+pub async fn retry_read<T, F, Fut>(what: &str, read: F) -> Result<T, DbError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, DbError>>,
+{
+    use backon::{ExponentialBuilder, Retryable};
+    read.retry(
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(2))
+            .with_max_times(5)
+            .with_jitter(),
+    )
+    .when(DbError::is_transient)
+    .notify(|e, delay| {
+        tracing::warn!(read = what, error = %e, retry_in_ms = delay.as_millis() as u64, "read failed, retrying");
+    })
+    .await
+}
+
 /// A connection that holds one schema's migration lock.
 ///
 /// Dropping a session without [`SchemaSession::release`] (a cancelled task, a panic) closes
@@ -398,3 +421,32 @@ pub(crate) fn classify(
 /// Connection-pool timeouts shared by the server backends.
 pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test]
+    async fn reads_are_retried_through_transient_failures_only() {
+        let calls = AtomicU32::new(0);
+        let got = retry_read("test", || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => Err(DbError::sqlx("reading", sqlx::Error::PoolTimedOut)),
+                _ => Ok(7),
+            }
+        })
+        .await;
+        assert_eq!(got.ok(), Some(7));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+        let calls = AtomicU32::new(0);
+        let got: Result<(), _> = retry_read("test", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(DbError::Unexpected("a bug, not an outage".into()))
+        })
+        .await;
+        assert!(got.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "not transient: one try");
+    }
+}

@@ -164,12 +164,12 @@ impl Engine {
     /// The catalog's own migration state. An unreadable catalog is an error: nothing can
     /// be done without it.
     pub async fn catalog_state(&self) -> Result<SchemaState, EngineError> {
-        match self
-            .inner
-            .dialect
-            .read_states(&[Target::Catalog])
-            .await?
-            .pop()
+        let catalog = [Target::Catalog];
+        match crate::db::retry_read("catalog history", || {
+            self.inner.dialect.read_states(&catalog)
+        })
+        .await?
+        .pop()
         {
             Some(SchemaState::Unreadable(why)) => Err(EngineError::Catalog(format!(
                 "the catalog at {} cannot be read: {why}",
@@ -318,12 +318,11 @@ impl Engine {
                 0,
             ));
         }
-        let mut tenants = self
-            .inner
-            .catalog
-            .list_tenants(&TenantFilter::default())
-            .await?
-            .tenants;
+        let all = TenantFilter::default();
+        let mut tenants =
+            crate::db::retry_read("tenants", || self.inner.catalog.list_tenants(&all))
+                .await?
+                .tenants;
         tenants.retain(|t| !done.contains(&t.schema_name));
         Ok(self.fleet().run(tenants, opts, progress).await?)
     }

@@ -126,7 +126,8 @@ impl Fleet<'_> {
             .iter()
             .map(|(n, _)| Target::Tenant(n.clone()))
             .collect();
-        let states = self.dialect.read_states(&targets).await?;
+        let states =
+            crate::db::retry_read("histories", || self.dialect.read_states(&targets)).await?;
         let mut work = Vec::new();
         for ((name, row), state) in candidates.into_iter().zip(states) {
             match self.triage(&name, &row, &state, opts) {
