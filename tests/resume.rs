@@ -350,3 +350,43 @@ async fn an_older_history_table_gets_its_progress_columns() {
     assert_eq!(cols, vec!["resumed_after", "statements_done"]);
     env.cleanup().await;
 }
+
+/// An unnamed foreign key in doubt is found by its columns and referenced table: a resumed run
+/// neither adds a second one (MySQL would, silently) nor leaves it out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unnamed_foreign_key_in_doubt_is_found_by_its_columns() {
+    const FK: &str = "CREATE TABLE loyalty_cards (id INT NOT NULL PRIMARY KEY, user_id CHAR(36) NULL) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;\n\nALTER TABLE loyalty_cards ADD FOREIGN KEY (user_id) REFERENCES users_tenant (id);\n\nINSERT INTO loyalty_cards (id) VALUES (1);\n";
+    const CREATE: &str = "CREATE TABLE loyalty_cards (id INT NOT NULL PRIMARY KEY, user_id CHAR(36) NULL) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci";
+    const ADD_FK: &str =
+        "ALTER TABLE loyalty_cards ADD FOREIGN KEY (user_id) REFERENCES users_tenant (id)";
+    let (env, t) = fleet(&["a", "b"], FK);
+    let mut admin = env.admin().await;
+    // a: statement 2 ran, its count did not; b: statement 2 never ran.
+    admin
+        .exec_in(
+            &env,
+            &t[0],
+            &format!("{CREATE}; {ADD_FK}; {}", running_row(FK, 1)),
+        )
+        .await;
+    admin
+        .exec_in(&env, &t[1], &format!("{CREATE}; {}", running_row(FK, 1)))
+        .await;
+    let run = env.cli(&["--output", "json", "--continue-on-error", "upgrade-all"]);
+    run.expect_code(0);
+    for (schema, after) in [(&t[0], 2), (&t[1], 1)] {
+        let line = tenant_of(&run.json(), schema).clone();
+        assert_eq!(line["migrations"][0]["resumed_after"], after, "{line:#}");
+        let fks = admin
+            .strings(
+                &env,
+                schema,
+                "SELECT CONSTRAINT_NAME FROM information_schema.TABLE_CONSTRAINTS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'loyalty_cards' AND CONSTRAINT_TYPE = 'FOREIGN KEY'",
+            )
+            .await;
+        assert_eq!(fks.len(), 1, "{schema}: {fks:?}");
+        assert_eq!(admin.count(&env, schema, "loyalty_cards").await, 1);
+        assert_eq!(admin.history(&env, schema).await, applied_up_to(4));
+    }
+    env.cleanup().await;
+}

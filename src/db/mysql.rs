@@ -661,13 +661,14 @@ impl SchemaSession for MySqlSession {
     async fn observe(&mut self, facts: &[Fact]) -> Result<Vec<bool>, DbError> {
         let mut seen = Vec::with_capacity(facts.len());
         for fact in facts {
-            let (sql, schema, a, b): (&str, &Option<String>, &str, Option<&str>) = match fact {
+            // Constant texts with the schema bound (or the session's own), so the cached
+            // prepared statements are right in any schema.
+            let (sql, schema, binds): (&str, &Option<String>, Vec<String>) = match fact {
                 Fact::Table { schema, table } => (
                     "SELECT COUNT(*) FROM information_schema.TABLES \
                      WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?",
                     schema,
-                    table,
-                    None,
+                    vec![table.clone()],
                 ),
                 Fact::Column {
                     schema,
@@ -677,8 +678,7 @@ impl SchemaSession for MySqlSession {
                     "SELECT COUNT(*) FROM information_schema.COLUMNS \
                      WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? AND COLUMN_NAME = ?",
                     schema,
-                    table,
-                    Some(column),
+                    vec![table.clone(), column.clone()],
                 ),
                 Fact::Index {
                     schema,
@@ -688,8 +688,7 @@ impl SchemaSession for MySqlSession {
                     "SELECT COUNT(*) FROM information_schema.STATISTICS \
                      WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? AND INDEX_NAME = ?",
                     schema,
-                    table,
-                    Some(index),
+                    vec![table.clone(), index.clone()],
                 ),
                 Fact::Constraint {
                     schema,
@@ -700,28 +699,40 @@ impl SchemaSession for MySqlSession {
                      WHERE CONSTRAINT_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? \
                      AND CONSTRAINT_NAME = ?",
                     schema,
+                    vec![table.clone(), constraint.clone()],
+                ),
+                Fact::ForeignKeyOn {
+                    schema,
                     table,
-                    Some(constraint),
+                    columns,
+                    referenced,
+                } => (
+                    "SELECT COUNT(*) FROM (SELECT LOWER(GROUP_CONCAT(COLUMN_NAME ORDER BY ORDINAL_POSITION \
+                     SEPARATOR ',')) AS cols FROM information_schema.KEY_COLUMN_USAGE \
+                     WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? \
+                     AND REFERENCED_TABLE_NAME = ? GROUP BY CONSTRAINT_NAME) k WHERE k.cols = ?",
+                    schema,
+                    vec![
+                        table.clone(),
+                        referenced.clone(),
+                        columns.join(",").to_lowercase(),
+                    ],
                 ),
                 Fact::Trigger { schema, trigger } => (
                     "SELECT COUNT(*) FROM information_schema.TRIGGERS \
                      WHERE TRIGGER_SCHEMA = COALESCE(?, DATABASE()) AND TRIGGER_NAME = ?",
                     schema,
-                    trigger,
-                    None,
+                    vec![trigger.clone()],
                 ),
                 Fact::Routine { schema, routine } => (
                     "SELECT COUNT(*) FROM information_schema.ROUTINES \
                      WHERE ROUTINE_SCHEMA = COALESCE(?, DATABASE()) AND ROUTINE_NAME = ?",
                     schema,
-                    routine,
-                    None,
+                    vec![routine.clone()],
                 ),
             };
-            let mut q = sqlx::query_scalar::<_, i64>(sql)
-                .bind(schema.as_deref())
-                .bind(a);
-            if let Some(b) = b {
+            let mut q = sqlx::query_scalar::<_, i64>(sql).bind(schema.as_deref());
+            for b in binds {
                 q = q.bind(b);
             }
             let n = q

@@ -46,6 +46,14 @@ pub enum Fact {
         table: String,
         constraint: String,
     },
+    /// A foreign key of `table` on exactly `columns` (in order) referencing `referenced`,
+    /// whatever its generated name.
+    ForeignKeyOn {
+        schema: Option<String>,
+        table: String,
+        columns: Vec<String>,
+        referenced: String,
+    },
     Trigger {
         schema: Option<String>,
         trigger: String,
@@ -66,6 +74,16 @@ impl std::fmt::Display for Fact {
             Fact::Constraint {
                 table, constraint, ..
             } => write!(f, "constraint {table}.{constraint}"),
+            Fact::ForeignKeyOn {
+                table,
+                columns,
+                referenced,
+                ..
+            } => write!(
+                f,
+                "foreign key {table}({}) referencing {referenced}",
+                columns.join(", ")
+            ),
             Fact::Trigger { trigger, .. } => write!(f, "trigger {trigger}"),
             Fact::Routine { routine, .. } => write!(f, "routine {routine}"),
         }
@@ -676,6 +694,47 @@ fn classify_alter_table(c: &mut Cursor<'_>) -> Kind {
     }
 }
 
+/// `FOREIGN KEY [index] (a, b) REFERENCES [schema.]t (…)` without a constraint name: found by
+/// its columns and referenced table.
+fn unnamed_foreign_key(c: &mut Cursor<'_>, schema: &Option<String>, table: &str) -> Action {
+    if !matches!(c.toks.get(c.pos), Some(Tok::Other('('))) {
+        // The index name MySQL gives the key; the constraint itself gets a generated one.
+        let _ = c.ident();
+    }
+    if !c.punct('(') {
+        return Action::Opaque("FOREIGN KEY could not be read".into());
+    }
+    let mut columns = Vec::new();
+    loop {
+        match c.ident() {
+            Some(col) => columns.push(col),
+            None => return Action::Opaque("FOREIGN KEY could not be read".into()),
+        }
+        // `col(10)` prefixes and ASC/DESC do not occur in foreign keys.
+        if c.punct(')') {
+            break;
+        }
+        if !c.punct(',') {
+            return Action::Opaque("FOREIGN KEY could not be read".into());
+        }
+    }
+    if !c.kw("REFERENCES") {
+        return Action::Opaque("FOREIGN KEY could not be read".into());
+    }
+    match c.qualified() {
+        Some((_, referenced)) => Action::Expect(vec![Expect {
+            fact: Fact::ForeignKeyOn {
+                schema: schema.clone(),
+                table: table.to_owned(),
+                columns,
+                referenced,
+            },
+            present: true,
+        }]),
+        None => Action::Opaque("FOREIGN KEY could not be read".into()),
+    }
+}
+
 fn alter_action(item: &[Tok], schema: &Option<String>, table: &str) -> Action {
     let mut c = Cursor { toks: item, pos: 0 };
     let col = |column: String| Fact::Column {
@@ -712,6 +771,9 @@ fn alter_action(item: &[Tok], schema: &Option<String>, table: &str) -> Action {
                     Some("PRIMARY" | "UNIQUE" | "FOREIGN" | "CHECK") => None,
                     _ => c.ident(),
                 };
+                if name.is_none() && c.kws(&["FOREIGN", "KEY"]) {
+                    return unnamed_foreign_key(&mut c, schema, table);
+                }
                 if c.kws(&["PRIMARY", "KEY"]) {
                     return Action::Expect(vec![present(idx("PRIMARY".into()))]);
                 }
@@ -735,9 +797,7 @@ fn alter_action(item: &[Tok], schema: &Option<String>, table: &str) -> Action {
                 return Action::Expect(vec![present(idx("PRIMARY".into()))]);
             }
             if c.kws(&["FOREIGN", "KEY"]) {
-                return Action::Opaque(
-                    "an unnamed FOREIGN KEY (no CONSTRAINT name) cannot be found".into(),
-                );
+                return unnamed_foreign_key(&mut c, schema, table);
             }
             if c.kw("CHECK") {
                 return Action::Opaque("an unnamed CHECK cannot be found".into());
@@ -989,10 +1049,18 @@ mod tests {
             facts(&classify("ALTER TABLE t ADD COLUMN (x INT, y INT)")),
             vec![("column t.x".into(), true), ("column t.y".into(), true)]
         );
-        assert!(matches!(
-            classify("ALTER TABLE t ADD FOREIGN KEY (u) REFERENCES users (id)"),
-            Kind::Opaque(_)
-        ));
+        assert_eq!(
+            facts(&classify(
+                "ALTER TABLE t ADD FOREIGN KEY (u, `v`) REFERENCES app.users (id, x) ON DELETE CASCADE"
+            )),
+            vec![("foreign key t(u, v) referencing users".into(), true)]
+        );
+        assert_eq!(
+            facts(&classify(
+                "ALTER TABLE t ADD CONSTRAINT FOREIGN KEY ix_u (u) REFERENCES users (id)"
+            )),
+            vec![("foreign key t(u) referencing users".into(), true)]
+        );
         assert!(matches!(
             classify("ALTER TABLE t ADD INDEX (a)"),
             Kind::Opaque(_)
