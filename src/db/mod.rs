@@ -263,16 +263,17 @@ pub trait SchemaSession: Send {
     /// Runs one statement of the migration.
     async fn execute(&mut self, sql: &str) -> Result<(), DbError>;
 
-    /// Runs statement `index` (0-based) of migration `version` and records that `index + 1`
-    /// statements are done. Where DDL commits on its own (MySQL) the count is written right
-    /// after the statement, and a data change (`dml`) commits in one transaction with it;
-    /// transactional backends just run the statement.
+    /// Runs statement `index` (0-based) of migration `version` and, with `count`, records
+    /// that `index + 1` statements are done. Where DDL commits on its own (MySQL) the count is
+    /// written right after the statement, and a data change (`dml`, always counted) commits
+    /// in one transaction with it; transactional backends just run the statement.
     async fn execute_step(
         &mut self,
         _version: i64,
         _index: usize,
         sql: &str,
         _dml: bool,
+        _count: bool,
     ) -> Result<(), StepError> {
         self.execute(sql).await.map_err(StepError::Statement)
     }

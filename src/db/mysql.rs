@@ -610,7 +610,11 @@ impl SchemaSession for MySqlSession {
         index: usize,
         sql: &str,
         dml: bool,
+        count: bool,
     ) -> Result<(), StepError> {
+        if !dml && !count {
+            return self.execute(sql).await.map_err(StepError::Statement);
+        }
         let progress = self
             .history
             .progress_sql(Backend::MySql, version, index + 1);

@@ -286,13 +286,25 @@ impl Engine {
                 ),
                 (Some(_), None) => (false, Some("its file is gone".to_owned())),
                 (Some(done), Some(m)) => {
-                    match m.statements.get(usize::try_from(done).unwrap_or(0)) {
+                    // The resume scan passes over uncounted statements it sees done; the first
+                    // counted one from the count on is the last that can be in doubt.
+                    let kinds: Vec<observe::Kind> = m
+                        .statements
+                        .iter()
+                        .map(|s| observe::classify(&s.sql))
+                        .collect();
+                    let counted = observe::counted(&kinds);
+                    let from = usize::try_from(done).unwrap_or(0);
+                    let last = (from..m.statements.len())
+                        .find(|i| counted[*i])
+                        .unwrap_or(from);
+                    match m.statements.get(last) {
                         Some(stmt) => match observe::classify(&stmt.sql) {
                             observe::Kind::Opaque(why) => (
                                 false,
                                 Some(format!(
                                     "statement {} (line {}) may or may not have run: {why}",
-                                    done + 1,
+                                    last + 1,
                                     stmt.line
                                 )),
                             ),

@@ -310,44 +310,69 @@ async fn run_locked(
     Ok(result)
 }
 
-/// Where an interrupted migration with `done` statements counted goes on: the statement in
-/// doubt (number `done`, 0-based) is skipped when the live schema shows it ran. One whose
-/// effect cannot be seen makes the migration `failed`, naming it, for a person to settle.
+/// Where an interrupted migration with `done` statements counted goes on. Statements run in
+/// order: from the count, each uncounted one the live schema shows done is passed over, and
+/// the first statement not shown done is where the run goes on. A counted statement at that
+/// point is the one in doubt: a data change did not commit (it commits with its count),
+/// others repeat harmlessly or are checked. One whose effect cannot be seen makes the
+/// migration `failed`, naming it, for a person to settle.
 async fn resume_point(
     session: &mut dyn SchemaSession,
     m: &Migration,
     done: usize,
     started_at: chrono::DateTime<Utc>,
 ) -> Result<usize, MigrateError> {
-    let Some(stmt) = m.statements.get(done) else {
-        return Ok(m.statements.len());
-    };
-    let reason = match observe::classify(&stmt.sql) {
-        // A data change commits with its count, so it did not; the others repeat harmlessly.
-        Kind::Dml | Kind::Session | Kind::Rerunnable => return Ok(done),
-        Kind::Observable(expects) => {
-            let facts: Vec<_> = expects.iter().map(|e| e.fact.clone()).collect();
-            let seen = session.observe(&facts).await?;
-            match observe::verdict(&expects, &seen) {
-                Verdict::Done => {
-                    session.record_progress(m.version, done + 1).await?;
-                    return Ok(done + 1);
+    let kinds: Vec<Kind> = m
+        .statements
+        .iter()
+        .map(|s| observe::classify(&s.sql))
+        .collect();
+    let counted = observe::counted(&kinds);
+    let mut at = done;
+    let reason = loop {
+        let (Some(stmt), Some(kind)) = (m.statements.get(at), kinds.get(at)) else {
+            break None;
+        };
+        match kind {
+            Kind::Dml | Kind::Session | Kind::Rerunnable => break None,
+            Kind::Observable(expects) => {
+                let facts: Vec<_> = expects.iter().map(|e| e.fact.clone()).collect();
+                let seen = session.observe(&facts).await?;
+                match observe::verdict(expects, &seen) {
+                    Verdict::Done => {
+                        at += 1;
+                        // A counted statement that ran but was not counted is the last that
+                        // can have run: the next one was sent only after its count.
+                        if counted[at - 1] {
+                            break None;
+                        }
+                    }
+                    Verdict::NotDone => break None,
+                    Verdict::Unknown(why) => break Some((stmt, why)),
                 }
-                Verdict::NotDone => return Ok(done),
-                Verdict::Unknown(why) => why,
             }
+            Kind::Opaque(why) => break Some((stmt, why.clone())),
         }
-        Kind::Opaque(why) => why,
+    };
+    let Some((stmt, reason)) = reason else {
+        if at > done {
+            session.record_progress(m.version, at).await?;
+        }
+        return Ok(at.min(m.statements.len()));
     };
     let err = MigrateError::InDoubt {
         version: m.version,
         name: m.name.clone(),
-        statement: done + 1,
+        statement: at + 1,
         line: stmt.line,
         sql: first_line(&stmt.sql).to_owned(),
         reason,
     };
     let text = err.to_string();
+    session
+        .record_progress(m.version, at)
+        .await
+        .map_err(MigrateError::from)?;
     session
         .abort(m.as_ref(), started_at, Some(&text))
         .await
@@ -389,10 +414,25 @@ async fn apply_one(
             start
         }
     };
+    // Where DDL commits on its own, each statement's kind decides how its completion is
+    // recorded (see `observe::counted`).
+    let kinds: Vec<Kind> = if transactional {
+        Vec::new()
+    } else {
+        m.statements
+            .iter()
+            .map(|s| observe::classify(&s.sql))
+            .collect()
+    };
+    let counted = observe::counted(&kinds);
     for (i, stmt) in m.statements.iter().enumerate().skip(start) {
         let t = Instant::now();
-        let dml = !transactional && observe::classify(&stmt.sql) == Kind::Dml;
-        if let Err(step) = session.execute_step(m.version, i, &stmt.sql, dml).await {
+        let dml = kinds.get(i) == Some(&Kind::Dml);
+        let count = counted.get(i).copied().unwrap_or(false);
+        if let Err(step) = session
+            .execute_step(m.version, i, &stmt.sql, dml, count)
+            .await
+        {
             return Err(failed_step(session, m, started_at, i, stmt, step).await);
         }
         debug!(
@@ -449,6 +489,12 @@ async fn failed_step(
         transient,
     };
     if settled {
+        if partial && !transactional {
+            // Statements before `i` all completed; uncounted ones among them are counted now.
+            if let Err(count_err) = session.record_progress(m.version, i).await {
+                warn!(version = m.version, error = %count_err, "could not record the statements done");
+            }
+        }
         let recorded = partial.then(|| err.to_string());
         if let Err(abort_err) = session
             .abort(m.as_ref(), started_at, recorded.as_deref())

@@ -122,6 +122,58 @@ impl Kind {
     }
 }
 
+/// Which statements of a migration must have their completion counted in the history row.
+///
+/// A count costs a commit (a log flush) per statement, as much as small DDL itself, so it is
+/// written only where a resumed run needs it. A resumed run scans forward from the last count,
+/// and may pass over an uncounted statement only when the live schema shows it ran. So the
+/// count may be skipped for an observable statement whose objects no later statement of the
+/// migration can change (each later statement is a data change, session state, or observable
+/// DDL on other tables). Everything else is counted: data changes (in their transaction),
+/// statements that are run again or cannot be checked, and DDL whose effect a later statement
+/// could hide. The last statement is always counted.
+pub fn counted(kinds: &[Kind]) -> Vec<bool> {
+    let tables = |k: &Kind| -> Option<Vec<String>> {
+        match k {
+            Kind::Observable(expects) => Some(
+                expects
+                    .iter()
+                    .filter_map(|e| match &e.fact {
+                        Fact::Table { table, .. }
+                        | Fact::Column { table, .. }
+                        | Fact::Index { table, .. }
+                        | Fact::Constraint { table, .. }
+                        | Fact::ForeignKeyOn { table, .. } => Some(table.to_lowercase()),
+                        Fact::Trigger { trigger, .. } => Some(format!("trigger {trigger}")),
+                        Fact::Routine { routine, .. } => Some(format!("routine {routine}")),
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        }
+    };
+    kinds
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let Some(mine) = tables(k) else {
+                return true;
+            };
+            if i + 1 == kinds.len() {
+                return true;
+            }
+            kinds[i + 1..].iter().any(|later| match later {
+                Kind::Dml | Kind::Session => false,
+                Kind::Observable(_) => tables(later)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|t| mine.contains(t)),
+                Kind::Rerunnable | Kind::Opaque(_) => true,
+            })
+        })
+        .collect()
+}
+
 /// Whether an observed statement ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -1105,6 +1157,40 @@ mod tests {
             Kind::Opaque(_)
         ));
         assert_eq!(classify("DROP TABLE IF EXISTS t"), Kind::Rerunnable);
+    }
+
+    #[test]
+    fn counts_are_kept_where_a_resume_needs_them() {
+        let kinds: Vec<Kind> = [
+            "DROP TABLE IF EXISTS d",
+            "CREATE TABLE a (id INT)",
+            "CREATE TABLE b (id INT, a_id INT, FOREIGN KEY (a_id) REFERENCES a (id))",
+            "INSERT INTO a VALUES (1)",
+            "ALTER TABLE b ADD COLUMN note TEXT",
+            "ALTER TABLE b RENAME COLUMN note TO remark",
+            "CREATE TABLE c (id INT)",
+            "CREATE TABLE e (id INT)",
+        ]
+        .iter()
+        .map(|s| classify(s))
+        .collect();
+        // The rerunnable DROP, the INSERT and the last statement are always counted. b is
+        // changed again later, so its CREATE and first ALTER are counted; a, the RENAME and c
+        // are not touched by anything later but data changes and other tables.
+        assert_eq!(
+            counted(&kinds),
+            vec![true, false, true, true, true, false, false, true]
+        );
+        // A rerunnable statement later could undo anything before it.
+        let with_rerun: Vec<Kind> = [
+            "CREATE TABLE a (id INT)",
+            "DROP TABLE IF EXISTS a",
+            "SELECT 1",
+        ]
+        .iter()
+        .map(|s| classify(s))
+        .collect();
+        assert_eq!(counted(&with_rerun), vec![true, true, true]);
     }
 
     #[test]
