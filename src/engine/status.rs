@@ -298,19 +298,16 @@ impl Engine {
                     let last = (from..m.statements.len())
                         .find(|i| counted[*i])
                         .unwrap_or(from);
-                    match m.statements.get(last) {
-                        Some(stmt) => match observe::classify(&stmt.sql) {
-                            observe::Kind::Opaque(why) => (
-                                false,
-                                Some(format!(
-                                    "statement {} (line {}) may or may not have run: {why}",
-                                    last + 1,
-                                    stmt.line
-                                )),
-                            ),
-                            _ => (true, None),
-                        },
-                        None => (true, None),
+                    match m.statements.get(last).zip(kinds.get(last)) {
+                        Some((stmt, observe::Kind::Opaque(why))) => (
+                            false,
+                            Some(format!(
+                                "statement {} (line {}) may or may not have run: {why}",
+                                last + 1,
+                                stmt.line
+                            )),
+                        ),
+                        _ => (true, None),
                     }
                 }
             };

@@ -138,14 +138,14 @@ pub fn counted(kinds: &[Kind]) -> Vec<bool> {
             Kind::Observable(expects) => Some(
                 expects
                     .iter()
-                    .filter_map(|e| match &e.fact {
+                    .map(|e| match &e.fact {
                         Fact::Table { table, .. }
                         | Fact::Column { table, .. }
                         | Fact::Index { table, .. }
                         | Fact::Constraint { table, .. }
-                        | Fact::ForeignKeyOn { table, .. } => Some(table.to_lowercase()),
-                        Fact::Trigger { trigger, .. } => Some(format!("trigger {trigger}")),
-                        Fact::Routine { routine, .. } => Some(format!("routine {routine}")),
+                        | Fact::ForeignKeyOn { table, .. } => table.to_lowercase(),
+                        Fact::Trigger { trigger, .. } => format!("trigger {trigger}"),
+                        Fact::Routine { routine, .. } => format!("routine {routine}"),
                     })
                     .collect(),
             ),
