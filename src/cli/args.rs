@@ -18,7 +18,8 @@ use crate::migrate::Scope;
 TENANT_ENGINE_POOL_SIZE, MIGRATIONS_DIR, DATA_DIR, LOCK_TIMEOUT, CATALOG_SCHEMA, CATALOG_POOL_SIZE, SECRET_KEY, \
 REDIS_URL, LOG_FORMAT, RUST_LOG; for serve: BIND_ADDR, CORS_ORIGINS, REQUEST_TIMEOUT, HEADER_READ_TIMEOUT, \
 SHUTDOWN_TIMEOUT, MAX_CONNECTIONS, JWT_TTL, JWT_ISSUER, JWT_AUDIENCE, METRICS_TOKEN, LOGIN_CONCURRENCY, \
-LOGIN_RATE_PER_MINUTE, TRUSTED_PROXIES. A .env file in the working directory is read too; flags win."
+LOGIN_RATE_PER_MINUTE, TRUSTED_PROXIES. PLACEHOLDER_<NAME>=value sets ${name} in migration files. \
+A .env file in the working directory is read too; flags win."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -87,6 +88,10 @@ pub struct GlobalArgs {
     /// Seconds to wait for another run's lock on a schema, default 300 [env: LOCK_TIMEOUT].
     #[arg(long, global = true)]
     pub lock_timeout: Option<String>,
+    /// Value of `${name}` in migration files, as name=value; repeatable
+    /// [env: PLACEHOLDER_<NAME>].
+    #[arg(long = "placeholder", global = true, value_name = "NAME=VALUE")]
+    pub placeholders: Vec<String>,
 }
 
 impl GlobalArgs {
@@ -110,6 +115,28 @@ impl GlobalArgs {
         }
         if let Some(t) = &self.lock_timeout {
             s.lock_timeout_secs = Some(parse_number(t, "LOCK_TIMEOUT")?);
+        }
+        for p in &self.placeholders {
+            let (name, value) = p.split_once('=').ok_or_else(|| {
+                let shown: String = p.chars().take(64).collect();
+                ConfigError::new(
+                    "--placeholder",
+                    format!(
+                        "{shown:?} must be name=value, e.g. --placeholder app_public=torri_app"
+                    ),
+                )
+            })?;
+            if !crate::migrate::placeholders::is_name(name) {
+                let shown: String = name.chars().take(64).collect();
+                return Err(ConfigError::new(
+                    "--placeholder",
+                    format!(
+                        "{shown:?} is not a placeholder name (a-z, 0-9 and _, not starting \
+                         with a digit, at most 63)"
+                    ),
+                ));
+            }
+            s.placeholders.insert(name.to_owned(), value.to_owned());
         }
         Ok(s)
     }
@@ -175,6 +202,9 @@ pub enum Command {
         #[arg(long)]
         bind: Option<String>,
     },
+    /// Take over tenants another migration tool manages, without touching their data.
+    #[command(subcommand)]
+    Adopt(AdoptCommand),
     /// Create the next-numbered empty migration file in every dialect folder.
     NewMigration {
         #[arg(long, value_enum)]
@@ -182,6 +212,41 @@ pub enum Command {
         /// snake_case name, e.g. add_loyalty_points
         name: String,
     },
+}
+
+/// `adopt …`: one subcommand per tool taken over.
+#[derive(Debug, Subcommand)]
+pub enum AdoptCommand {
+    /// Adopt Alembic-managed tenants: verify each one's structure against the migrations up to
+    /// the version its revision maps to, record those as baselined, register it as active.
+    /// Exit 0 all adopted, 1 some refused, 2 usage or configuration errors.
+    Alembic(AdoptAlembicArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["schemas", "discover"])))]
+pub struct AdoptAlembicArgs {
+    /// TOML map from Alembic revision ids to versions: `[tenant]` ("rev" = N) and an optional
+    /// `[public]` for a catalog that was Alembic-managed.
+    #[arg(long, value_name = "FILE")]
+    pub map: PathBuf,
+    /// The schemas (databases on MySQL) to adopt.
+    #[arg(long, num_args = 1.., value_name = "SCHEMA")]
+    pub schemas: Vec<String>,
+    /// Adopt every schema on the tenant server holding an `alembic_version` table, except the
+    /// catalog's and the --tenants-url database's.
+    #[arg(long)]
+    pub discover: bool,
+    /// With --discover: only names matching this SQL LIKE pattern, e.g. 'tenant\_%'.
+    #[arg(long, requires = "discover", value_name = "PATTERN")]
+    pub like: Option<String>,
+    /// Query returning (schema name, display name) rows, e.g.
+    /// "SELECT schema_name, name FROM torri_app_public.tenants"; run read-only.
+    #[arg(long, value_name = "SQL")]
+    pub tenants_query: Option<String>,
+    /// Database URL --tenants-query runs on (default: the catalog's URL).
+    #[arg(long, value_name = "URL")]
+    pub tenants_url: Option<String>,
 }
 
 /// Settings of `serve` (flags over environment).

@@ -13,12 +13,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use args::{Cli, Command, GlobalArgs, OutputFormat, ServeArgs};
+pub use args::{AdoptAlembicArgs, AdoptCommand, Cli, Command, GlobalArgs, OutputFormat, ServeArgs};
 
 use crate::catalog::{TenantFilter, TenantStatus};
 use crate::config::{Config, ConfigError};
 use crate::domain::{DisplayName, SchemaName, ValidationError};
-use crate::engine::{Engine, EngineError, RepairOptions};
+use crate::engine::{AdoptOptions, AlembicMap, Engine, EngineError, RepairOptions, Selection};
 use crate::jobs::{FleetOptions, FleetReport};
 use crate::migrate::Scope;
 
@@ -200,6 +200,7 @@ async fn run(cli: Cli) -> Result<u8, EngineError> {
             Ok(0)
         }
         Command::Healthcheck { bind } => Ok(serve::healthcheck(bind.as_deref()).await),
+        Command::Adopt(AdoptCommand::Alembic(args)) => adopt_alembic(g, args).await,
         Command::NewMigration { scope, name } => {
             let dir = g
                 .migrations_dir
@@ -210,4 +211,38 @@ async fn run(cli: Cli) -> Result<u8, EngineError> {
             Ok(0)
         }
     }
+}
+
+async fn adopt_alembic(g: &GlobalArgs, args: &AdoptAlembicArgs) -> Result<u8, EngineError> {
+    // Everything given is checked before anything is touched.
+    let map = AlembicMap::load(&args.map)?;
+    let selection = if args.discover {
+        Selection::Discover {
+            like: args.like.clone(),
+        }
+    } else {
+        Selection::Schemas(schema_names(&args.schemas)?)
+    };
+    if let Some(q) = &args.tenants_query
+        && q.trim().is_empty()
+    {
+        return Err(ValidationError::new("--tenants-query", "must not be empty").into());
+    }
+    let engine = engine(g).await?;
+    let opts = AdoptOptions {
+        map,
+        selection,
+        tenants_query: args.tenants_query.clone(),
+        tenants_url: args.tenants_url.clone(),
+        dry_run: g.dry_run,
+        concurrency: g
+            .concurrency
+            .unwrap_or(engine.dialect().tenant_pool_size() as usize)
+            .max(1),
+    };
+    let report = engine.adopt_alembic(&opts).await;
+    engine.close().await;
+    let report = report?;
+    render::adopt(g.output, &report);
+    Ok(if report.all_good() { 0 } else { 1 })
 }

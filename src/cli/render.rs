@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use super::OutputFormat;
 use crate::catalog::TenantPage;
-use crate::engine::{DriftReport, EngineError, RepairReport, TenantState};
+use crate::engine::{
+    AdoptOutcome, AdoptReport, DriftReport, EngineError, RepairReport, TenantState,
+};
 use crate::jobs::FleetReport;
 
 /// Writes one line to stdout; see the module docs for a closed stdout.
@@ -231,6 +233,60 @@ pub fn drift(output: OutputFormat, r: &DriftReport) {
     if r.drifted.is_empty() {
         say!("no drift");
     }
+}
+
+pub fn adopt(output: OutputFormat, r: &AdoptReport) {
+    if output == OutputFormat::Json {
+        return json(r);
+    }
+    let width = r
+        .tenants
+        .iter()
+        .chain(&r.catalog)
+        .map(|t| t.schema.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let line = |t: &AdoptOutcome| {
+        let mut l = format!(
+            "{:width$}  {:15}  {:>4}",
+            t.schema,
+            t.verdict.as_str(),
+            version(t.version)
+        );
+        if let Some(rev) = t.revision.as_ref().filter(|_| t.reason.is_none()) {
+            l.push_str(&format!("  revision {rev}"));
+        }
+        if let Some(why) = &t.reason {
+            l.push_str(&format!("  {why}"));
+        }
+        say!("{l}");
+        for d in &t.differences {
+            say!("{:width$}    {d}", "");
+        }
+    };
+    if let Some(c) = &r.catalog {
+        say!("catalog:");
+        line(c);
+    }
+    for t in &r.tenants {
+        line(t);
+    }
+    let c = &r.counts;
+    let first = if r.dry_run {
+        format!(
+            "dry run, nothing was written: {} would be adopted",
+            c.would_adopt
+        )
+    } else {
+        format!("{} adopted", c.adopted)
+    };
+    say!(
+        "{first}, {} already adopted, {} refused, {} failed",
+        c.already_adopted,
+        c.refused,
+        c.failed
+    );
 }
 
 pub fn created_files(output: OutputFormat, files: &[std::path::PathBuf]) {

@@ -2,10 +2,55 @@
 //! every variable's name. Values are only parsed here (a number that is not one is an error
 //! naming its variable); [`super::Config::from_settings`] validates them.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use super::{ConfigError, ServiceSettings, Settings};
+
+/// Prefix of the variables that set placeholders of migration files (`PLACEHOLDER_APP_PUBLIC`
+/// sets `${app_public}`).
+pub const PLACEHOLDER_PREFIX: &str = "PLACEHOLDER_";
+
+/// Every `PLACEHOLDER_<NAME>` variable as `name → value`, NAME lower-cased. Values are kept as
+/// they are (an empty one too): [`super::Config::from_settings`] validates them.
+pub fn placeholders() -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for (key, value) in std::env::vars_os() {
+        let key = match key.into_string() {
+            Ok(k) => k,
+            Err(raw) if raw.to_string_lossy().starts_with(PLACEHOLDER_PREFIX) => {
+                return Err(ConfigError::new(
+                    raw.to_string_lossy().into_owned(),
+                    "the variable's name is not UTF-8",
+                ));
+            }
+            Err(_) => continue,
+        };
+        let Some(suffix) = key.strip_prefix(PLACEHOLDER_PREFIX) else {
+            continue;
+        };
+        let name = suffix.to_ascii_lowercase();
+        if !crate::migrate::placeholders::is_name(&name) {
+            return Err(ConfigError::new(
+                key.clone(),
+                "is not a placeholder variable: PLACEHOLDER_ is followed by a name of letters, \
+                 digits and _ (not starting with a digit, at most 63), e.g. PLACEHOLDER_APP_PUBLIC",
+            ));
+        }
+        let Ok(value) = value.into_string() else {
+            return Err(ConfigError::new(key, "the value is not UTF-8"));
+        };
+        if let Some((other, _)) = out.get(&name) {
+            return Err(ConfigError::new(
+                key.clone(),
+                format!("{other} sets the same placeholder ${{{name}}}; keep one of them"),
+            ));
+        }
+        out.insert(name, (key, value));
+    }
+    Ok(out.into_iter().map(|(n, (_, v))| (n, v)).collect())
+}
 
 /// A variable's value, `None` when unset or blank.
 pub fn var(name: &str) -> Option<String> {
@@ -43,6 +88,7 @@ impl Settings {
             lock_timeout_secs: number("LOCK_TIMEOUT")?,
             catalog_schema: var("CATALOG_SCHEMA"),
             catalog_pool_size: number("CATALOG_POOL_SIZE")?,
+            placeholders: placeholders()?,
             service: ServiceSettings {
                 bind: var("BIND_ADDR"),
                 cors_origins: var("CORS_ORIGINS"),

@@ -8,6 +8,8 @@
 pub mod env;
 pub mod http;
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,14 +33,15 @@ pub const DEFAULT_DATA_DIR: &str = "./data";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{variable}: {message}")]
 pub struct ConfigError {
-    pub variable: &'static str,
+    /// The variable (or flag); a `PLACEHOLDER_<NAME>` is only known at run time.
+    pub variable: Cow<'static, str>,
     pub message: String,
 }
 
 impl ConfigError {
-    pub fn new(variable: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(variable: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         Self {
-            variable,
+            variable: variable.into(),
             message: message.into(),
         }
     }
@@ -57,6 +60,9 @@ pub struct Settings {
     pub lock_timeout_secs: Option<u64>,
     pub catalog_schema: Option<String>,
     pub catalog_pool_size: Option<u32>,
+    /// Values of the user's placeholders in migration files, by name (`PLACEHOLDER_<NAME>`,
+    /// `--placeholder name=value`).
+    pub placeholders: BTreeMap<String, String>,
     /// Settings of the HTTP service (`serve`).
     pub service: ServiceSettings,
 }
@@ -120,6 +126,8 @@ pub struct Config {
     pub catalog_schema: String,
     /// Connections of the catalog pool (default 2; the service raises it).
     pub catalog_pool_size: u32,
+    /// The user's placeholders in migration files (`${name}` → value), validated.
+    pub placeholders: BTreeMap<String, String>,
     /// Settings of the HTTP service (`SECRET_KEY` among them).
     pub http: HttpConfig,
 }
@@ -134,6 +142,7 @@ impl std::fmt::Debug for Config {
             .field("lock_timeout", &self.lock_timeout)
             .field("catalog_schema", &self.catalog_schema)
             .field("catalog_pool_size", &self.catalog_pool_size)
+            .field("placeholders", &self.placeholders)
             .field("http", &self.http)
             .finish()
     }
@@ -208,6 +217,10 @@ impl Config {
                 "must be a plain identifier (letters, digits, _; at most 63 characters)",
             ));
         }
+        for (name, value) in &s.placeholders {
+            crate::migrate::placeholders::check_user(name, value)
+                .map_err(|m| ConfigError::new(placeholder_variable(name), m))?;
+        }
         let http = HttpConfig::from_settings(s.service, s.secret_key.filter(|k| !k.is_empty()))?;
         Ok(Config {
             catalog,
@@ -221,6 +234,7 @@ impl Config {
                 .unwrap_or(DEFAULT_LOCK_TIMEOUT),
             catalog_schema,
             catalog_pool_size,
+            placeholders: s.placeholders,
             http,
         })
     }
@@ -240,6 +254,11 @@ impl Config {
                 .unwrap_or_else(|| "public".into()),
         }
     }
+}
+
+/// The variable that sets placeholder `name`: `PLACEHOLDER_<NAME>`.
+pub fn placeholder_variable(name: &str) -> String {
+    format!("{}{}", env::PLACEHOLDER_PREFIX, name.to_ascii_uppercase())
 }
 
 /// Letters, digits, `_`, `$` and `-`, 1 to 63 characters: safe to quote as an identifier.

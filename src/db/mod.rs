@@ -104,13 +104,40 @@ pub struct MigrationRef<'a> {
     pub checksum: &'a str,
 }
 
+/// Tables no structure comparison looks at: the engine's own history and Alembic's version
+/// table (an adopted tenant keeps it, untouched).
+pub const BOOKKEEPING_TABLES: [&str; 2] = [HISTORY_TABLE, "alembic_version"];
+
 /// One column of a table, as the server describes it (for drift checks).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 pub struct ColumnShape {
     pub table: String,
     pub column: String,
+    /// The server's type, with what it says besides (`int(11) auto_increment`, an identity
+    /// or generated column).
     pub data_type: String,
     pub nullable: bool,
+    /// The default expression as the server prints it (schema names of the table's own
+    /// schema left out), `None` without one.
+    pub default: Option<String>,
+}
+
+/// One foreign key (for drift checks).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+pub struct ForeignKeyShape {
+    pub table: String,
+    /// The constraint's name (empty on SQLite, which keeps none).
+    pub name: String,
+    /// Referencing columns, comma-separated in key order.
+    pub columns: String,
+    /// Schema of the referenced table; `None` for the table's own schema, so a tenant and
+    /// the reference schema compare equal.
+    pub ref_schema: Option<String>,
+    pub ref_table: String,
+    pub ref_columns: String,
+    /// Referential actions, lower-case (`cascade`, `restrict`, `no action`…).
+    pub on_update: String,
+    pub on_delete: String,
 }
 
 /// One index of a table (for drift checks).
@@ -122,11 +149,18 @@ pub struct IndexShape {
     pub unique: bool,
 }
 
-/// The structure of one schema: its tables' columns and indexes, history table excluded.
+/// The structure of one schema: its tables' columns, indexes and foreign keys, the
+/// [`BOOKKEEPING_TABLES`] excluded.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Structure {
     pub columns: Vec<ColumnShape>,
     pub indexes: Vec<IndexShape>,
+    pub foreign_keys: Vec<ForeignKeyShape>,
+}
+
+/// A referenced schema as [`ForeignKeyShape::ref_schema`] keeps it: `None` for `own`.
+pub(crate) fn foreign_schema(referenced: String, own: &str) -> Option<String> {
+    (referenced != own).then_some(referenced)
 }
 
 /// One backend: the catalog's connections, the tenants' connections, and the operations on
@@ -167,6 +201,14 @@ pub trait Dialect: Send + Sync + 'static {
 
     /// Describes a schema's tables (drift checks).
     async fn structure(&self, target: &Target) -> Result<Structure, DbError>;
+
+    /// The schemas on the tenant server holding a table named `table` (`alembic_version`),
+    /// whose names match the SQL `LIKE` pattern `like` when given, sorted.
+    async fn schemas_with_table(
+        &self,
+        table: &str,
+        like: Option<&str>,
+    ) -> Result<Vec<String>, DbError>;
 
     /// Who holds the migration lock of a schema whose history shows `version` running, and
     /// how far that migration got, read without taking the lock (`status`). Backends whose
@@ -419,6 +461,25 @@ pub(crate) fn classify(
     }
 }
 
+/// SQL `LIKE` matching (`%` any run, `_` one character, `\\` escapes the next), for
+/// backends that list schemas without a server.
+pub(crate) fn like_matches(pattern: &str, s: &str) -> bool {
+    fn go(p: &[char], s: &[char]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some(('%', rest)) => (0..=s.len()).any(|i| go(rest, &s[i..])),
+            Some(('_', rest)) => !s.is_empty() && go(rest, &s[1..]),
+            Some(('\\', rest)) if !rest.is_empty() => {
+                s.first() == rest.first() && go(&rest[1..], &s[1..])
+            }
+            Some((c, rest)) => s.first() == Some(c) && go(rest, &s[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let s: Vec<char> = s.chars().collect();
+    go(&p, &s)
+}
+
 /// Connection-pool timeouts shared by the server backends.
 pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -427,6 +488,20 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[test]
+    fn like_patterns_match_as_sql_does() {
+        assert!(like_matches("tenant_%", "tenant_a"));
+        assert!(like_matches("t%a", "tbca"));
+        // `_` is any one character, as on the servers.
+        assert!(like_matches("tenant_%", "tenantxa"));
+        assert!(like_matches("t_b", "tab"));
+        assert!(!like_matches("t_b", "tb"));
+        assert!(like_matches("a\\_b", "a_b"));
+        assert!(!like_matches("a\\_b", "axb"));
+        assert!(!like_matches("abc", "abcd"));
+        assert!(like_matches("%", ""));
+    }
 
     #[tokio::test]
     async fn reads_are_retried_through_transient_failures_only() {

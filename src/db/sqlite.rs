@@ -21,8 +21,8 @@ use sqlx::{AssertSqlSafe, Connection, Executor, Row, SqliteConnection, SqlitePoo
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{
-    Backend, ColumnShape, Conn, DbError, DbPool, Dialect, HISTORY_TABLE, IndexShape, MigrationRef,
-    SchemaSession, SchemaState, Structure, Target,
+    BOOKKEEPING_TABLES, Backend, ColumnShape, Conn, DbError, DbPool, Dialect, ForeignKeyShape,
+    HISTORY_TABLE, IndexShape, MigrationRef, SchemaSession, SchemaState, Structure, Target,
 };
 use crate::config::{Config, ConfigError, DbLocation, TenantLocation};
 use crate::migrate::history::{HistoryTable, RowState};
@@ -258,29 +258,109 @@ impl Dialect for SqliteDialect {
         }))
     }
 
+    async fn schemas_with_table(
+        &self,
+        table: &str,
+        like: Option<&str>,
+    ) -> Result<Vec<String>, DbError> {
+        // Tenants are the files the path template names: list its folder.
+        let (head, tail) = self
+            .template
+            .split_once("{schema}")
+            .unwrap_or((self.template.as_str(), ""));
+        let head = Path::new(head);
+        let (dir, stem_prefix) = if head.as_os_str().is_empty() || self.template.ends_with('/') {
+            (PathBuf::from("."), String::new())
+        } else if head.to_string_lossy().ends_with('/') {
+            (head.to_path_buf(), String::new())
+        } else {
+            (
+                head.parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| PathBuf::from(".")),
+                head.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            )
+        };
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(DbError::io(format!("listing {}", dir.display()), e)),
+        };
+        let mut found = Vec::new();
+        for entry in entries.flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let Some(schema) = file
+                .strip_prefix(stem_prefix.as_str())
+                .and_then(|f| f.strip_suffix(tail))
+            else {
+                continue;
+            };
+            if schema.is_empty() || !like.is_none_or(|p| super::like_matches(p, schema)) {
+                continue;
+            }
+            let mut conn = match Self::open(&entry.path(), CATALOG_BUSY_TIMEOUT).await {
+                Ok(c) => c,
+                Err(_) => continue,
+            };
+            let has: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?")
+                    .bind(table)
+                    .fetch_optional(&mut conn)
+                    .await
+                    .map_err(|e| DbError::sqlx(format!("looking for {table} in {schema}"), e))?;
+            let _ = conn.close().await;
+            if has.is_some() {
+                found.push(schema.to_owned());
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
     async fn structure(&self, target: &Target) -> Result<Structure, DbError> {
         let path = self.path_of(target);
         let label = Self::label_of(target);
         let err = |e| DbError::sqlx(format!("describing {label}"), e);
+        let [history, alembic] = BOOKKEEPING_TABLES;
         let mut conn = Self::open(&path, CATALOG_BUSY_TIMEOUT).await.map_err(err)?;
-        let cols = sqlx::query(
-            "SELECT m.name, p.name, lower(p.type), p.\"notnull\" FROM sqlite_master m \
-             JOIN pragma_table_info(m.name) p \
-             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> ? \
+        // Every user table joined with one of its pragmas.
+        let tables = |pragma: &str| {
+            format!(
+                "FROM sqlite_master m JOIN {pragma} WHERE m.type = 'table' \
+                 AND m.name NOT LIKE 'sqlite_%' AND m.name NOT IN (?, ?)"
+            )
+        };
+        let cols = sqlx::query(AssertSqlSafe(format!(
+            "SELECT m.name, p.name, lower(p.type), p.\"notnull\", p.dflt_value {} \
              ORDER BY m.name, p.cid",
-        )
-        .bind(HISTORY_TABLE)
+            tables("pragma_table_info(m.name) p")
+        )))
+        .bind(history)
+        .bind(alembic)
         .fetch_all(&mut conn)
         .await
         .map_err(err)?;
-        let idx = sqlx::query(
+        let idx = sqlx::query(AssertSqlSafe(format!(
             "SELECT m.name, il.name, \
              (SELECT group_concat(ii.name, ',') FROM pragma_index_info(il.name) ii), il.\"unique\" \
-             FROM sqlite_master m JOIN pragma_index_list(m.name) il \
-             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> ? \
-             ORDER BY m.name, il.name",
-        )
-        .bind(HISTORY_TABLE)
+             {} ORDER BY m.name, il.name",
+            tables("pragma_index_list(m.name) il")
+        )))
+        .bind(history)
+        .bind(alembic)
+        .fetch_all(&mut conn)
+        .await
+        .map_err(err)?;
+        let fks = sqlx::query(AssertSqlSafe(format!(
+            "SELECT m.name, f.id, group_concat(f.\"from\", ','), f.\"table\", \
+             group_concat(coalesce(f.\"to\", ''), ','), f.on_update, f.on_delete {} \
+             GROUP BY m.name, f.id ORDER BY m.name, f.id",
+            tables("pragma_foreign_key_list(m.name) f")
+        )))
+        .bind(history)
+        .bind(alembic)
         .fetch_all(&mut conn)
         .await
         .map_err(err)?;
@@ -292,6 +372,7 @@ impl Dialect for SqliteDialect {
                 column: r.try_get(1).map_err(err)?,
                 data_type: r.try_get(2).map_err(err)?,
                 nullable: r.try_get::<i64, _>(3).map_err(err)? == 0,
+                default: r.try_get(4).map_err(err)?,
             });
         }
         for r in &idx {
@@ -303,6 +384,19 @@ impl Dialect for SqliteDialect {
                     .map_err(err)?
                     .unwrap_or_default(),
                 unique: r.try_get::<i64, _>(3).map_err(err)? != 0,
+            });
+        }
+        for r in &fks {
+            s.foreign_keys.push(ForeignKeyShape {
+                table: r.try_get(0).map_err(err)?,
+                // SQLite keeps no constraint names.
+                name: String::new(),
+                columns: r.try_get(2).map_err(err)?,
+                ref_schema: None,
+                ref_table: r.try_get(3).map_err(err)?,
+                ref_columns: r.try_get(4).map_err(err)?,
+                on_update: r.try_get::<String, _>(5).map_err(err)?.to_ascii_lowercase(),
+                on_delete: r.try_get::<String, _>(6).map_err(err)?.to_ascii_lowercase(),
             });
         }
         Ok(s)
@@ -352,7 +446,7 @@ impl SchemaSession for SqliteSession {
                 version INTEGER NOT NULL PRIMARY KEY,
                 name TEXT NOT NULL,
                 checksum TEXT NOT NULL,
-                state TEXT NOT NULL CHECK (state IN ('applied', 'failed', 'running')),
+                state TEXT NOT NULL CHECK (state IN ('applied', 'failed', 'running', 'baselined')),
                 started_at TEXT NOT NULL,
                 finished_at TEXT NULL,
                 duration_ms INTEGER NULL,

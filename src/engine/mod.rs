@@ -2,6 +2,7 @@
 //! seed's `create_schema_and_migrate` (`create_tenant`), `migrate_all` (`upgrade_all`) and
 //! `migrate_public_schema` (`upgrade_public`), plus status, repair and drift checks.
 
+mod adopt;
 mod error;
 mod status;
 mod tenants;
@@ -12,6 +13,10 @@ use std::time::Instant;
 
 use tracing::{info, instrument};
 
+pub use adopt::{
+    ALEMBIC_TABLE, AdoptCounts, AdoptOptions, AdoptOutcome, AdoptReport, AlembicMap, Selection,
+    Verdict,
+};
 pub use error::EngineError;
 pub use status::{
     DriftReport, REFERENCE_PREFIX, RepairOptions, RepairReport, TenantDrift, TenantState,
@@ -77,10 +82,17 @@ impl Engine {
                 )));
             }
         }
+        // Placeholders with one value for every schema are bound once, before anything is
+        // touched: an unknown one stops the engine here (exit 2, file and line).
+        let catalog_name = config.catalog_name();
+        let public = source
+            .set(Scope::Public, backend)
+            .bind(&catalog_name, &config.placeholders)?;
+        let tenant = source
+            .set(Scope::Tenant, backend)
+            .bind(&catalog_name, &config.placeholders)?;
         let dialect = db::connect(&config).await?;
         let catalog = Catalog::new(dialect.catalog_pool());
-        let public = source.set(Scope::Public, backend);
-        let tenant = source.set(Scope::Tenant, backend);
         info!(
             backend = %backend,
             server = %dialect.server_label(),
@@ -230,6 +242,7 @@ impl Engine {
             source: e,
         };
         let state = self.catalog_state().await?;
+        self.refuse_foreign_tables(&state).await?;
         let mut report = if opts.dry_run {
             let res =
                 dry_run_result(&self.inner.public, &state, opts.target).map_err(catalog_err)?;
@@ -253,6 +266,76 @@ impl Engine {
         };
         report.duration_ms = clock.elapsed().as_millis() as i64;
         Ok(report)
+    }
+
+    /// Refuses to start a catalog where tables of the same names already are: an application's
+    /// own `tenants` or `admin_master_users` (the seed keeps them in its public database). The
+    /// catalog's first migration would fail half-way or, worse, succeed next to them; either
+    /// way the tool must never alter or drop an application's table.
+    async fn refuse_foreign_tables(&self, state: &SchemaState) -> Result<(), EngineError> {
+        // The tool makes its history table before any catalog table, so tables beside a
+        // history table are its own (perhaps being made by a concurrent run right now).
+        if *state != SchemaState::Uninitialised {
+            return Ok(());
+        }
+        let ours: std::collections::BTreeSet<String> = self
+            .inner
+            .public
+            .migrations
+            .iter()
+            .flat_map(|m| &m.statements)
+            .filter_map(|s| match crate::migrate::observe::classify(&s.sql) {
+                crate::migrate::observe::Kind::Observable(expects) => Some(expects),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|e| match e.fact {
+                crate::migrate::observe::Fact::Table { table, .. } if e.present => {
+                    Some(table.to_ascii_lowercase())
+                }
+                _ => None,
+            })
+            .collect();
+        let existing = self.inner.dialect.structure(&Target::Catalog).await?;
+        let mut clash: Vec<&str> = existing
+            .columns
+            .iter()
+            .map(|c| c.table.as_str())
+            .filter(|t| ours.contains(&t.to_ascii_lowercase()))
+            .collect();
+        clash.dedup();
+        // A concurrent run may have made the history table, then its tables, between the two
+        // reads: they are its own.
+        if clash.is_empty() || self.catalog_state().await? != SchemaState::Uninitialised {
+            return Ok(());
+        }
+        let advice = match self.inner.config.backend() {
+            db::Backend::Postgres => {
+                "set CATALOG_SCHEMA to a schema of the tool's own (for example tenant_migrator)"
+            }
+            db::Backend::MySql => {
+                "point DATABASE_URL at a database of the tool's own on the same server (for \
+                 example mysql://…/tenant_migrator)"
+            }
+            db::Backend::Sqlite => "point DATABASE_URL at a file of the tool's own",
+        };
+        let tables = format!(
+            "{} {}",
+            if clash.len() == 1 { "table" } else { "tables" },
+            clash.join(", ")
+        );
+        Err(EngineError::Config(crate::config::ConfigError::new(
+            "DATABASE_URL",
+            format!(
+                "the catalog at {} already holds {} that tenant-migrator did not create (it has \
+                 no {} history there). The tool never alters or drops an application's tables, \
+                 and nothing was changed: {advice}. README, \"Switching from Alembic\", walks \
+                 through it",
+                self.catalog_location(),
+                tables,
+                db::HISTORY_TABLE,
+            ),
+        )))
     }
 
     /// Makes sure the catalog is usable before tenant work: migrates it when needed (never in a

@@ -4,14 +4,14 @@
 //! forgets a migration) and the drift check
 //! (each tenant's actual tables against a freshly migrated reference schema).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use tracing::{info, instrument, warn};
 
 use super::{Engine, EngineError};
 use crate::catalog::{TenantFilter, TenantRow, TenantStatus};
-use crate::db::{ColumnShape, IndexShape, SchemaState, Structure, Target};
+use crate::db::{ColumnShape, ForeignKeyShape, IndexShape, SchemaState, Structure, Target};
 use crate::domain::SchemaName;
 use crate::migrate::history::RowState;
 use crate::migrate::observe::{self, Effects};
@@ -99,11 +99,11 @@ pub struct RepairReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TenantDrift {
     pub schema: String,
-    /// Columns and indexes the reference has and the tenant lacks.
+    /// Tables, columns, indexes and foreign keys the reference has and the tenant lacks.
     pub missing: Vec<String>,
-    /// Columns and indexes the tenant has and the reference does not.
+    /// Tables, columns, indexes and foreign keys the tenant has and the reference does not.
     pub unexpected: Vec<String>,
-    /// Columns whose type or nullability differ.
+    /// Columns whose type, nullability or default differ.
     pub changed: Vec<String>,
 }
 
@@ -120,14 +120,20 @@ pub struct DriftReport {
     pub drifted: Vec<TenantDrift>,
 }
 
-fn describe_column(c: &ColumnShape) -> String {
+fn column_shape(c: &ColumnShape) -> String {
     format!(
-        "column {}.{} {}{}",
-        c.table,
-        c.column,
+        "{}{}{}",
         c.data_type,
-        if c.nullable { " null" } else { " not null" }
+        if c.nullable { " null" } else { " not null" },
+        c.default
+            .as_deref()
+            .map(|d| format!(" default {d}"))
+            .unwrap_or_default()
     )
+}
+
+fn describe_column(c: &ColumnShape) -> String {
+    format!("column {}.{} {}", c.table, c.column, column_shape(c))
 }
 
 fn describe_index(i: &IndexShape) -> String {
@@ -140,7 +146,25 @@ fn describe_index(i: &IndexShape) -> String {
     )
 }
 
-/// Compares `actual` against `reference`.
+fn describe_foreign_key(f: &ForeignKeyShape) -> String {
+    let target = match &f.ref_schema {
+        Some(schema) => format!("{schema}.{}", f.ref_table),
+        None => f.ref_table.clone(),
+    };
+    let name = if f.name.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", f.name)
+    };
+    format!(
+        "foreign key {}{name} ({}) references {target} ({}) on update {} on delete {}",
+        f.table, f.columns, f.ref_columns, f.on_update, f.on_delete
+    )
+}
+
+/// Compares `actual` against `reference`: tables, columns (type, nullability, default),
+/// indexes and foreign keys. A table missing (or extra) as a whole is named once, not column
+/// by column.
 pub fn diff_structure(
     schema: &str,
     reference: &Structure,
@@ -149,43 +173,80 @@ pub fn diff_structure(
     let key = |c: &ColumnShape| (c.table.clone(), c.column.clone());
     let refc: BTreeMap<_, _> = reference.columns.iter().map(|c| (key(c), c)).collect();
     let actc: BTreeMap<_, _> = actual.columns.iter().map(|c| (key(c), c)).collect();
+    let tables =
+        |s: &Structure| -> BTreeSet<String> { s.columns.iter().map(|c| c.table.clone()).collect() };
+    let (ref_tables, act_tables) = (tables(reference), tables(actual));
     let mut d = TenantDrift {
         schema: schema.to_owned(),
         missing: Vec::new(),
         unexpected: Vec::new(),
         changed: Vec::new(),
     };
+    d.missing.extend(
+        ref_tables
+            .difference(&act_tables)
+            .map(|t| format!("table {t}")),
+    );
+    d.unexpected.extend(
+        act_tables
+            .difference(&ref_tables)
+            .map(|t| format!("table {t}")),
+    );
     for (k, c) in &refc {
         match actc.get(k) {
-            None => d.missing.push(describe_column(c)),
+            None if act_tables.contains(&c.table) => d.missing.push(describe_column(c)),
+            None => {}
             Some(a) if a != c => d.changed.push(format!(
-                "column {}.{}: expected {} {}, found {} {}",
+                "column {}.{}: expected {}, found {}",
                 c.table,
                 c.column,
-                c.data_type,
-                if c.nullable { "null" } else { "not null" },
-                a.data_type,
-                if a.nullable { "null" } else { "not null" }
+                column_shape(c),
+                column_shape(a)
             )),
             Some(_) => {}
         }
     }
     for (k, a) in &actc {
-        if !refc.contains_key(k) {
+        if !refc.contains_key(k) && ref_tables.contains(&a.table) {
             d.unexpected.push(describe_column(a));
         }
     }
-    for i in &reference.indexes {
+    // Indexes and keys of a table missing (or extra) as a whole were named with it.
+    let both = |t: &str| ref_tables.contains(t) && act_tables.contains(t);
+    for i in reference.indexes.iter().filter(|i| both(&i.table)) {
         if !actual.indexes.contains(i) {
             d.missing.push(describe_index(i));
         }
     }
-    for i in &actual.indexes {
+    for i in actual.indexes.iter().filter(|i| both(&i.table)) {
         if !reference.indexes.contains(i) {
             d.unexpected.push(describe_index(i));
         }
     }
+    for f in reference.foreign_keys.iter().filter(|f| both(&f.table)) {
+        if !actual.foreign_keys.contains(f) {
+            d.missing.push(describe_foreign_key(f));
+        }
+    }
+    for f in actual.foreign_keys.iter().filter(|f| both(&f.table)) {
+        if !reference.foreign_keys.contains(f) {
+            d.unexpected.push(describe_foreign_key(f));
+        }
+    }
     (!(d.missing.is_empty() && d.unexpected.is_empty() && d.changed.is_empty())).then_some(d)
+}
+
+impl TenantDrift {
+    /// Every difference on one line each: `missing …`, `unexpected …`, `changed …`.
+    pub fn lines(&self) -> Vec<String> {
+        let tagged = |tag: &str, v: &[String]| -> Vec<String> {
+            v.iter().map(|x| format!("{tag} {x}")).collect()
+        };
+        let mut out = tagged("missing", &self.missing);
+        out.extend(tagged("unexpected", &self.unexpected));
+        out.extend(tagged("changed", &self.changed));
+        out
+    }
 }
 
 /// Prefix of the scratch schemas drift checks migrate as their reference.
@@ -278,7 +339,8 @@ impl Engine {
                 };
                 continue;
             }
-            let file = set.get(version);
+            let rendered = set.get_for(version, target); // `${schema}` as it ran there
+            let file = rendered.as_deref();
             let (resumable, reason) = match (info.statements_done, file) {
                 (None, _) => (
                     false,
@@ -373,11 +435,17 @@ impl Engine {
             let mut refused = Vec::new();
             for row in &rows {
                 let file = set.get(row.version);
-                if row.state != RowState::Applied {
+                if !row.state.is_applied() {
                     match (opts.mark_applied, file) {
                         (true, Some(f)) => report.marked_applied.push(f.version),
                         _ if opts.force => report.forgotten.push(row.version),
-                        _ => match observe::effects(session.as_mut(), row, file).await? {
+                        _ => match observe::effects(
+                            session.as_mut(),
+                            row,
+                            set.get_for(row.version, &target).as_deref(),
+                        )
+                        .await?
+                        {
                             Effects::None => report.forgotten.push(row.version),
                             Effects::Present(evidence) | Effects::Unknown(evidence) => {
                                 refused.push(Problem::PartlyApplied {
@@ -423,7 +491,9 @@ impl Engine {
                     if report.marked_applied.contains(&r.version)
                         || report.checksums_accepted.contains(&r.version)
                     {
-                        r.state = RowState::Applied;
+                        if !r.state.is_applied() {
+                            r.state = RowState::Applied;
+                        }
                         if let Some(f) = set.get(r.version) {
                             r.checksum = f.checksum.clone();
                         }
@@ -468,12 +538,20 @@ impl Engine {
         Ok(report)
     }
 
-    /// Compares every tenant at the newest version with a reference schema migrated from
-    /// scratch (created under a `tm_reference_` name and dropped afterwards).
-    #[instrument(skip_all)]
-    pub async fn check_structure(&self) -> Result<DriftReport, EngineError> {
-        let set = self.migrations(Scope::Tenant);
-        let (_, tenants) = self.status(None).await?;
+    /// The structure of `set` migrated from scratch up to each of `versions` (the newest when
+    /// empty): migrated step by step into one scratch schema under a `tm_reference_` name,
+    /// described at each version, and dropped.
+    pub async fn reference_structures(
+        &self,
+        set: &MigrationSet,
+        versions: &[i64],
+    ) -> Result<BTreeMap<Option<i64>, Structure>, EngineError> {
+        let mut stops: Vec<Option<i64>> = versions.iter().copied().map(Some).collect();
+        stops.sort();
+        stops.dedup();
+        if stops.is_empty() {
+            stops.push(None);
+        }
         let reference_name = format!(
             "{REFERENCE_PREFIX}{}",
             &uuid::Uuid::new_v4().simple().to_string()[..12]
@@ -482,25 +560,42 @@ impl Engine {
         let target = Target::Tenant(reference.clone());
         let built = async {
             self.dialect().create_schema(&target).await?;
-            migrate_target(
-                self.dialect(),
-                &target,
-                reference.as_str(),
-                set,
-                &self.run_options(false, None),
-            )
-            .await
-            .map_err(|e| EngineError::Migrate {
-                target: "drift reference schema".into(),
-                source: e,
-            })?;
-            Ok::<Structure, EngineError>(self.dialect().structure(&target).await?)
+            let mut out = BTreeMap::new();
+            for stop in stops {
+                migrate_target(
+                    self.dialect(),
+                    &target,
+                    reference.as_str(),
+                    set,
+                    &self.run_options(false, stop),
+                )
+                .await
+                .map_err(|e| EngineError::Migrate {
+                    target: "drift reference schema".into(),
+                    source: e,
+                })?;
+                out.insert(stop, self.dialect().structure(&target).await?);
+            }
+            Ok::<_, EngineError>(out)
         }
         .await;
         if let Err(e) = self.dialect().drop_schema(&target).await {
             warn!(schema = %reference, error = %e, "could not drop the drift reference schema");
         }
-        let reference_structure = built?;
+        built
+    }
+
+    /// Compares every tenant at the newest version with a reference schema migrated from
+    /// scratch (see [`Engine::reference_structures`]).
+    #[instrument(skip_all)]
+    pub async fn check_structure(&self) -> Result<DriftReport, EngineError> {
+        let set = self.migrations(Scope::Tenant);
+        let (_, tenants) = self.status(None).await?;
+        let reference_structure = self
+            .reference_structures(set, &[])
+            .await?
+            .remove(&None)
+            .unwrap_or_default();
         let mut report = DriftReport {
             version: set.latest(),
             checked: 0,

@@ -517,7 +517,7 @@ enum Triage {
 
 fn max_applied(rows: &[crate::migrate::history::HistoryRow]) -> Option<i64> {
     rows.iter()
-        .filter(|r| r.state == crate::migrate::history::RowState::Applied)
+        .filter(|r| r.state.is_applied())
         .map(|r| r.version)
         .max()
 }

@@ -214,7 +214,7 @@ async fn migrate_once(
     opts: &RunOptions,
 ) -> Result<TargetResult, MigrateError> {
     let mut session = dialect.open_session(target, opts.lock_timeout).await?;
-    let result = run_locked(session.as_mut(), set, opts.target).await;
+    let result = run_locked(session.as_mut(), target, set, opts.target).await;
     match session.release().await {
         Ok(()) => result,
         // The run's own error says more than the failed release after it.
@@ -236,11 +236,11 @@ fn interrupted<'a>(
     if transactional {
         return None;
     }
-    let mut unfinished = rows.iter().filter(|r| r.state != RowState::Applied);
+    let mut unfinished = rows.iter().filter(|r| !r.state.is_applied());
     let row = unfinished.next()?;
     let newest = rows
         .iter()
-        .filter(|r| r.state == RowState::Applied)
+        .filter(|r| r.state.is_applied())
         .map(|r| r.version)
         .max();
     let resumable = unfinished.next().is_none()
@@ -256,6 +256,7 @@ fn interrupted<'a>(
 /// Everything that happens while the schema's lock is held.
 async fn run_locked(
     session: &mut dyn SchemaSession,
+    target_schema: &Target,
     set: &MigrationSet,
     target: Option<i64>,
 ) -> Result<TargetResult, MigrateError> {
@@ -295,9 +296,12 @@ async fn run_locked(
         session.create_history_table().await?;
     }
     for version in &p.pending {
-        let Some(m) = set.get(*version) else { continue };
+        // `${schema}` rendered for this schema (borrowed when the file has none).
+        let Some(m) = set.get_for(*version, target_schema) else {
+            continue;
+        };
         let done = resume.and_then(|(v, d)| (v == m.version).then_some(d));
-        let (duration_ms, resumed_after) = apply_one(session, m, done).await?;
+        let (duration_ms, resumed_after) = apply_one(session, &m, done).await?;
         result.to = Some(m.version);
         result.steps.push(StepReport {
             version: m.version,

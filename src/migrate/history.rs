@@ -18,6 +18,10 @@ pub enum RowState {
     /// The migration started and never finished (the process died mid-way, MySQL): as dirty as
     /// `failed`.
     Running,
+    /// Recorded by `adopt` for a schema another tool (Alembic) migrated: its structure was
+    /// verified against this version, and the migration itself never ran here. Counts as
+    /// applied everywhere.
+    Baselined,
 }
 
 impl RowState {
@@ -26,13 +30,20 @@ impl RowState {
             RowState::Applied => "applied",
             RowState::Failed => "failed",
             RowState::Running => "running",
+            RowState::Baselined => "baselined",
         }
+    }
+
+    /// True for a migration whose effects are in the schema (applied or baselined).
+    pub fn is_applied(self) -> bool {
+        matches!(self, RowState::Applied | RowState::Baselined)
     }
 
     fn parse(s: &str) -> Self {
         match s {
             "applied" => RowState::Applied,
             "running" => RowState::Running,
+            "baselined" => RowState::Baselined,
             // Anything unknown is treated as the most cautious state.
             _ => RowState::Failed,
         }
@@ -124,6 +135,8 @@ pub struct HistoryTable {
     /// `` `schema`.`_tenant_migrations` `` / `"schema"."_tenant_migrations"` / `_tenant_migrations`.
     pub qualified: String,
     pub label: String,
+    backend: Backend,
+    schema: Option<String>,
 }
 
 /// Longest error text kept in a history row.
@@ -149,6 +162,16 @@ impl HistoryTable {
         Self {
             qualified,
             label: schema.unwrap_or("main").to_owned(),
+            backend,
+            schema: schema.map(str::to_owned),
+        }
+    }
+
+    /// Another table of the same schema, qualified as this one is (`alembic_version`).
+    pub fn qualify(&self, table: &str) -> String {
+        match &self.schema {
+            Some(s) => format!("{}.{}", self.backend.quote(s), self.backend.quote(table)),
+            None => self.backend.quote(table),
         }
     }
 
@@ -285,6 +308,43 @@ impl HistoryTable {
         self.write(conn, "writing", sql).await.map(|_| ())
     }
 
+    /// Records `migrations` as [`RowState::Baselined`] in one statement (`adopt`): all of
+    /// them or, when it fails, none.
+    pub async fn baseline(
+        &self,
+        conn: &mut Conn,
+        migrations: &[MigrationRef<'_>],
+        at: DateTime<Utc>,
+    ) -> Result<(), DbError> {
+        let b = conn.backend();
+        let rows: Vec<String> = migrations
+            .iter()
+            .map(|m| {
+                let values = [
+                    Lit::Int(m.version),
+                    Lit::Text(m.name),
+                    Lit::Text(m.checksum),
+                    Lit::Text(RowState::Baselined.as_str()),
+                    Lit::Time(at),
+                    Lit::Time(at),
+                    Lit::Null,
+                    Lit::Null,
+                ];
+                let values: Vec<String> = values.iter().map(|l| l.render(b)).collect();
+                format!("({})", values.join(", "))
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "INSERT INTO {} ({COLUMNS}) VALUES {}",
+            self.qualified,
+            rows.join(", ")
+        );
+        self.write(conn, "baselining", sql).await.map(|_| ())
+    }
+
     /// The statement moving the row of `version` to `state`, recording when and how it ended
     /// (and, for a resumed migration, after how many statements it resumed).
     pub fn finish_sql(
@@ -338,7 +398,8 @@ impl HistoryTable {
         self.write(conn, "repairing", sql).await
     }
 
-    /// Marks `version` applied with `checksum`, clearing its error.
+    /// Marks `version` applied with `checksum`, clearing its error (a baselined row stays
+    /// baselined: only its checksum is accepted).
     pub async fn mark_applied(
         &self,
         conn: &mut Conn,
@@ -347,7 +408,8 @@ impl HistoryTable {
     ) -> Result<u64, DbError> {
         let b = conn.backend();
         let sql = format!(
-            "UPDATE {} SET state = 'applied', checksum = {}, error = NULL, finished_at = {} WHERE version = {}",
+            "UPDATE {} SET state = CASE WHEN state = 'baselined' THEN 'baselined' ELSE 'applied' END, \
+             checksum = {}, error = NULL, finished_at = {} WHERE version = {}",
             self.qualified,
             Lit::Text(checksum).render(b),
             Lit::Time(Utc::now()).render(b),

@@ -1,12 +1,14 @@
 //! The migration engine: loading and checksumming files (`source`), splitting them
-//! (`split`), deciding what to run (`plan`), running it under a lock (`apply`), and the
-//! history table it all rests on (`history`).
+//! (`split`), substituting their placeholders (`placeholders`), deciding what to run
+//! (`plan`), running it under a lock (`apply`), and the history table it all rests on
+//! (`history`).
 
 pub mod apply;
 pub mod error;
 pub mod history;
 pub mod lock;
 pub mod observe;
+pub mod placeholders;
 pub mod plan;
 pub mod source;
 pub mod split;

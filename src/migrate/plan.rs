@@ -163,7 +163,7 @@ impl Plan {
 pub fn plan(set: &MigrationSet, history: &[HistoryRow], target: Option<i64>) -> Plan {
     let mut problems = Vec::new();
     for row in history {
-        if row.state != RowState::Applied {
+        if !row.state.is_applied() {
             problems.push(Problem::Dirty {
                 version: row.version,
                 name: row.name.clone(),
@@ -188,7 +188,7 @@ pub fn plan(set: &MigrationSet, history: &[HistoryRow], target: Option<i64>) -> 
     }
     let applied: std::collections::BTreeSet<i64> = history
         .iter()
-        .filter(|r| r.state == RowState::Applied)
+        .filter(|r| r.state.is_applied())
         .map(|r| r.version)
         .collect();
     let from = applied.last().copied();

@@ -2,7 +2,8 @@
 //! same layout (`<scope>/<dialect>/NNNN_snake_name.sql`). Loading validates everything up
 //! front — file names, strictly increasing versions, statement splitting, and that every
 //! dialect folder of a scope has the same versions and names — and computes each file's
-//! SHA-256 checksum over its bytes.
+//! SHA-256 checksum over its bytes (as written: placeholders are substituted later, see
+//! [`super::placeholders`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -6,6 +6,10 @@
 //! `E'…'` strings, the MySQL client's `DELIMITER` command, and SQLite trigger bodies
 //! (`CREATE TRIGGER … BEGIN …; …; END;`). An unterminated quote or comment is an error, found
 //! when the file is loaded rather than half-way through a tenant.
+//!
+//! Since it knows where comments and dollar quotes are, it also records where each statement
+//! names a placeholder (`${name}`, see [`super::placeholders`]): in code, string literals and
+//! quoted identifiers, never in comments or dollar-quoted bodies.
 
 use crate::db::Backend;
 
@@ -16,6 +20,51 @@ pub struct Statement {
     pub sql: String,
     /// 1-based line of the file where the statement starts (for error messages).
     pub line: usize,
+    /// The `${name}` placeholders `sql` names, in order (empty for most statements).
+    pub placeholders: Vec<Placeholder>,
+}
+
+/// Where a placeholder sits: in code, or inside a quoted string or identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Context {
+    /// Plain SQL: the value goes in as a quoted identifier.
+    Code,
+    /// Inside `quote … quote`: the value goes in bare, with `quote` doubled (and `\` doubled
+    /// where backslash escapes apply).
+    Quoted { quote: u8, backslash: bool },
+}
+
+/// One `${name}` of a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placeholder {
+    /// The name between the braces.
+    pub name: String,
+    /// Byte offset of the `$` in [`Statement::sql`].
+    pub at: usize,
+    /// 1-based line of the file it is on.
+    pub line: usize,
+    pub context: Context,
+}
+
+impl Placeholder {
+    /// Byte offset just after its `}` in [`Statement::sql`].
+    pub fn end(&self) -> usize {
+        self.at + self.name.len() + 3
+    }
+}
+
+/// Length of the placeholder name at the start of `rest` (`[a-z_][a-z0-9_]*`, at most 63
+/// bytes) when `rest` is `name}…`; `None` otherwise.
+pub fn placeholder_name_len(rest: &[u8]) -> Option<usize> {
+    let first = *rest.first()?;
+    if !(first.is_ascii_lowercase() || first == b'_') {
+        return None;
+    }
+    let len = rest
+        .iter()
+        .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || **c == b'_')
+        .count();
+    (len <= super::placeholders::MAX_NAME_LEN && rest.get(len) == Some(&b'}')).then_some(len)
 }
 
 /// A file the splitter could not make sense of.
@@ -52,6 +101,8 @@ struct Splitter<'a> {
     /// SQLite trigger body depth: BEGIN/CASE open, END closes.
     block_depth: i32,
     seen_begin: bool,
+    /// Placeholders of the current statement: absolute byte offset, name, line, context.
+    placeholders: Vec<(usize, String, usize, Context)>,
 }
 
 impl<'a> Splitter<'a> {
@@ -72,6 +123,7 @@ impl<'a> Splitter<'a> {
             lead_words: Vec::new(),
             block_depth: 0,
             seen_begin: false,
+            placeholders: Vec::new(),
         }
     }
 
@@ -118,6 +170,10 @@ impl<'a> Splitter<'a> {
                 b'-' if self.peek(1) == Some(b'-') && self.dash_comment_ok() => self.line_comment(),
                 b'#' if self.backend == Backend::MySql => self.line_comment(),
                 b'/' if self.peek(1) == Some(b'*') => self.block_comment()?,
+                b'$' if self.placeholder_len().is_some() => {
+                    self.mark_code();
+                    self.placeholder(Context::Code);
+                }
                 b'$' if self.backend == Backend::Postgres => self.dollar_quoted()?,
                 b'E' | b'e'
                     if self.backend == Backend::Postgres
@@ -194,6 +250,7 @@ impl<'a> Splitter<'a> {
         while self
             .peek(0)
             .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'$')
+            && self.placeholder_len().is_none()
         {
             self.advance(1);
         }
@@ -231,6 +288,9 @@ impl<'a> Splitter<'a> {
                     );
                 }
                 Some(b'\\') if backslash => self.advance(2),
+                Some(b'$') if self.placeholder_len().is_some() => {
+                    self.placeholder(Context::Quoted { quote, backslash });
+                }
                 Some(c) if c == quote => {
                     if self.peek(1) == Some(quote) {
                         self.advance(2);
@@ -242,6 +302,24 @@ impl<'a> Splitter<'a> {
                 Some(_) => self.advance(1),
             }
         }
+    }
+
+    /// Length of the `${name}` at the current position, if there is one.
+    fn placeholder_len(&self) -> Option<usize> {
+        if self.peek(0) != Some(b'$') || self.peek(1) != Some(b'{') {
+            return None;
+        }
+        placeholder_name_len(&self.bytes[self.pos + 2..]).map(|n| n + 3)
+    }
+
+    /// Records the `${name}` at the current position and steps over it.
+    fn placeholder(&mut self, context: Context) {
+        let Some(len) = self.placeholder_len() else {
+            return;
+        };
+        let name = self.src[self.pos + 2..self.pos + len - 1].to_owned();
+        self.placeholders.push((self.pos, name, self.line, context));
+        self.advance(len);
     }
 
     fn line_comment(&mut self) {
@@ -338,10 +416,23 @@ impl<'a> Splitter<'a> {
     }
 
     fn finish(&mut self, end: usize) {
+        let found = std::mem::take(&mut self.placeholders);
         if self.has_code {
+            let raw = &self.src[self.code_start..end];
+            // Offsets in the trimmed text.
+            let base = self.code_start + (raw.len() - raw.trim_start().len());
             self.out.push(Statement {
-                sql: self.src[self.code_start..end].trim().to_owned(),
+                sql: raw.trim().to_owned(),
                 line: self.code_line,
+                placeholders: found
+                    .into_iter()
+                    .map(|(at, name, line, context)| Placeholder {
+                        name,
+                        at: at - base,
+                        line,
+                        context,
+                    })
+                    .collect(),
             });
         }
         self.start = self.pos;
