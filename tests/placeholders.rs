@@ -124,6 +124,42 @@ async fn foreign_key_to_the_catalog(b: Backend) {
     }
     assert_eq!(referenced(&env, &a2, "clients").await, expected);
     env.cli(&["check-structure"]).expect_code(0);
+
+    // Such a tenant, migrated by another tool, is adopted: its key into the catalog matches
+    // the reference's (both point at the same catalog).
+    admin
+        .exec_in(
+            &env,
+            &a2,
+            "DROP TABLE _tenant_migrations; \
+             CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY); \
+             INSERT INTO alembic_version VALUES ('e5e5e5e5e5e5')",
+        )
+        .await;
+    admin
+        .exec_in(
+            &env,
+            &env.catalog,
+            &format!("DELETE FROM tenants WHERE schema_name = '{a2}'"),
+        )
+        .await;
+    let map = env.dir.path().join("alembic-map.toml");
+    std::fs::write(&map, "[tenant]\ne5e5e5e5e5e5 = 5\n").expect("map");
+    let adopt = env.cli(&[
+        "--output",
+        "json",
+        "adopt",
+        "alembic",
+        "--map",
+        &map.display().to_string(),
+        "--schemas",
+        &a2,
+    ]);
+    adopt.expect_code(0);
+    let r = adopt.json();
+    assert_eq!(r["tenants"][0]["verdict"], "adopted", "{r:#}");
+    assert_eq!(r["tenants"][0]["version"], 5, "{r:#}");
+    env.cli(&["check-structure"]).expect_code(0);
     env.cleanup().await;
 }
 

@@ -408,33 +408,33 @@ impl Dialect for MySqlDialect {
         let schema = self.schema_of(target);
         let err = |e| DbError::sqlx(ctx("describing", schema), e);
         let [history, alembic] = BOOKKEEPING_TABLES;
-        let cols = sqlx::query(
+        // Each query takes the schema and the two tables it leaves out.
+        let describe = |sql: &'static str| {
+            sqlx::query(sql)
+                .bind(schema)
+                .bind(history)
+                .bind(alembic)
+                .fetch_all(&self.tenants)
+        };
+        let cols = describe(
             "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA \
              FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME NOT IN (?, ?) ORDER BY TABLE_NAME, ORDINAL_POSITION",
         )
-        .bind(schema)
-        .bind(history)
-        .bind(alembic)
-        .fetch_all(&self.tenants)
         .await
         .map_err(err)?;
-        let idx = sqlx::query(
+        let idx = describe(
             "SELECT TABLE_NAME, INDEX_NAME, \
              CAST(GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX SEPARATOR ',') AS CHAR), \
              CAST(MIN(NON_UNIQUE) AS SIGNED) \
              FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME NOT IN (?, ?) \
              GROUP BY TABLE_NAME, INDEX_NAME ORDER BY TABLE_NAME, INDEX_NAME",
         )
-        .bind(schema)
-        .bind(history)
-        .bind(alembic)
-        .fetch_all(&self.tenants)
         .await
         .map_err(err)?;
         // Two filtered reads joined here: joining the two views on the server scans every
         // schema's constraints (80 ms with a few hundred databases, against 15).
-        let fks = sqlx::query(
+        let fks = describe(
             "SELECT TABLE_NAME, CONSTRAINT_NAME, \
              CAST(GROUP_CONCAT(COLUMN_NAME ORDER BY ORDINAL_POSITION SEPARATOR ',') AS CHAR), \
              MIN(REFERENCED_TABLE_SCHEMA), MIN(REFERENCED_TABLE_NAME), \
@@ -443,10 +443,6 @@ impl Dialect for MySqlDialect {
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME NOT IN (?, ?) AND REFERENCED_TABLE_NAME IS NOT NULL \
              GROUP BY TABLE_NAME, CONSTRAINT_NAME ORDER BY TABLE_NAME, CONSTRAINT_NAME",
         )
-        .bind(schema)
-        .bind(history)
-        .bind(alembic)
-        .fetch_all(&self.tenants)
         .await
         .map_err(err)?;
         let rules = sqlx::query(
