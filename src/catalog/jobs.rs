@@ -76,6 +76,58 @@ pub struct JobCounts {
     pub not_attempted: i64,
 }
 
+/// Why a fleet run stopped starting tenants before it had tried them all (a cancel, a
+/// shutdown and the plain stop at the first failure without `continue_on_error` have no
+/// reason here: the job's state and the outcomes say those).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HaltReason {
+    /// A tenant of the canary wave failed: the fleet wave was not started.
+    CanaryFailed,
+    /// The failure budget (`max_failures`) was spent: no tenant started after it.
+    MaxFailures,
+}
+
+impl HaltReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HaltReason::CanaryFailed => "canary_failed",
+            HaltReason::MaxFailures => "max_failures",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "canary_failed" => HaltReason::CanaryFailed,
+            "max_failures" => HaltReason::MaxFailures,
+            _ => return None,
+        })
+    }
+}
+
+/// One wave of a fleet run (`canary`, then `fleet`) and how its tenants ended. The counts
+/// use the run's: `skipped` holds up-to-date and left-alone tenants, `planned` a dry run's
+/// tenants with work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WaveReport {
+    /// `canary` or `fleet`.
+    pub name: String,
+    /// Schema names of the wave's tenants, sorted.
+    pub tenants: Vec<String>,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub planned: usize,
+    pub not_attempted: usize,
+}
+
+/// How a finished fleet job ran: its waves and why it halted, if it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobWaves {
+    pub waves: Vec<WaveReport>,
+    pub halted: Option<HaltReason>,
+}
+
 /// One row of `migration_jobs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct JobRow {
@@ -96,6 +148,16 @@ pub struct JobRow {
     pub started_at: Option<DateTime<Utc>>,
     pub heartbeat_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The canary wave asked for: its first N tenants with work.
+    pub canary: Option<i64>,
+    /// The canary wave asked for: these tenants.
+    pub canary_tenants: Option<Vec<String>>,
+    /// The failure budget: no tenant starts once this many have failed.
+    pub max_failures: Option<i64>,
+    /// Why the run stopped early (set when the job ends).
+    pub halted: Option<HaltReason>,
+    /// The run's waves with their counts (set when the job ends).
+    pub waves: Option<Vec<WaveReport>>,
 }
 
 /// What a new job asks for.
@@ -111,6 +173,12 @@ pub struct NewJob {
     pub exclusive: bool,
     /// Process that runs it.
     pub owner: String,
+    /// Canary wave: the first N tenants with work.
+    pub canary: Option<i64>,
+    /// Canary wave: these tenants (validated schema names).
+    pub canary_tenants: Option<Vec<String>>,
+    /// Failure budget.
+    pub max_failures: Option<i64>,
 }
 
 /// One tenant's outcome within a job.
@@ -136,7 +204,12 @@ pub struct JobFilter {
 
 const COLUMNS: &str = "id, kind, state, dry_run, continue_on_error, concurrency, target_version, \
     requested_by, total, succeeded, failed, skipped, not_attempted, error, created_at, started_at, \
-    heartbeat_at, finished_at";
+    heartbeat_at, finished_at, canary, canary_tenants, max_failures, halted, waves";
+
+/// A JSON column read back; a value that does not parse (written by hand) reads as absent.
+fn json_column<T: serde::de::DeserializeOwned>(raw: Option<String>) -> Option<T> {
+    raw.and_then(|s| serde_json::from_str(&s).ok())
+}
 
 macro_rules! decode_job {
     ($r:expr, $Id:ty) => {{
@@ -163,6 +236,13 @@ macro_rules! decode_job {
             started_at: col(r, 15)?,
             heartbeat_at: col(r, 16)?,
             finished_at: col(r, 17)?,
+            canary: col(r, 18)?,
+            canary_tenants: json_column(col(r, 19)?),
+            max_failures: col(r, 20)?,
+            halted: col::<_, Option<String>>(r, 21)?
+                .as_deref()
+                .and_then(HaltReason::parse),
+            waves: json_column(col(r, 22)?),
         })
     }};
 }
@@ -269,13 +349,20 @@ impl Catalog {
     pub async fn start_job(&self, job: &NewJob) -> Result<JobRow, StartJobError> {
         let id = Uuid::new_v4();
         let slot = job.exclusive.then_some(job.kind.as_str());
+        let canary_tenants = job
+            .canary_tenants
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| DbError::Unexpected(format!("encoding the canary tenants: {e}")))?;
         for _ in 0..SLOT_ATTEMPTS {
             let t = now();
             let inserted = with_pool!(&self.pool, |p, b, Id| {
                 let sql = format!(
                     "INSERT INTO migration_jobs (id, kind, state, dry_run, continue_on_error, \
                      concurrency, target_version, requested_by, owner, active_slot, created_at, \
-                     started_at, heartbeat_at) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, {})",
+                     started_at, canary, canary_tenants, max_failures, heartbeat_at) \
+                     VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {})",
                     lease_now(b)
                 );
                 let q = sqlx::query(placeholders(b, &sql))
@@ -289,7 +376,10 @@ impl Catalog {
                     .bind(&job.owner)
                     .bind(slot)
                     .bind(t)
-                    .bind(t);
+                    .bind(t)
+                    .bind(job.canary)
+                    .bind(canary_tenants.as_deref())
+                    .bind(job.max_failures);
                 bind_lease_now!(q, b)
                     .execute(p)
                     .await
@@ -517,6 +607,31 @@ impl Catalog {
         })
     }
 
+    /// Saves how `owner`'s running job ran (its waves, why it halted), just before it ends.
+    /// `Ok(false)`: the job is no longer `owner`'s running job; nothing was written.
+    pub async fn record_job_waves(
+        &self,
+        job: Uuid,
+        owner: &str,
+        waves: &JobWaves,
+    ) -> Result<bool, DbError> {
+        let encoded = serde_json::to_string(&waves.waves)
+            .map_err(|e| DbError::Unexpected(format!("encoding the job's waves: {e}")))?;
+        let sql = "UPDATE migration_jobs SET waves = ?, halted = ? \
+            WHERE id = ? AND owner = ? AND state = 'running'";
+        with_pool!(&self.pool, |p, b, Id| {
+            sqlx::query(placeholders(b, sql))
+                .bind(&encoded)
+                .bind(waves.halted.map(HaltReason::as_str))
+                .bind(Id::from(job))
+                .bind(owner)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected() > 0)
+                .map_err(|e| DbError::sqlx("recording job waves", e))
+        })
+    }
+
     /// Takes an interrupted job back for `owner` (resume). Fails with the holder's id when an
     /// exclusive slot is taken — possibly by this very job, resumed by someone else meanwhile;
     /// `Ok(None)` when the job is not interrupted (any more).
@@ -530,7 +645,7 @@ impl Catalog {
             let updated = with_pool!(&self.pool, |p, b, Id| {
                 let sql = format!(
                     "UPDATE migration_jobs SET state = 'running', owner = ?, active_slot = ?, \
-                     heartbeat_at = {}, finished_at = NULL, error = NULL \
+                     heartbeat_at = {}, finished_at = NULL, error = NULL, waves = NULL, halted = NULL \
                      WHERE id = ? AND state = 'interrupted'",
                     lease_now(b)
                 );

@@ -15,7 +15,10 @@ use sqlx::Row;
 
 pub use admins::{AdminPatch, AdminRow, AdminUpdate};
 pub use audit::AuditEntry;
-pub use jobs::{JobCounts, JobFilter, JobRow, JobState, JobTenantRow, NewJob, StartJobError};
+pub use jobs::{
+    HaltReason, JobCounts, JobFilter, JobRow, JobState, JobTenantRow, JobWaves, NewJob,
+    StartJobError, WaveReport,
+};
 pub use tenants::{TenantFilter, TenantPage, TenantRow, TenantStatus};
 
 use crate::db::{DbError, DbPool};

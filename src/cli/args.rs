@@ -154,7 +154,7 @@ pub enum Command {
         display_name: Option<String>,
     },
     /// Bring every tenant to the newest (or --target) version.
-    UpgradeAll,
+    UpgradeAll(UpgradeAllArgs),
     /// Bring one tenant to the newest (or --target) version.
     Upgrade { schema: String },
     /// Migrate the catalog (public) schema.
@@ -214,6 +214,24 @@ pub enum Command {
     },
 }
 
+/// Canary waves and the failure budget of `upgrade-all`.
+#[derive(Debug, Args)]
+pub struct UpgradeAllArgs {
+    /// Run the first N tenants with work (by schema name) as a canary wave; the others start
+    /// only if none of them failed.
+    #[arg(long, value_name = "N", conflicts_with = "canary_tenants",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub canary: Option<u64>,
+    /// Run these tenants as the canary wave (comma-separated or repeated; each must be in the
+    /// catalog).
+    #[arg(long, value_name = "SCHEMA", value_delimiter = ',')]
+    pub canary_tenants: Vec<String>,
+    /// Start no tenant once K tenants failed (tenants in flight finish); continues after
+    /// failures until then, with or without --continue-on-error.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_failures: Option<u64>,
+}
+
 /// `adopt …`: one subcommand per tool taken over.
 #[derive(Debug, Subcommand)]
 pub enum AdoptCommand {
@@ -260,6 +278,6 @@ pub struct ServeArgs {
 impl Command {
     /// Commands that run over many tenants (and show a progress bar on a terminal).
     pub fn is_fleet(&self) -> bool {
-        matches!(self, Command::Create { .. } | Command::UpgradeAll)
+        matches!(self, Command::Create { .. } | Command::UpgradeAll(_))
     }
 }

@@ -13,13 +13,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use args::{AdoptAlembicArgs, AdoptCommand, Cli, Command, GlobalArgs, OutputFormat, ServeArgs};
+pub use args::{
+    AdoptAlembicArgs, AdoptCommand, Cli, Command, GlobalArgs, OutputFormat, ServeArgs,
+    UpgradeAllArgs,
+};
 
 use crate::catalog::{TenantFilter, TenantStatus};
 use crate::config::{Config, ConfigError};
 use crate::domain::{DisplayName, SchemaName, ValidationError};
 use crate::engine::{AdoptOptions, AlembicMap, Engine, EngineError, RepairOptions, Selection};
-use crate::jobs::{FleetOptions, FleetReport};
+use crate::jobs::{Canary, FleetOptions, FleetReport};
 use crate::migrate::Scope;
 
 /// Parses the process arguments, runs the command and returns its exit code.
@@ -75,6 +78,27 @@ fn fleet_options(engine: &Engine, g: &GlobalArgs) -> FleetOptions {
     o
 }
 
+/// The canary and failure budget `upgrade-all` asks for, checked before anything is touched
+/// (whether named canary tenants are in the catalog is checked by the run, before it starts).
+fn waves_of(args: &UpgradeAllArgs) -> Result<(Option<Canary>, Option<usize>), ValidationError> {
+    let canary = if !args.canary_tenants.is_empty() {
+        let mut names = Vec::with_capacity(args.canary_tenants.len());
+        for name in schema_names(&args.canary_tenants)? {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        Some(Canary::Tenants(names))
+    } else {
+        args.canary
+            .map(|n| Canary::Count(usize::try_from(n).unwrap_or(usize::MAX)))
+    };
+    let max_failures = args
+        .max_failures
+        .map(|k| usize::try_from(k).unwrap_or(usize::MAX));
+    Ok((canary, max_failures))
+}
+
 fn exit_for(report: &FleetReport) -> u8 {
     if report.all_good() { 0 } else { 1 }
 }
@@ -101,9 +125,12 @@ async fn run(cli: Cli) -> Result<u8, EngineError> {
             render::fleet(g.output, &report);
             Ok(exit_for(&report))
         }
-        Command::UpgradeAll => {
+        Command::UpgradeAll(args) => {
+            let (canary, max_failures) = waves_of(args)?;
             let engine = engine(g).await?;
-            let opts = fleet_options(&engine, g);
+            let mut opts = fleet_options(&engine, g);
+            opts.canary = canary;
+            opts.max_failures = max_failures;
             let progress = progress::for_run(g.output, 0);
             let report = engine.upgrade_all(&opts, progress.as_ref()).await?;
             render::fleet(g.output, &report);

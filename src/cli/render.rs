@@ -11,7 +11,7 @@ use crate::catalog::TenantPage;
 use crate::engine::{
     AdoptOutcome, AdoptReport, DriftReport, EngineError, RepairReport, TenantState,
 };
-use crate::jobs::FleetReport;
+use crate::jobs::{FleetReport, HaltReason};
 
 /// Writes one line to stdout; see the module docs for a closed stdout.
 pub fn line(args: std::fmt::Arguments<'_>) {
@@ -105,6 +105,43 @@ pub fn fleet(output: OutputFormat, r: &FleetReport) {
         r.migrations_applied,
         r.duration_ms as f64 / 1000.0
     );
+    waves(r);
+}
+
+/// One line per wave when a run went in more than one, then why it halted, if it did.
+fn waves(r: &FleetReport) {
+    if r.waves.len() > 1 {
+        for w in &r.waves {
+            let planned = if r.dry_run {
+                format!(", {} planned", w.planned)
+            } else {
+                String::new()
+            };
+            let names = if w.name == crate::jobs::waves::CANARY {
+                format!(" [{}]", w.tenants.join(", "))
+            } else {
+                String::new()
+            };
+            say!(
+                "{} wave: {} tenants: {} succeeded, {} failed, {} skipped, {} not attempted{planned}{names}",
+                w.name,
+                w.tenants.len(),
+                w.succeeded,
+                w.failed,
+                w.skipped,
+                w.not_attempted
+            );
+        }
+    }
+    match r.halted {
+        Some(HaltReason::CanaryFailed) => {
+            say!("halted: canary_failed (a canary tenant failed; the fleet wave was not started)")
+        }
+        Some(HaltReason::MaxFailures) => {
+            say!("halted: max_failures (the failure budget was spent; no further tenant started)")
+        }
+        None => {}
+    }
 }
 
 pub fn tenants(output: OutputFormat, page: &TenantPage) {

@@ -23,10 +23,13 @@ pub use status::{
     diff_structure,
 };
 
-use crate::catalog::{Catalog, TenantFilter, TenantPage, TenantStatus};
+use crate::catalog::{Catalog, TenantFilter, TenantPage, TenantRow, TenantStatus};
 use crate::config::Config;
 use crate::db::{self, Dialect, SchemaState, Target};
-use crate::jobs::{Fleet, FleetOptions, FleetReport, OutcomeStatus, Progress, TenantReport};
+use crate::domain::{SchemaName, ValidationError};
+use crate::jobs::{
+    Canary, Fleet, FleetOptions, FleetReport, OutcomeStatus, Progress, TenantReport,
+};
 use crate::migrate::apply::dry_run_result;
 use crate::migrate::{
     MigrateError, MigrationSet, MigrationSource, RunOptions, Scope, migrate_target,
@@ -391,6 +394,13 @@ impl Engine {
         progress: &dyn Progress,
     ) -> Result<FleetReport, EngineError> {
         self.check_target(Scope::Tenant, opts.run.target)?;
+        if matches!(opts.canary, Some(Canary::Tenants(_))) {
+            // Before the catalog is created or migrated: a refused run writes nothing.
+            check_canary_tenants(
+                opts,
+                &self.list_tenants(&TenantFilter::default()).await?.tenants,
+            )?;
+        }
         if !self.prepare_catalog(opts.run.dry_run).await? {
             return Ok(FleetReport::from_tenants(
                 Scope::Tenant,
@@ -451,4 +461,26 @@ impl Engine {
     pub async fn close(&self) {
         self.inner.dialect.close().await;
     }
+}
+
+/// Refuses a named canary tenant that is not in the catalog (`tenants`), before any tenant
+/// is touched.
+fn check_canary_tenants(opts: &FleetOptions, tenants: &[TenantRow]) -> Result<(), EngineError> {
+    let Some(Canary::Tenants(names)) = &opts.canary else {
+        return Ok(());
+    };
+    let known: HashSet<&str> = tenants.iter().map(|t| t.schema_name.as_str()).collect();
+    let missing: Vec<&str> = names
+        .iter()
+        .map(SchemaName::as_str)
+        .filter(|n| !known.contains(n))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ValidationError::new(
+        "--canary-tenants",
+        format!("not in the catalog: {}", missing.join(", ")),
+    )
+    .into())
 }

@@ -24,9 +24,10 @@ use tokio::time::MissedTickBehavior;
 use tracing::{Instrument, error, info, info_span, warn};
 use uuid::Uuid;
 
-use crate::catalog::{JobCounts, JobRow, JobState, NewJob, StartJobError};
+use crate::catalog::{JobCounts, JobRow, JobState, JobWaves, NewJob, StartJobError};
+use crate::domain::{SchemaName, ValidationError};
 use crate::engine::Engine;
-use crate::jobs::{FleetReport, OutcomeStatus, Progress, TenantReport, counts_of};
+use crate::jobs::{Canary, FleetReport, OutcomeStatus, Progress, TenantReport, counts_of};
 
 /// How often a running job proves it is alive (and saves its counts, which it also does as
 /// tenants finish).
@@ -57,6 +58,24 @@ pub struct UpgradeAllParams {
     pub continue_on_error: bool,
     pub concurrency: usize,
     pub target: Option<i64>,
+    /// The canary wave, when the fleet goes in two waves.
+    pub canary: Option<Canary>,
+    /// The failure budget.
+    pub max_failures: Option<usize>,
+}
+
+/// The canary a job asked for, from its row (the names were validated when it was asked).
+fn canary_of(job: &JobRow) -> Result<Option<Canary>, ValidationError> {
+    if let Some(names) = &job.canary_tenants {
+        let names = names
+            .iter()
+            .map(|n| SchemaName::parse(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Some(Canary::Tenants(names)));
+    }
+    Ok(job
+        .canary
+        .map(|n| Canary::Count(usize::try_from(n).unwrap_or(usize::MAX).max(1))))
 }
 
 struct Running {
@@ -164,6 +183,19 @@ impl JobManager {
             requested_by: Some(requested_by.to_owned()),
             exclusive: true,
             owner: self.inner.owner.clone(),
+            canary: match &params.canary {
+                Some(Canary::Count(n)) => Some(i64::try_from(*n).unwrap_or(i64::MAX)),
+                _ => None,
+            },
+            canary_tenants: match &params.canary {
+                Some(Canary::Tenants(names)) => {
+                    Some(names.iter().map(|n| n.as_str().to_owned()).collect())
+                }
+                _ => None,
+            },
+            max_failures: params
+                .max_failures
+                .map(|k| i64::try_from(k).unwrap_or(i64::MAX)),
         };
         let catalog = self.inner.engine.catalog();
         let job = match catalog.start_job(&new).await {
@@ -311,6 +343,9 @@ impl JobManager {
         opts.continue_on_error = job.continue_on_error;
         opts.cancel = cancel.clone();
         opts.job = Some(job.id);
+        opts.max_failures = job
+            .max_failures
+            .map(|k| usize::try_from(k).unwrap_or(usize::MAX).max(1));
         let progress = JobProgress {
             tx: tx.clone(),
             shared: Arc::new(Shared::default()),
@@ -334,7 +369,13 @@ impl JobManager {
             concurrency = opts.concurrency,
             "job started"
         );
-        let result = engine.upgrade_all_except(&done, &opts, &progress).await;
+        let result = match canary_of(&job) {
+            Ok(canary) => {
+                opts.canary = canary;
+                engine.upgrade_all_except(&done, &opts, &progress).await
+            }
+            Err(e) => Err(e.into()),
+        };
         drop(heartbeat);
         let stopped = cancel.load(Ordering::SeqCst);
         let (state, counts, error) = match &result {
@@ -373,6 +414,18 @@ impl JobManager {
             .record(clock.elapsed().as_secs_f64());
         metrics::counter!("tenant_migrator_jobs_total", "kind" => job.kind.clone(), "state" => state.as_str())
             .increment(1);
+        if !lost && let Ok(r) = &result {
+            let waves = JobWaves {
+                waves: r.waves.clone(),
+                halted: r.halted,
+            };
+            if let Err(e) = catalog
+                .record_job_waves(job.id, &self.inner.owner, &waves)
+                .await
+            {
+                warn!(error = %e, "could not record the job's waves");
+            }
+        }
         let finished = if lost {
             Ok(false)
         } else {

@@ -8,10 +8,14 @@
 //! The concurrency is a ceiling, not a promise: a server that refuses connections (its or the
 //! user's connection limit reached) lowers it for the rest of the run and the refused tenants
 //! are queued again instead of failing (see [`limit`]).
+//!
+//! A run may go in two waves, a canary first, and stops starting tenants once its failure
+//! budget is spent (see [`waves`]).
 
 pub mod limit;
 pub mod progress;
 pub mod report;
+pub mod waves;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +29,7 @@ use uuid::Uuid;
 pub use limit::AdaptiveLimit;
 pub use progress::{NoProgress, Progress};
 pub use report::{FleetReport, OutcomeStatus, TenantReport};
+pub use waves::{Budget, Canary, HaltReason, WaveReport};
 
 use crate::catalog::{Catalog, JobCounts, JobTenantRow, TenantRow, TenantStatus};
 use crate::db::{DbError, Dialect, SchemaState, Target};
@@ -41,8 +46,13 @@ pub struct FleetOptions {
     /// How long refused tenants are queued again while no tenant gets a connection (at a
     /// concurrency already lowered to 1), before they are reported failed.
     pub refusal_patience: Duration,
-    /// Attempt every tenant even after failures.
+    /// Attempt every tenant even after failures (up to `max_failures` when given).
     pub continue_on_error: bool,
+    /// Tenants that go first; the others start only if none of them failed.
+    pub canary: Option<Canary>,
+    /// No tenant starts once this many failed (at least 1); implies continuing until then,
+    /// with or without `continue_on_error`.
+    pub max_failures: Option<usize>,
     /// Set to stop starting new tenants (in-flight ones finish).
     pub cancel: Arc<AtomicBool>,
     /// Record per-tenant outcomes under this job.
@@ -56,6 +66,8 @@ impl FleetOptions {
             concurrency: concurrency.max(1),
             refusal_patience: limit::DEFAULT_PATIENCE,
             continue_on_error: false,
+            canary: None,
+            max_failures: None,
             cancel: Arc::new(AtomicBool::new(false)),
             job: None,
         }
@@ -94,8 +106,9 @@ pub struct Fleet<'a> {
 
 impl Fleet<'_> {
     /// Brings `tenants` (catalog rows) to the target. Archived tenants and tenants being
-    /// provisioned are skipped.
-    #[instrument(skip_all, fields(tenants = tenants.len(), dry_run = opts.run.dry_run, concurrency = opts.concurrency))]
+    /// provisioned are skipped. With a canary, its tenants run first and the others only if
+    /// none of them failed.
+    #[instrument(skip_all, fields(tenants = tenants.len(), dry_run = opts.run.dry_run, concurrency = opts.concurrency, canary = opts.canary.is_some(), max_failures = ?opts.max_failures))]
     pub async fn run(
         &self,
         tenants: Vec<TenantRow>,
@@ -147,35 +160,68 @@ impl Fleet<'_> {
             with_work = work.len(),
             "fleet checked"
         );
+        // The canary: named tenants, or the first ones (by schema name) with work — in a dry
+        // run, those with a plan.
+        let canary = opts.canary.as_ref().map(|c| {
+            let mut with_work: Vec<&str> = work
+                .iter()
+                .map(|(n, _, _)| n.as_str())
+                .chain(
+                    reports
+                        .iter()
+                        .filter(|r| r.status == OutcomeStatus::Planned)
+                        .map(|r| r.schema.as_str()),
+                )
+                .collect();
+            with_work.sort_unstable();
+            c.members(with_work.into_iter())
+        });
         // A tenant that already failed the unlocked check (dirty, checksum mismatch, missing)
-        // is a failure too: without continue-on-error no tenant starts after it.
-        let stop = AtomicBool::new(
-            !opts.continue_on_error && reports.iter().any(|r| r.status.is_failure()),
+        // is a failure too: it counts against the budget before any tenant starts.
+        let budget = Budget::new(
+            opts.max_failures,
+            opts.continue_on_error,
+            reports.iter().filter(|r| r.status.is_failure()).count(),
         );
         let limit = AdaptiveLimit::new(opts.concurrency, opts.refusal_patience);
-        let results: Vec<TenantReport> = stream::iter(work)
-            .map(|(name, row, from)| {
-                let (stop, limit) = (&stop, &limit);
-                async move {
-                    let r = self
-                        .turn(&name, &row, from, opts, stop, limit, progress)
-                        .await;
-                    if r.status == OutcomeStatus::NotAttempted {
+        let mut halted = None;
+        let fleet_wave = match &canary {
+            None => work,
+            Some(members) => {
+                let (first, rest): (Vec<_>, Vec<_>) = work
+                    .into_iter()
+                    .partition(|(n, _, _)| members.contains(n.as_str()));
+                info!(
+                    tenants = members.len(),
+                    with_work = first.len(),
+                    "canary wave starting"
+                );
+                reports.extend(self.wave(first, opts, &budget, &limit, progress).await);
+                let failed = reports
+                    .iter()
+                    .filter(|r| members.contains(&r.schema) && r.status.is_failure())
+                    .count();
+                if failed > 0 && !opts.run.dry_run {
+                    warn!(
+                        failed,
+                        not_started = rest.len(),
+                        "a canary tenant failed; the fleet wave is not started"
+                    );
+                    halted = Some(HaltReason::CanaryFailed);
+                    for (name, row, _) in rest {
+                        let r = not_attempted(&name, &row);
                         progress.tenant_finished(&r);
-                        return r;
+                        reports.push(r);
                     }
-                    if r.status.is_failure() && !opts.continue_on_error {
-                        stop.store(true, Ordering::SeqCst);
-                    }
-                    self.record(&row, &r, opts).await;
-                    progress.tenant_finished(&r);
-                    r
+                    Vec::new()
+                } else {
+                    rest
                 }
-            })
-            // The adaptive limit decides how many of these run; this only bounds the queue.
-            .buffer_unordered(limit.max())
-            .collect()
-            .await;
+            }
+        };
+        if !fleet_wave.is_empty() {
+            reports.extend(self.wave(fleet_wave, opts, &budget, &limit, progress).await);
+        }
         if limit.current() < limit.max() {
             info!(
                 concurrency = limit.current(),
@@ -183,7 +229,19 @@ impl Fleet<'_> {
                 "fleet run ended below its configured concurrency: the server refused connections"
             );
         }
-        reports.extend(results);
+        if halted.is_none()
+            && opts.max_failures.is_some()
+            && budget.is_spent()
+            && reports
+                .iter()
+                .any(|r| r.status == OutcomeStatus::NotAttempted)
+        {
+            warn!(
+                max_failures = ?opts.max_failures,
+                "the failure budget is spent; the remaining tenants were not started"
+            );
+            halted = Some(HaltReason::MaxFailures);
+        }
         let mut report = FleetReport::from_tenants(
             self.set.scope,
             opts.run.dry_run,
@@ -193,9 +251,42 @@ impl Fleet<'_> {
             clock.elapsed().as_millis() as i64,
         );
         report.job_id = opts.job;
+        report.waves = waves::summarize(&report.tenants, canary.as_ref());
+        report.halted = halted;
         metrics::counter!("tenant_migrator_fleet_runs_total").increment(1);
         progress.finished(&report);
         Ok(report)
+    }
+
+    /// Works on one wave's tenants, at most the adaptive limit at a time, until they are done
+    /// or the budget is spent (the rest are `not_attempted`).
+    async fn wave(
+        &self,
+        work: Vec<(SchemaName, TenantRow, Option<i64>)>,
+        opts: &FleetOptions,
+        budget: &Budget,
+        limit: &AdaptiveLimit,
+        progress: &dyn Progress,
+    ) -> Vec<TenantReport> {
+        stream::iter(work)
+            .map(|(name, row, from)| async move {
+                let r = self
+                    .turn(&name, &row, from, opts, budget, limit, progress)
+                    .await;
+                if r.status == OutcomeStatus::NotAttempted {
+                    progress.tenant_finished(&r);
+                    return r;
+                }
+                // Counted before anything else awaits, so no tenant starts past the budget.
+                budget.record(r.status);
+                self.record(&row, &r, opts).await;
+                progress.tenant_finished(&r);
+                r
+            })
+            // The adaptive limit decides how many of these run; this only bounds the queue.
+            .buffer_unordered(limit.max())
+            .collect()
+            .await
     }
 
     /// Decides from the unlocked history read whether a tenant needs its lock at all.
@@ -253,18 +344,15 @@ impl Fleet<'_> {
         row: &TenantRow,
         from: Option<i64>,
         opts: &FleetOptions,
-        stop: &AtomicBool,
+        budget: &Budget,
         limit: &AdaptiveLimit,
         progress: &dyn Progress,
     ) -> TenantReport {
         let (started, refused_attempts) = (&AtomicBool::new(false), &AtomicU32::new(0));
         let finished = limit
             .run(move || async move {
-                if stop.load(Ordering::SeqCst) || opts.cancel.load(Ordering::SeqCst) {
-                    let mut r = TenantReport::new(name.as_str(), OutcomeStatus::NotAttempted);
-                    r.from = row.schema_version;
-                    r.to = row.schema_version;
-                    return limit::Attempt::NotTried(Ok(r));
+                if budget.is_spent() || opts.cancel.load(Ordering::SeqCst) {
+                    return limit::Attempt::NotTried(Ok(not_attempted(name, row)));
                 }
                 if !started.swap(true, Ordering::SeqCst) {
                     progress.tenant_started(name.as_str());
@@ -513,6 +601,14 @@ enum Triage {
     Done(TenantReport),
     /// Needs its lock; carries the version it is at.
     Work(Option<i64>),
+}
+
+/// The line of a tenant the run did not start.
+fn not_attempted(name: &SchemaName, row: &TenantRow) -> TenantReport {
+    let mut r = TenantReport::new(name.as_str(), OutcomeStatus::NotAttempted);
+    r.from = row.schema_version;
+    r.to = row.schema_version;
+    r
 }
 
 fn max_applied(rows: &[crate::migrate::history::HistoryRow]) -> Option<i64> {

@@ -4,6 +4,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::waves::{self, HaltReason, WaveReport};
 use crate::migrate::{Scope, StepReport, TargetResult};
 
 /// What happened to one tenant.
@@ -141,6 +142,11 @@ pub struct FleetReport {
     /// The job that recorded this run, when one did.
     pub job_id: Option<Uuid>,
     pub tenants: Vec<TenantReport>,
+    /// The run's waves in the order they ran: `canary` then `fleet` with a canary, else one
+    /// `fleet` wave of every tenant.
+    pub waves: Vec<WaveReport>,
+    /// Why the run stopped starting tenants early, when a canary or the failure budget did.
+    pub halted: Option<HaltReason>,
 }
 
 impl FleetReport {
@@ -180,6 +186,8 @@ impl FleetReport {
             },
             duration_ms,
             job_id: None,
+            waves: waves::summarize(&tenants, None),
+            halted: None,
             tenants,
         }
     }

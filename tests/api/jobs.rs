@@ -589,6 +589,9 @@ async fn dead_job(app: &TestApp, email: &str, owner: &str, age: chrono::Duration
             requested_by: Some(email.to_owned()),
             exclusive: true,
             owner: owner.into(),
+            canary: None,
+            canary_tenants: None,
+            max_failures: None,
         })
         .await
         .expect("job row");

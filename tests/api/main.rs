@@ -7,6 +7,7 @@ mod support;
 
 mod auth;
 mod basics;
+mod canary;
 mod errors;
 mod hardening;
 mod input;

@@ -10,12 +10,12 @@ use utoipa::ToSchema;
 use super::{audit, detached};
 use crate::catalog::{JobRow, StartJobError};
 use crate::db::Backend;
-use crate::domain::Role;
+use crate::domain::{Role, SchemaName};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::ApiJson;
 use crate::http::jobs::UpgradeAllParams;
 use crate::http::{AppState, AuthUser};
-use crate::jobs::TenantReport;
+use crate::jobs::{Canary, TenantReport};
 use crate::migrate::Scope;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -49,6 +49,69 @@ pub struct UpgradeAllRequest {
     /// Stop at this version (inclusive); it must be the version of a tenant migration (see
     /// `GET /migrations`), else 422.
     pub target: Option<i64>,
+    /// Canary wave: the first N tenants (by schema name) with work run first; the others
+    /// start only if none of them failed. Not with `canary_tenants`.
+    #[schema(minimum = 1)]
+    pub canary: Option<usize>,
+    /// Canary wave: these tenants (1 to 100 schema names, each in the catalog) run first.
+    /// Not with `canary`.
+    #[schema(min_items = 1, max_items = 100)]
+    pub canary_tenants: Option<Vec<String>>,
+    /// Failure budget: once this many tenants failed, no further tenant starts (tenants in
+    /// flight finish). Implies continuing after failures until then.
+    #[schema(minimum = 1)]
+    pub max_failures: Option<usize>,
+}
+
+/// Most canary tenants a request may name.
+const MAX_CANARY_TENANTS: usize = 100;
+
+/// The canary wave a request asks for, checked: a count of at least 1, or valid names of
+/// tenants in the catalog — not both.
+async fn requested_canary(
+    state: &AppState,
+    req: &UpgradeAllRequest,
+) -> Result<Option<Canary>, ApiError> {
+    match (req.canary, &req.canary_tenants) {
+        (Some(_), Some(_)) => Err(ApiError::validation(
+            "canary",
+            "give canary (a count) or canary_tenants (names), not both",
+        )),
+        (Some(0), None) => Err(ApiError::validation("canary", "must be at least 1")),
+        (Some(n), None) => Ok(Some(Canary::Count(n))),
+        (None, None) => Ok(None),
+        (None, Some(raw)) => {
+            if raw.is_empty() || raw.len() > MAX_CANARY_TENANTS {
+                return Err(ApiError::validation(
+                    "canary_tenants",
+                    format!("must name 1 to {MAX_CANARY_TENANTS} tenants"),
+                ));
+            }
+            let mut names: Vec<SchemaName> = Vec::with_capacity(raw.len());
+            for n in raw {
+                let name = SchemaName::parse(n)
+                    .map_err(|e| ApiError::validation("canary_tenants", e.to_string()))?;
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            for name in &names {
+                if state
+                    .engine
+                    .catalog()
+                    .get_tenant(name.as_str())
+                    .await?
+                    .is_none()
+                {
+                    return Err(ApiError::validation(
+                        "canary_tenants",
+                        format!("tenant {name} is not in the catalog"),
+                    ));
+                }
+            }
+            Ok(Some(Canary::Tenants(names)))
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -108,7 +171,7 @@ pub async fn list(State(state): State<AppState>, _user: AuthUser) -> Json<Migrat
             )),
         (status = 403, description = "Needs the operator role", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Another fleet job is running (its id is in job_id)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid concurrency or target", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid concurrency, target, canary, canary_tenants or max_failures", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn upgrade_all(
@@ -128,6 +191,10 @@ pub async fn upgrade_all(
         }
     };
     state.engine.check_target(Scope::Tenant, req.target)?;
+    if req.max_failures == Some(0) {
+        return Err(ApiError::validation("max_failures", "must be at least 1"));
+    }
+    let canary = requested_canary(&state, &req).await?;
     let started = state
         .jobs
         .start_upgrade_all(
@@ -136,6 +203,8 @@ pub async fn upgrade_all(
                 continue_on_error: req.continue_on_error,
                 concurrency,
                 target: req.target,
+                canary,
+                max_failures: req.max_failures,
             },
             &user.email,
         )
@@ -150,8 +219,24 @@ pub async fn upgrade_all(
         }
         Err(StartJobError::Db(e)) => return Err(e.into()),
     };
-    audit(&state, &user.email, "migrations.upgrade_all", Some(&job.id.to_string()), "ok",
-        Some(serde_json::json!({"dry_run": req.dry_run, "continue_on_error": req.continue_on_error, "concurrency": concurrency, "target": req.target}))).await;
+    let detail = serde_json::json!({
+        "dry_run": req.dry_run,
+        "continue_on_error": req.continue_on_error,
+        "concurrency": concurrency,
+        "target": req.target,
+        "canary": req.canary,
+        "canary_tenants": req.canary_tenants,
+        "max_failures": req.max_failures,
+    });
+    audit(
+        &state,
+        &user.email,
+        "migrations.upgrade_all",
+        Some(&job.id.to_string()),
+        "ok",
+        Some(detail),
+    )
+    .await;
     let location = HeaderValue::from_str(&format!("/migrations/jobs/{}", job.id))
         .map_err(|e| ApiError::internal("building the job location", &e))?;
     Ok((
