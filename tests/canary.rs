@@ -16,14 +16,7 @@ const CONFLICT: &str = "CREATE TABLE loyalty_cards (x INTEGER)";
 
 /// Creates `names` at version 3 and adds the loyalty migration as 0004.
 fn fleet_with_pending(b: Backend, names: &[&str]) -> (TestEnv, Vec<String>) {
-    let mut env = TestEnv::new(b);
-    env.own_migrations();
-    let tenants: Vec<String> = names.iter().map(|s| env.tenant(s)).collect();
-    let mut args = vec!["create"];
-    args.extend(tenants.iter().map(String::as_str));
-    env.cli(&args).expect_code(0);
-    env.add_tenant_migration("0004_loyalty.sql", |_| LOYALTY.into());
-    (env, tenants)
+    common::fleet_with_pending(b, names, "0004_loyalty.sql", LOYALTY)
 }
 
 /// The report's wave called `name`.

@@ -975,3 +975,21 @@ impl Deadline {
         tokio::task::yield_now().await;
     }
 }
+
+/// A fleet with work to do: `names` (short names, prefixed) created at the shipped versions,
+/// then `sql` added as tenant migration `file` in every dialect folder.
+pub fn fleet_with_pending(
+    b: Backend,
+    names: &[&str],
+    file: &str,
+    sql: &str,
+) -> (TestEnv, Vec<String>) {
+    let mut env = TestEnv::new(b);
+    env.own_migrations();
+    let tenants: Vec<String> = names.iter().map(|s| env.tenant(s)).collect();
+    let mut args = vec!["create"];
+    args.extend(tenants.iter().map(String::as_str));
+    env.cli(&args).expect_code(0);
+    env.add_tenant_migration(file, |_| sql.to_owned());
+    (env, tenants)
+}
