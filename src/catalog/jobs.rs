@@ -158,6 +158,9 @@ pub struct JobRow {
     pub halted: Option<HaltReason>,
     /// The run's waves with their counts (set when the job ends).
     pub waves: Option<Vec<WaveReport>>,
+    /// A cancel was asked (on any replica); the running replica stops at the next tenant
+    /// boundary and the job ends as `cancelled`.
+    pub cancel_requested: bool,
 }
 
 /// What a new job asks for.
@@ -204,7 +207,7 @@ pub struct JobFilter {
 
 const COLUMNS: &str = "id, kind, state, dry_run, continue_on_error, concurrency, target_version, \
     requested_by, total, succeeded, failed, skipped, not_attempted, error, created_at, started_at, \
-    heartbeat_at, finished_at, canary, canary_tenants, max_failures, halted, waves";
+    heartbeat_at, finished_at, canary, canary_tenants, max_failures, halted, waves, cancel_requested";
 
 /// A JSON column read back; a value that does not parse (written by hand) reads as absent.
 fn json_column<T: serde::de::DeserializeOwned>(raw: Option<String>) -> Option<T> {
@@ -243,8 +246,20 @@ macro_rules! decode_job {
                 .as_deref()
                 .and_then(HaltReason::parse),
             waves: json_column(col(r, 22)?),
+            cancel_requested: col(r, 23)?,
         })
     }};
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Beat {
+    /// Still the owner's running job.
+    Ours,
+    /// Still the owner's, and a replica asked for a cancel.
+    CancelRequested,
+    /// No longer the owner's running job.
+    Lost,
 }
 
 /// Why a job could not start.
@@ -541,9 +556,37 @@ impl Catalog {
     }
 
     /// Proves `owner` is alive (on the lease clock) and, when given, saves progress counts.
-    /// `Ok(false)`: the job is no longer `owner`'s running job (another process found its
+    /// [`Beat::Lost`]: the job is no longer `owner`'s running job (another process found its
     /// heartbeat stale and marked it `interrupted`, or resumed it): the owner must stop.
+    /// [`Beat::CancelRequested`]: a replica asked for a cancel.
     pub async fn heartbeat_job(
+        &self,
+        job: Uuid,
+        owner: &str,
+        counts: Option<&JobCounts>,
+    ) -> Result<Beat, DbError> {
+        let ours = self.beat(job, owner, counts).await?;
+        if !ours {
+            return Ok(Beat::Lost);
+        }
+        let cancel: Option<bool> = with_pool!(&self.pool, |p, b, Id| {
+            sqlx::query_scalar(placeholders(
+                b,
+                "SELECT cancel_requested FROM migration_jobs WHERE id = ?",
+            ))
+            .bind(Id::from(job))
+            .fetch_optional(p)
+            .await
+            .map_err(|e| DbError::sqlx("reading job", e))
+        })?;
+        Ok(if cancel == Some(true) {
+            Beat::CancelRequested
+        } else {
+            Beat::Ours
+        })
+    }
+
+    async fn beat(
         &self,
         job: Uuid,
         owner: &str,
@@ -570,6 +613,22 @@ impl Catalog {
                 .await
                 .map(|r| r.rows_affected() > 0)
                 .map_err(|e| DbError::sqlx("updating job", e))
+        })
+    }
+
+    /// Asks the replica running `job` to cancel it (it reads the flag with its heartbeat).
+    /// `Ok(false)`: the job is not running.
+    pub async fn request_cancel(&self, job: Uuid) -> Result<bool, DbError> {
+        with_pool!(&self.pool, |p, b, Id| {
+            sqlx::query(placeholders(
+                b,
+                "UPDATE migration_jobs SET cancel_requested = TRUE WHERE id = ? AND state = 'running'",
+            ))
+            .bind(Id::from(job))
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected() > 0)
+            .map_err(|e| DbError::sqlx("cancelling job", e))
         })
     }
 
@@ -645,7 +704,8 @@ impl Catalog {
             let updated = with_pool!(&self.pool, |p, b, Id| {
                 let sql = format!(
                     "UPDATE migration_jobs SET state = 'running', owner = ?, active_slot = ?, \
-                     heartbeat_at = {}, finished_at = NULL, error = NULL, waves = NULL, halted = NULL \
+                     heartbeat_at = {}, finished_at = NULL, error = NULL, waves = NULL, halted = NULL, \
+                     cancel_requested = FALSE \
                      WHERE id = ? AND state = 'interrupted'",
                     lease_now(b)
                 );

@@ -16,7 +16,7 @@ use sqlx::Row;
 pub use admins::{AdminPatch, AdminRow, AdminUpdate};
 pub use audit::AuditEntry;
 pub use jobs::{
-    HaltReason, JobCounts, JobFilter, JobRow, JobState, JobTenantRow, JobWaves, NewJob,
+    Beat, HaltReason, JobCounts, JobFilter, JobRow, JobState, JobTenantRow, JobWaves, NewJob,
     StartJobError, WaveReport,
 };
 pub use tenants::{TenantFilter, TenantPage, TenantRow, TenantStatus};

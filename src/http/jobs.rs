@@ -24,7 +24,7 @@ use tokio::time::MissedTickBehavior;
 use tracing::{Instrument, error, info, info_span, warn};
 use uuid::Uuid;
 
-use crate::catalog::{JobCounts, JobRow, JobState, JobWaves, NewJob, StartJobError};
+use crate::catalog::{Beat, JobCounts, JobRow, JobState, JobWaves, NewJob, StartJobError};
 use crate::domain::{SchemaName, ValidationError};
 use crate::engine::Engine;
 use crate::jobs::{Canary, FleetReport, OutcomeStatus, Progress, TenantReport, counts_of};
@@ -267,6 +267,14 @@ impl JobManager {
         }
     }
 
+    /// True when a job of this process was told to stop (a cancel asked here or on another
+    /// replica, or a shutdown) and will not start another tenant.
+    pub fn is_cancelling(&self, id: Uuid) -> bool {
+        self.running()
+            .get(&id)
+            .is_some_and(|r| r.cancel.load(Ordering::SeqCst))
+    }
+
     /// Live events of a job running in this process.
     pub fn subscribe(&self, id: Uuid) -> Option<broadcast::Receiver<JobEvent>> {
         self.running().get(&id).map(|r| r.events.subscribe())
@@ -490,8 +498,13 @@ async fn heartbeat(
             .load(Ordering::SeqCst)
             .then(|| shared.counts());
         match catalog.heartbeat_job(id, &owner, counts.as_ref()).await {
-            Ok(true) => {}
-            Ok(false) => {
+            Ok(Beat::Ours) => {}
+            Ok(Beat::CancelRequested) => {
+                if !cancel.swap(true, Ordering::SeqCst) {
+                    info!("cancel requested through the catalog; stopping at the next tenant");
+                }
+            }
+            Ok(Beat::Lost) => {
                 error!("this job was declared dead and taken from this process; stopping it");
                 lost.store(true, Ordering::SeqCst);
                 cancel.store(true, Ordering::SeqCst);

@@ -33,7 +33,7 @@ use tracing::{info, info_span, warn};
 
 pub use auth::AuthUser;
 pub use error::{ApiError, Problem};
-pub use jobs::{JobEvent, JobManager};
+pub use jobs::{JobEvent, JobManager, UpgradeAllParams};
 pub use throttle::LoginThrottle;
 
 /// Settings of the service (validated in `config`).

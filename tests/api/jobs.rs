@@ -971,7 +971,67 @@ async fn resume_of_a_job_resumed_by_another_replica_says_it_runs(b: Backend) {
     app.stop().await;
 }
 
+/// A cancel asked on a replica that does not run the job reaches the one that does (through
+/// the catalog, read with its heartbeat) and the job ends `cancelled`.
+async fn cancel_reaches_the_replica_running_the_job(b: Backend) {
+    use tenant_migrator::http::UpgradeAllParams;
+    let (env, t) = fleet_env(b, &[("a", Some(3)), ("b", Some(3)), ("c", Some(3))]).await;
+    let app = TestApp::spawn_env(env).await;
+    let token = app.token(Role::Operator).await;
+
+    // Another replica runs the job; it waits on b's lock after a.
+    let hold = Hold::tenant_lock(&app.env, &t[1]).await;
+    let other = JobManager::new(app.engine.clone());
+    let job = other
+        .start_upgrade_all(
+            UpgradeAllParams {
+                dry_run: false,
+                continue_on_error: false,
+                concurrency: 1,
+                target: None,
+                canary: None,
+                max_failures: None,
+            },
+            "other-replica",
+        )
+        .await
+        .expect("job starts");
+    let id = job.id.to_string();
+    app.wait_job(&token, &id, "the first tenant to finish", |d| {
+        outcomes(d).iter().any(|o| o.0 == t[0])
+    })
+    .await;
+    let res = app
+        .post(&format!("/migrations/jobs/{id}/cancel"), &token, json!({}))
+        .await;
+    assert_eq!(res.status(), 202);
+    let row: Value = res.json().await.expect("job row");
+    assert_eq!(row["cancel_requested"], true, "{row:#}");
+    // The owner reads the flag with its next heartbeat (b still locked); then the tenant in
+    // flight finishes and none starts after it.
+    let seen = crate::common::Deadline::new("the owner to see the cancel", 30);
+    while !other.is_cancelling(job.id) {
+        seen.check().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    hold.release().await;
+    let detail = app.wait_job_finished(&token, &id).await;
+    assert_eq!(detail["job"]["state"], "cancelled", "{detail:#}");
+    assert!(
+        !outcomes(&detail).iter().any(|o| o.0 == t[2]),
+        "c started after the cancel: {detail:#}"
+    );
+    // A finished job cannot be cancelled, on any replica.
+    let res = app
+        .post(&format!("/migrations/jobs/{id}/cancel"), &token, json!({}))
+        .await;
+    expect_problem(res, 409).await;
+    other.shutdown().await;
+    app.stop().await;
+}
+
 backend_tests!(
+    cancel_reaches_the_replica_running_the_job,
     upgrade_all_succeeds_with_per_tenant_outcomes,
     second_upgrade_all_conflicts_with_the_running_job,
     dry_run_job_changes_nothing,

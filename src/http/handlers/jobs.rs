@@ -119,7 +119,8 @@ pub async fn show(
     Ok(Json(JobDetail { job, tenants }))
 }
 
-/// Stop a running job at the next tenant boundary (tenants in flight finish).
+/// Stop a running job at the next tenant boundary (tenants in flight finish), whichever
+/// replica runs it.
 #[utoipa::path(
     post,
     path = "/migrations/jobs/{id}/cancel",
@@ -130,7 +131,7 @@ pub async fn show(
         (status = 403, description = "Needs the operator role", body = Problem, content_type = "application/problem+json"),
         (status = 202, description = "Cancelling; the job ends as cancelled", body = JobRow),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The job is not running here", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job is not running", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn cancel(
@@ -146,12 +147,16 @@ pub async fn cancel(
             job_id: Some(id),
         });
     }
-    if !state.jobs.cancel(id) {
+    // The flag in the catalog reaches the replica running it (its heartbeat reads it, at
+    // most a second later); this replica's own run is told at once.
+    if !state.engine.catalog().request_cancel(id).await? && !state.jobs.cancel(id) {
         return Err(ApiError::Conflict {
-            detail: format!("job {id} runs in another instance of the service; cancel it there"),
+            detail: format!("job {id} is not running"),
             job_id: Some(id),
         });
     }
+    state.jobs.cancel(id);
+    let job = load(&state, id).await?;
     audit(
         &state,
         &user.email,

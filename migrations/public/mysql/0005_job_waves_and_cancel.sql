@@ -1,9 +1,12 @@
 -- Canary waves and a failure budget of fleet jobs: what the job asked for (kept for a
 -- resume), and, once it ends, its waves and why it halted ('canary_failed', 'max_failures').
+-- cancel_requested: a cancel asked on any replica, which the job's owner reads with its
+-- heartbeat and obeys at the next tenant boundary.
 
 ALTER TABLE migration_jobs
     ADD COLUMN canary BIGINT NULL,
     ADD COLUMN canary_tenants MEDIUMTEXT NULL,
     ADD COLUMN max_failures BIGINT NULL,
     ADD COLUMN halted VARCHAR(32) NULL,
-    ADD COLUMN waves MEDIUMTEXT NULL;
+    ADD COLUMN waves MEDIUMTEXT NULL,
+    ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT FALSE;
