@@ -195,6 +195,9 @@ pub struct JobTenantRow {
     pub attempts: i64,
     pub error: Option<String>,
     pub finished_at: DateTime<Utc>,
+    /// The replica (process) that ran the tenant: `<pid>-<random>` of the service, as the
+    /// job's `owner` was then.
+    pub owner: Option<String>,
 }
 
 /// Which jobs to list.
@@ -498,10 +501,11 @@ impl Catalog {
     pub async fn record_job_tenant(&self, job: Uuid, t: &JobTenantRow) -> Result<(), DbError> {
         // Both statements take the same values in the same order.
         let insert = "INSERT INTO migration_job_tenants (status, from_version, to_version, \
-            duration_ms, attempts, error, finished_at, job_id, schema_name) \
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+            duration_ms, attempts, error, finished_at, owner, job_id, schema_name) \
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
         let update = "UPDATE migration_job_tenants SET status = ?, from_version = ?, to_version = ?, \
-            duration_ms = ?, attempts = ?, error = ?, finished_at = ? WHERE job_id = ? AND schema_name = ?";
+            duration_ms = ?, attempts = ?, error = ?, finished_at = ?, owner = ? \
+            WHERE job_id = ? AND schema_name = ?";
         let mut written = Ok(());
         for sql in [insert, update] {
             written = with_pool!(&self.pool, |p, b, Id| {
@@ -513,6 +517,7 @@ impl Catalog {
                     .bind(t.attempts)
                     .bind(t.error.as_deref())
                     .bind(t.finished_at)
+                    .bind(t.owner.as_deref())
                     .bind(Id::from(job))
                     .bind(&t.schema_name)
                     .execute(p)
@@ -531,7 +536,7 @@ impl Catalog {
     /// Per-tenant outcomes of a job, by schema name.
     pub async fn job_tenants(&self, job: Uuid) -> Result<Vec<JobTenantRow>, DbError> {
         let sql = "SELECT schema_name, status, from_version, to_version, duration_ms, attempts, \
-            error, finished_at FROM migration_job_tenants WHERE job_id = ? ORDER BY schema_name";
+            error, finished_at, owner FROM migration_job_tenants WHERE job_id = ? ORDER BY schema_name";
         with_pool!(&self.pool, |p, b, Id| {
             let rows = sqlx::query(placeholders(b, sql))
                 .bind(Id::from(job))
@@ -549,6 +554,7 @@ impl Catalog {
                         attempts: col(r, 5)?,
                         error: col(r, 6)?,
                         finished_at: col(r, 7)?,
+                        owner: col(r, 8)?,
                     })
                 })
                 .collect()

@@ -351,6 +351,7 @@ impl JobManager {
         opts.continue_on_error = job.continue_on_error;
         opts.cancel = cancel.clone();
         opts.job = Some(job.id);
+        opts.owner = Some(self.inner.owner.clone());
         opts.max_failures = job
             .max_failures
             .map(|k| usize::try_from(k).unwrap_or(usize::MAX).max(1));

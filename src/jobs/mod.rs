@@ -57,6 +57,8 @@ pub struct FleetOptions {
     pub cancel: Arc<AtomicBool>,
     /// Record per-tenant outcomes under this job.
     pub job: Option<Uuid>,
+    /// The replica running the job, recorded with each tenant's outcome.
+    pub owner: Option<String>,
 }
 
 impl FleetOptions {
@@ -70,6 +72,7 @@ impl FleetOptions {
             max_failures: None,
             cancel: Arc::new(AtomicBool::new(false)),
             job: None,
+            owner: None,
         }
     }
 }
@@ -522,6 +525,7 @@ impl Fleet<'_> {
                 attempts: i64::from(r.attempts),
                 error: r.error.clone(),
                 finished_at: chrono::Utc::now(),
+                owner: opts.owner.clone(),
             };
             if let Err(e) = retry_refused(opts.refusal_patience, || {
                 self.catalog.record_job_tenant(job, &t)

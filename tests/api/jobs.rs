@@ -682,6 +682,7 @@ async fn crashed_job_is_interrupted_without_restart_and_resumable(b: Backend) {
                 attempts: 1,
                 error: None,
                 finished_at: chrono::Utc::now(),
+                owner: Some("4242-crashed".into()),
             },
         )
         .await
@@ -1021,6 +1022,14 @@ async fn cancel_reaches_the_replica_running_the_job(b: Backend) {
         !outcomes(&detail).iter().any(|o| o.0 == t[2]),
         "c started after the cancel: {detail:#}"
     );
+    // Each outcome names the replica that ran it.
+    let ran_by: Vec<&str> = detail["tenants"]
+        .as_array()
+        .expect("tenants")
+        .iter()
+        .map(|r| r["owner"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(ran_by, vec![other.owner(); 2], "{detail:#}");
     // A finished job cannot be cancelled, on any replica.
     let res = app
         .post(&format!("/migrations/jobs/{id}/cancel"), &token, json!({}))

@@ -288,7 +288,7 @@ fn tenant_event(t: &impl Serialize) -> Event {
 
 /// A live outcome in the shape of a recorded one, so a `tenant` event reads the same whether
 /// it was replayed from the catalog or heard live.
-fn outcome_row(t: &TenantReport) -> JobTenantRow {
+fn outcome_row(t: &TenantReport, owner: &str) -> JobTenantRow {
     JobTenantRow {
         schema_name: t.schema.clone(),
         status: t.status.as_str().to_owned(),
@@ -298,6 +298,7 @@ fn outcome_row(t: &TenantReport) -> JobTenantRow {
         attempts: i64::from(t.attempts),
         error: t.error.clone(),
         finished_at: chrono::Utc::now(),
+        owner: Some(owner.to_owned()),
     }
 }
 
@@ -364,7 +365,10 @@ async fn follow(
                 Ok(JobEvent::Tenant(t)) if t.status == OutcomeStatus::NotAttempted => {}
                 Ok(JobEvent::Tenant(t)) => {
                     if sent.insert(t.schema.clone())
-                        && tx.send(tenant_event(&outcome_row(&t))).await.is_err()
+                        && tx
+                            .send(tenant_event(&outcome_row(&t, state.jobs.owner())))
+                            .await
+                            .is_err()
                     {
                         return;
                     }
