@@ -7,115 +7,31 @@
 //!
 //! Also owns the map file and the optional `--tenants-query` that supplies display names.
 
+mod map;
+mod names;
+mod report;
+
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
-use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
-use sqlx::{AssertSqlSafe, Connection, Row};
+use sqlx::AssertSqlSafe;
 use tracing::{info, instrument, warn};
+
+pub use map::AlembicMap;
+pub use report::{AdoptCounts, AdoptOutcome, AdoptReport, Verdict};
 
 use super::{Engine, EngineError};
 use crate::catalog::TenantStatus;
-use crate::config::{ConfigError, DbLocation, parse_location};
+use crate::config::{DbLocation, parse_location};
 use crate::db::{DbError, SchemaSession, Structure, Target, with_conn};
 use crate::domain::{DisplayName, SchemaName};
 use crate::migrate::{MigrationSet, Scope};
+use names::{display_names, search_path, server_of, text_column};
+use report::finish;
 
 /// Alembic's own table, in each tenant.
 pub const ALEMBIC_TABLE: &str = "alembic_version";
-
-/// How long `--tenants-query` may run.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The team's map from Alembic revision ids to migration versions (`alembic-map.toml`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AlembicMap {
-    /// Revisions of the tenants' `alembic_version`.
-    pub tenant: BTreeMap<String, i64>,
-    /// Revisions of the catalog's own `alembic_version`, when the catalog was Alembic-managed.
-    pub public: BTreeMap<String, i64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MapFile {
-    #[serde(default)]
-    tenant: BTreeMap<String, i64>,
-    #[serde(default)]
-    public: BTreeMap<String, i64>,
-}
-
-fn map_error(message: impl Into<String>) -> ConfigError {
-    ConfigError::new("--map", message)
-}
-
-impl AlembicMap {
-    /// Reads and parses the map file.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| map_error(format!("cannot read {}: {e}", path.display())))?;
-        Self::parse(&text).map_err(|e| map_error(format!("{}: {}", path.display(), e.message)))
-    }
-
-    /// Parses a map: `[tenant]` (required, not empty) and `[public]` (optional) tables of
-    /// `"revision" = version`.
-    pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let file: MapFile = toml::from_str(text).map_err(|e| map_error(e.to_string()))?;
-        if file.tenant.is_empty() {
-            return Err(map_error(
-                "the [tenant] section is missing or empty: map each Alembic revision id to a version, e.g. \"1f2e3d4c5b6a\" = 1",
-            ));
-        }
-        for (section, revisions) in [("tenant", &file.tenant), ("public", &file.public)] {
-            for (revision, version) in revisions {
-                if revision.is_empty()
-                    || revision.len() > 255
-                    || revision
-                        .chars()
-                        .any(|c| c.is_whitespace() || c.is_control())
-                {
-                    return Err(map_error(format!(
-                        "[{section}]: {revision:?} is not an Alembic revision id"
-                    )));
-                }
-                if *version < 1 {
-                    return Err(map_error(format!(
-                        "[{section}]: revision {revision} maps to {version}; versions start at 1"
-                    )));
-                }
-            }
-        }
-        Ok(Self {
-            tenant: file.tenant,
-            public: file.public,
-        })
-    }
-
-    /// Every version the map names must be a migration of its scope.
-    fn check(&self, tenant: &MigrationSet, public: &MigrationSet) -> Result<(), ConfigError> {
-        for (section, revisions, set) in [
-            ("tenant", &self.tenant, tenant),
-            ("public", &self.public, public),
-        ] {
-            for (revision, version) in revisions {
-                if set.get(*version).is_none() {
-                    return Err(map_error(format!(
-                        "[{section}]: revision {revision} maps to version {version}, but no {} \
-                         migration has that version (newest is {})",
-                        set.scope,
-                        set.latest()
-                            .map(|v| v.to_string())
-                            .unwrap_or_else(|| "none".into())
-                    )));
-                }
-            }
-        }
-        Ok(())
-    }
-}
 
 /// Which tenants to adopt.
 #[derive(Debug, Clone)]
@@ -139,111 +55,6 @@ pub struct AdoptOptions {
     pub dry_run: bool,
     /// Tenants worked on at once.
     pub concurrency: usize,
-}
-
-/// What happened to one schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Recorded as baselined and registered.
-    Adopted,
-    /// Would be adopted (dry run).
-    WouldAdopt,
-    /// Had a history already: adopted (or created) before.
-    AlreadyAdopted,
-    /// Its state does not allow adoption (unmapped revision, drift, no `alembic_version`…).
-    Refused,
-    /// An error (a lost connection…) stopped the work; run again.
-    Failed,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Adopted => "adopted",
-            Verdict::WouldAdopt => "would_adopt",
-            Verdict::AlreadyAdopted => "already_adopted",
-            Verdict::Refused => "refused",
-            Verdict::Failed => "failed",
-        }
-    }
-}
-
-/// The verdict on one schema and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct AdoptOutcome {
-    pub schema: String,
-    pub verdict: Verdict,
-    /// The Alembic revision found.
-    pub revision: Option<String>,
-    /// The version it maps to (for `already_adopted`: the version its history shows).
-    pub version: Option<i64>,
-    pub display_name: Option<String>,
-    /// Why it was refused (or failed).
-    pub reason: Option<String>,
-    /// Structure differences from the reference at `version`, one per line.
-    pub differences: Vec<String>,
-}
-
-impl AdoptOutcome {
-    fn new(schema: &str, verdict: Verdict) -> Self {
-        Self {
-            schema: schema.to_owned(),
-            verdict,
-            revision: None,
-            version: None,
-            display_name: None,
-            reason: None,
-            differences: Vec::new(),
-        }
-    }
-
-    fn refused(schema: &str, reason: impl Into<String>) -> Self {
-        Self {
-            reason: Some(reason.into()),
-            ..Self::new(schema, Verdict::Refused)
-        }
-    }
-
-    fn failed(schema: &str, e: &dyn std::fmt::Display) -> Self {
-        Self {
-            reason: Some(e.to_string()),
-            ..Self::new(schema, Verdict::Failed)
-        }
-    }
-}
-
-/// How many schemas got each verdict.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct AdoptCounts {
-    pub adopted: usize,
-    pub would_adopt: usize,
-    pub already_adopted: usize,
-    pub refused: usize,
-    pub failed: usize,
-}
-
-/// The result of `adopt alembic`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct AdoptReport {
-    pub dry_run: bool,
-    /// The catalog's own adoption, when the map has a `[public]` section.
-    pub catalog: Option<AdoptOutcome>,
-    /// One outcome per schema, sorted by name.
-    pub tenants: Vec<AdoptOutcome>,
-    pub counts: AdoptCounts,
-}
-
-impl AdoptReport {
-    /// True when nothing was refused or failed.
-    pub fn all_good(&self) -> bool {
-        self.counts.refused == 0
-            && self.counts.failed == 0
-            && self
-                .catalog
-                .as_ref()
-                .is_none_or(|c| !matches!(c.verdict, Verdict::Refused | Verdict::Failed))
-    }
 }
 
 /// What a look at one schema under its lock found.
@@ -813,25 +624,6 @@ async fn inspect(
     }
 }
 
-fn finish(dry_run: bool, catalog: Option<AdoptOutcome>, tenants: Vec<AdoptOutcome>) -> AdoptReport {
-    let mut counts = AdoptCounts::default();
-    for t in &tenants {
-        *match t.verdict {
-            Verdict::Adopted => &mut counts.adopted,
-            Verdict::WouldAdopt => &mut counts.would_adopt,
-            Verdict::AlreadyAdopted => &mut counts.already_adopted,
-            Verdict::Refused => &mut counts.refused,
-            Verdict::Failed => &mut counts.failed,
-        } += 1;
-    }
-    AdoptReport {
-        dry_run,
-        catalog,
-        tenants,
-        counts,
-    }
-}
-
 /// The revisions in the session's schema's `alembic_version` (sorted).
 async fn read_revisions(session: &mut dyn SchemaSession) -> Result<Vec<String>, DbError> {
     let (conn, table) = session.parts();
@@ -850,180 +642,4 @@ async fn read_revisions(session: &mut dyn SchemaSession) -> Result<Vec<String>, 
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| DbError::sqlx(context.clone(), e))
     })
-}
-
-/// A text column, also when the server sends it as bytes (MySQL's binary collations).
-fn text_column<R>(row: &R, i: usize) -> Result<String, sqlx::Error>
-where
-    R: Row,
-    usize: sqlx::ColumnIndex<R>,
-    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    Vec<u8>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    match row.try_get::<String, _>(i) {
-        Ok(s) => Ok(s),
-        Err(e) => match row.try_get::<Vec<u8>, _>(i) {
-            Ok(b) => String::from_utf8(b).map_err(|u| sqlx::Error::Decode(Box::new(u))),
-            Err(_) => Err(e),
-        },
-    }
-}
-
-fn query_error(message: impl Into<String>) -> EngineError {
-    EngineError::Config(ConfigError::new("--tenants-query", message))
-}
-
-/// Runs `--tenants-query` read-only where `location` says: schema name → display name.
-async fn display_names(
-    query: &str,
-    location: &DbLocation,
-) -> Result<HashMap<String, String>, EngineError> {
-    let run = async {
-        match location {
-            DbLocation::MySql { url, .. } => {
-                let mut c = sqlx::MySqlConnection::connect(url.as_str()).await?;
-                sqlx::raw_sql("START TRANSACTION READ ONLY")
-                    .execute(&mut c)
-                    .await?;
-                let rows = sqlx::raw_sql(AssertSqlSafe(query.to_owned()))
-                    .fetch_all(&mut c)
-                    .await;
-                let _ = c.close().await;
-                pairs(&rows?)
-            }
-            DbLocation::Postgres { url, .. } => {
-                let schemas = search_path(url);
-                let mut plain = url.clone();
-                let rest: Vec<(String, String)> = url
-                    .query_pairs()
-                    .filter(|(k, _)| k != "search_path")
-                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                    .collect();
-                plain.set_query(None);
-                if !rest.is_empty() {
-                    plain.query_pairs_mut().extend_pairs(rest);
-                }
-                let mut c = sqlx::PgConnection::connect(plain.as_str()).await?;
-                sqlx::raw_sql("BEGIN READ ONLY").execute(&mut c).await?;
-                if !schemas.is_empty() {
-                    let list: Vec<String> = schemas
-                        .iter()
-                        .map(|s| crate::db::Backend::Postgres.quote(s))
-                        .collect();
-                    sqlx::raw_sql(AssertSqlSafe(format!(
-                        "SET LOCAL search_path TO {}",
-                        list.join(", ")
-                    )))
-                    .execute(&mut c)
-                    .await?;
-                }
-                let rows = sqlx::raw_sql(AssertSqlSafe(query.to_owned()))
-                    .fetch_all(&mut c)
-                    .await;
-                let _ = c.close().await;
-                pairs(&rows?)
-            }
-            DbLocation::Sqlite { path } => {
-                let opts = sqlx::sqlite::SqliteConnectOptions::new()
-                    .filename(path)
-                    .create_if_missing(false)
-                    .read_only(true);
-                let mut c = sqlx::SqliteConnection::connect_with(&opts).await?;
-                let rows = sqlx::raw_sql(AssertSqlSafe(query.to_owned()))
-                    .fetch_all(&mut c)
-                    .await;
-                let _ = c.close().await;
-                pairs(&rows?)
-            }
-        }
-    };
-    match tokio::time::timeout(QUERY_TIMEOUT, run).await {
-        Err(_) => Err(query_error(format!(
-            "did not finish within {} s",
-            QUERY_TIMEOUT.as_secs()
-        ))),
-        Ok(Err(e)) => Err(query_error(match e.as_database_error() {
-            Some(db) => db.message().to_owned(),
-            None => e.to_string(),
-        })),
-        Ok(Ok(map)) => Ok(map),
-    }
-}
-
-/// The schemas a PostgreSQL URL's `search_path` parameter names (the README's way of naming
-/// a schema in a URL), in order.
-fn search_path(url: &url::Url) -> Vec<String> {
-    url.query_pairs()
-        .filter(|(k, _)| k == "search_path")
-        .flat_map(|(_, v)| {
-            v.split(',')
-                .map(|s| s.trim().trim_matches('"').to_owned())
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-/// Where `--tenants-query` runs by default: the catalog's server. On MySQL no database is
-/// selected (the catalog's may not exist before the first adoption); the query names its
-/// tables' database, as `torri_app_public.tenants`.
-fn server_of(catalog: &DbLocation) -> DbLocation {
-    match catalog {
-        DbLocation::MySql { url, .. } => {
-            let mut server = url.clone();
-            server.set_path("");
-            DbLocation::MySql {
-                url: server,
-                database: String::new(),
-            }
-        }
-        other => other.clone(),
-    }
-}
-
-/// The first two columns of every row, as schema name and display name.
-fn pairs<R>(rows: &[R]) -> Result<HashMap<String, String>, sqlx::Error>
-where
-    R: Row,
-    usize: sqlx::ColumnIndex<R>,
-    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    Vec<u8>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    if let Some(first) = rows.first()
-        && first.len() < 2
-    {
-        return Err(sqlx::Error::Protocol(
-            "it must return two columns: the schema name, then the display name".into(),
-        ));
-    }
-    rows.iter()
-        .map(|r| Ok((text_column(r, 0)?, text_column(r, 1)?)))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_map_needs_a_tenant_section_of_revisions_to_positive_versions() {
-        let m =
-            AlembicMap::parse("[tenant]\n\"1f2e3d4c5b6a\" = 1\n\"a9b8c7d6e5f4\" = 2\n[public]\n")
-                .expect("valid map");
-        assert_eq!(m.tenant.get("a9b8c7d6e5f4"), Some(&2));
-        assert!(m.public.is_empty());
-        for bad in [
-            "",
-            "[public]\n\"x\" = 1\n",
-            "[tenant]\n",
-            "[tenant]\n\"abc\" = 0\n",
-            "[tenant]\n\"abc\" = \"one\"\n",
-            "[tenant]\n\"a b\" = 1\n",
-            "[tenants]\n\"abc\" = 1\n",
-            "[tenant\n",
-        ] {
-            let e = AlembicMap::parse(bad).expect_err(bad);
-            assert_eq!(e.variable, "--map", "{bad}");
-        }
-    }
 }
