@@ -182,41 +182,38 @@ impl HistoryTable {
     /// All rows with their progress columns, ordered by version. Sent unprepared: the text
     /// names the schema, and a prepared statement must never be reused across schemas.
     pub async fn read(&self, conn: &mut Conn) -> Result<Vec<HistoryRow>, DbError> {
-        let sql = format!(
-            "SELECT {FULL_COLUMNS} FROM {} ORDER BY version",
-            self.qualified
-        );
+        self.select(conn, true).await
+    }
+
+    /// All rows, with their progress when the table has the columns (an older table is read
+    /// as it is, and left unchanged).
+    pub async fn read_compatible(&self, conn: &mut Conn) -> Result<Vec<HistoryRow>, DbError> {
+        match self.select(conn, true).await {
+            Err(e) if is_missing_column(&e) => self.select(conn, false).await,
+            other => other,
+        }
+    }
+
+    /// Every row, with the progress columns ([`FULL_COLUMNS`]) or without ([`COLUMNS`]).
+    async fn select(&self, conn: &mut Conn, full: bool) -> Result<Vec<HistoryRow>, DbError> {
+        let columns = if full { FULL_COLUMNS } else { COLUMNS };
+        let sql = format!("SELECT {columns} FROM {} ORDER BY version", self.qualified);
         with_conn!(conn, |c, _b| {
             let rows = sqlx::raw_sql(AssertSqlSafe(sql))
                 .fetch_all(&mut *c)
                 .await
                 .map_err(|e| DbError::sqlx(self.ctx("reading"), e))?;
             rows.iter()
-                .map(decode_full_row)
+                .map(|r| {
+                    if full {
+                        decode_full_row(r)
+                    } else {
+                        decode_row(r, 0)
+                    }
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| DbError::sqlx(self.ctx("decoding"), e))
         })
-    }
-
-    /// All rows, with their progress when the table has the columns (an older table is read
-    /// as it is, and left unchanged).
-    pub async fn read_compatible(&self, conn: &mut Conn) -> Result<Vec<HistoryRow>, DbError> {
-        match self.read(conn).await {
-            Err(e) if is_missing_column(&e) => {
-                let sql = format!("SELECT {COLUMNS} FROM {} ORDER BY version", self.qualified);
-                with_conn!(conn, |c, _b| {
-                    let rows = sqlx::raw_sql(AssertSqlSafe(sql))
-                        .fetch_all(&mut *c)
-                        .await
-                        .map_err(|e| DbError::sqlx(self.ctx("reading"), e))?;
-                    rows.iter()
-                        .map(|r| decode_row(r, 0))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| DbError::sqlx(self.ctx("decoding"), e))
-                })
-            }
-            other => other,
-        }
     }
 
     /// Adds the progress columns to a table made by an older version (run under the
