@@ -130,6 +130,36 @@ pub fn is_missing_column(e: &DbError) -> bool {
     matches!(code.as_deref(), Some("1054" | "42703")) || db.message().starts_with("no such column")
 }
 
+/// One history row as the `VALUES` tuple of [`COLUMNS`] and `statements_done` (0 for a
+/// `running` row, which counts its statements; `NULL` otherwise).
+fn row_values(
+    b: Backend,
+    m: MigrationRef<'_>,
+    state: RowState,
+    started: DateTime<Utc>,
+    finished: Option<DateTime<Utc>>,
+    duration_ms: Option<i64>,
+    error: Option<&str>,
+) -> String {
+    let done = (state == RowState::Running).then_some(0);
+    let error = error.map(clip);
+    let values: Vec<String> = [
+        Lit::Int(m.version),
+        Lit::Text(m.name),
+        Lit::Text(m.checksum),
+        Lit::Text(state.as_str()),
+        Lit::Time(started),
+        finished.map_or(Lit::Null, Lit::Time),
+        duration_ms.into(),
+        error.as_deref().into(),
+        done.into(),
+    ]
+    .iter()
+    .map(|l| l.render(b))
+    .collect();
+    format!("({})", values.join(", "))
+}
+
 /// A schema's history table, addressed by its qualified name.
 pub struct HistoryTable {
     /// `` `schema`.`_tenant_migrations` `` / `"schema"."_tenant_migrations"` / `_tenant_migrations`.
@@ -268,25 +298,9 @@ impl HistoryTable {
         error: Option<&str>,
     ) -> String {
         let finished = (state != RowState::Running).then(Utc::now);
-        let done = (state == RowState::Running).then_some(0);
-        let error = error.map(clip);
-        let values = [
-            Lit::Int(m.version),
-            Lit::Text(m.name),
-            Lit::Text(m.checksum),
-            Lit::Text(state.as_str()),
-            Lit::Time(started),
-            finished.map_or(Lit::Null, Lit::Time),
-            duration_ms.into(),
-            error.as_deref().into(),
-            done.into(),
-        ]
-        .iter()
-        .map(|l| l.render(b))
-        .collect::<Vec<_>>()
-        .join(", ");
+        let values = row_values(b, m, state, started, finished, duration_ms, error);
         format!(
-            "INSERT INTO {} ({COLUMNS}, statements_done) VALUES ({values})",
+            "INSERT INTO {} ({COLUMNS}, statements_done) VALUES {values}",
             self.qualified
         )
     }
@@ -316,26 +330,13 @@ impl HistoryTable {
         let b = conn.backend();
         let rows: Vec<String> = migrations
             .iter()
-            .map(|m| {
-                let values = [
-                    Lit::Int(m.version),
-                    Lit::Text(m.name),
-                    Lit::Text(m.checksum),
-                    Lit::Text(RowState::Baselined.as_str()),
-                    Lit::Time(at),
-                    Lit::Time(at),
-                    Lit::Null,
-                    Lit::Null,
-                ];
-                let values: Vec<String> = values.iter().map(|l| l.render(b)).collect();
-                format!("({})", values.join(", "))
-            })
+            .map(|m| row_values(b, *m, RowState::Baselined, at, Some(at), None, None))
             .collect();
         if rows.is_empty() {
             return Ok(());
         }
         let sql = format!(
-            "INSERT INTO {} ({COLUMNS}) VALUES {}",
+            "INSERT INTO {} ({COLUMNS}, statements_done) VALUES {}",
             self.qualified,
             rows.join(", ")
         );

@@ -149,13 +149,13 @@ pub async fn cancel(
     }
     // The flag in the catalog reaches the replica running it (its heartbeat reads it, at
     // most a second later); this replica's own run is told at once.
-    if !state.engine.catalog().request_cancel(id).await? && !state.jobs.cancel(id) {
+    let here = state.jobs.cancel(id);
+    if !state.engine.catalog().request_cancel(id).await? && !here {
         return Err(ApiError::Conflict {
             detail: format!("job {id} is not running"),
             job_id: Some(id),
         });
     }
-    state.jobs.cancel(id);
     let job = load(&state, id).await?;
     audit(
         &state,
