@@ -58,7 +58,7 @@ pub struct TenantRow {
     pub schema_name: String,
     pub display_name: String,
     pub status: TenantStatus,
-    /// Database server holding the schema (`default`: the configured one).
+    /// Database server holding the schema (a name of `TENANT_SERVERS`; `default` without it).
     pub server: String,
     /// Newest migration version applied, as last recorded.
     pub schema_version: Option<i64>,
@@ -173,11 +173,12 @@ impl Catalog {
         &self,
         schema: &str,
         display_name: &str,
+        server: &str,
     ) -> Result<(TenantRow, bool), DbError> {
         let id = Uuid::new_v4();
         let t = now();
         let sql = format!(
-            "INSERT INTO tenants ({COLUMNS}) VALUES (?, ?, ?, 'provisioning', 'default', NULL, NULL, ?, ?)"
+            "INSERT INTO tenants ({COLUMNS}) VALUES (?, ?, ?, 'provisioning', ?, NULL, NULL, ?, ?)"
         );
         self.counts.bump();
         let inserted = with_pool!(&self.pool, |p, b, Id| {
@@ -185,6 +186,7 @@ impl Catalog {
                 .bind(Id::from(id))
                 .bind(schema)
                 .bind(display_name)
+                .bind(server)
                 .bind(t)
                 .bind(t)
                 .execute(p)
@@ -201,7 +203,7 @@ impl Catalog {
                     schema_name: schema.to_owned(),
                     display_name: display_name.to_owned(),
                     status: TenantStatus::Provisioning,
-                    server: "default".into(),
+                    server: server.to_owned(),
                     schema_version: None,
                     last_error: None,
                     created_at: t,
@@ -343,6 +345,22 @@ impl Catalog {
     /// other processes wrote meanwhile).
     pub fn tenant_generation(&self) -> u64 {
         self.counts.generation()
+    }
+
+    /// Number of tenants per server and recorded schema version (all statuses).
+    pub async fn count_by_server_version(
+        &self,
+    ) -> Result<Vec<(String, Option<i64>, i64)>, DbError> {
+        with_pool!(&self.pool, |p, _b, _Id| {
+            let rows: Vec<(String, Option<i64>, i64)> = sqlx::query_as(
+                "SELECT server, schema_version, COUNT(*) FROM tenants \
+                 GROUP BY server, schema_version ORDER BY server, schema_version",
+            )
+            .fetch_all(p)
+            .await
+            .map_err(|e| DbError::sqlx("counting tenants per server", e))?;
+            Ok(rows)
+        })
     }
 
     /// Number of tenants per status (for metrics).

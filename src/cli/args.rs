@@ -15,7 +15,7 @@ use crate::migrate::Scope;
     version,
     about = "Owns the database schemas of a schema-per-tenant SaaS: provisions tenants and migrates the whole fleet.",
     after_help = "Environment: DATABASE_URL (alias PUBLIC_DATABASE_URL), TENANT_URL_TEMPLATE, \
-TENANT_ENGINE_POOL_SIZE, MIGRATIONS_DIR, DATA_DIR, LOCK_TIMEOUT, CATALOG_SCHEMA, CATALOG_POOL_SIZE, SECRET_KEY, \
+TENANT_SERVERS, DRAINING_SERVERS, TENANT_ENGINE_POOL_SIZE, MIGRATIONS_DIR, DATA_DIR, LOCK_TIMEOUT, CATALOG_SCHEMA, CATALOG_POOL_SIZE, SECRET_KEY, \
 REDIS_URL, LOG_FORMAT, RUST_LOG; for serve: BIND_ADDR, CORS_ORIGINS, REQUEST_TIMEOUT, HEADER_READ_TIMEOUT, \
 SHUTDOWN_TIMEOUT, MAX_CONNECTIONS, JWT_TTL, JWT_ISSUER, JWT_AUDIENCE, METRICS_TOKEN, LOGIN_CONCURRENCY, \
 LOGIN_RATE_PER_MINUTE, TRUSTED_PROXIES. PLACEHOLDER_<NAME>=value sets ${name} in migration files. \
@@ -70,6 +70,10 @@ pub struct GlobalArgs {
     /// Migrate up to this version (inclusive) instead of the newest.
     #[arg(long, global = true)]
     pub target: Option<i64>,
+    /// `create`: put new tenants on this server (default: the active one with the fewest);
+    /// `upgrade-all`: only this server's tenants; `adopt`: the server the schemas are on.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub server: Option<String>,
     /// Catalog database URL [env: DATABASE_URL or PUBLIC_DATABASE_URL].
     #[arg(long, global = true)]
     pub database_url: Option<String>,

@@ -75,6 +75,7 @@ fn fleet_options(engine: &Engine, g: &GlobalArgs) -> FleetOptions {
         o.concurrency = c.max(1);
     }
     o.continue_on_error = g.continue_on_error;
+    o.server = g.server.clone();
     o
 }
 
@@ -186,8 +187,14 @@ async fn run(cli: Cli) -> Result<u8, EngineError> {
             let name = schema.as_deref().map(SchemaName::parse).transpose()?;
             let engine = existing(g).await?;
             let (catalog, tenants) = engine.status(name.as_ref()).await?;
-            render::status(g.output, &catalog, &tenants);
+            // The fleet's status shows every server; one tenant's, its own only.
+            let mut servers = engine.server_statuses().await?;
+            if name.is_some() {
+                servers.retain(|s| tenants.iter().any(|t| t.server.as_ref() == Some(&s.name)));
+            }
+            render::status(g.output, &catalog, &servers, &tenants);
             let healthy = (!catalog.exists || catalog.problems.is_empty())
+                && servers.iter().all(|s| s.reachable)
                 && tenants.iter().all(|t| t.healthy());
             Ok(if healthy { 0 } else { 1 })
         }
@@ -264,8 +271,9 @@ async fn adopt_alembic(g: &GlobalArgs, args: &AdoptAlembicArgs) -> Result<u8, En
         dry_run: g.dry_run,
         concurrency: g
             .concurrency
-            .unwrap_or(engine.dialect().tenant_pool_size() as usize)
+            .unwrap_or(engine.config().pool_size as usize)
             .max(1),
+        server: g.server.clone(),
     };
     let report = engine.adopt_alembic(&opts).await;
     engine.close().await;

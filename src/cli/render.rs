@@ -8,8 +8,9 @@ use serde::Serialize;
 
 use super::OutputFormat;
 use crate::catalog::TenantPage;
+use crate::config::DEFAULT_SERVER;
 use crate::engine::{
-    AdoptOutcome, AdoptReport, DriftReport, EngineError, RepairReport, TenantState,
+    AdoptOutcome, AdoptReport, DriftReport, EngineError, RepairReport, ServerStatus, TenantState,
 };
 use crate::jobs::{FleetReport, HaltReason};
 
@@ -190,6 +191,9 @@ fn state_line(s: &TenantState) -> String {
     if let Some(c) = s.catalog_status {
         line.push_str(&format!(", catalog status {}", c.as_str()));
     }
+    if let Some(server) = s.server.as_deref().filter(|s| *s != DEFAULT_SERVER) {
+        line.push_str(&format!(", server {server}"));
+    }
     if !s.exists {
         line.push_str(", SCHEMA MISSING");
     }
@@ -206,11 +210,47 @@ fn state_line(s: &TenantState) -> String {
     line
 }
 
-pub fn status(output: OutputFormat, catalog: &TenantState, tenants: &[TenantState]) {
+/// One server's line: reachability, tenants by version, pool.
+fn server_line(s: &ServerStatus) -> String {
+    let versions: Vec<String> = s
+        .versions
+        .iter()
+        .map(|v| format!("{}: {}", version(v.version), v.tenants))
+        .collect();
+    format!(
+        "server {} ({}): {}{}, {} tenants{}, pool {}",
+        s.name,
+        s.location,
+        match &s.error {
+            None => "reachable".to_owned(),
+            Some(e) => format!("UNREACHABLE ({e})"),
+        },
+        if s.draining { ", draining" } else { "" },
+        s.tenants,
+        if versions.is_empty() {
+            String::new()
+        } else {
+            format!(" (by version {})", versions.join(", "))
+        },
+        s.pool_size
+    )
+}
+
+pub fn status(
+    output: OutputFormat,
+    catalog: &TenantState,
+    servers: &[ServerStatus],
+    tenants: &[TenantState],
+) {
     if output == OutputFormat::Json {
-        return json(&serde_json::json!({ "catalog": catalog, "tenants": tenants }));
+        return json(
+            &serde_json::json!({ "catalog": catalog, "servers": servers, "tenants": tenants }),
+        );
     }
     say!("catalog {}", state_line(catalog));
+    for s in servers {
+        say!("{}", server_line(s));
+    }
     for t in tenants {
         say!("{}", state_line(t));
     }

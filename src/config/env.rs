@@ -80,6 +80,8 @@ impl Settings {
         Ok(Settings {
             database_url: var("DATABASE_URL").or_else(|| var("PUBLIC_DATABASE_URL")),
             tenant_url_template: var("TENANT_URL_TEMPLATE"),
+            tenant_servers: var("TENANT_SERVERS"),
+            draining_servers: var("DRAINING_SERVERS"),
             pool_size: number("TENANT_ENGINE_POOL_SIZE")?,
             migrations_dir: var("MIGRATIONS_DIR").map(PathBuf::from),
             secret_key: var("SECRET_KEY"),

@@ -7,9 +7,10 @@
 
 pub mod env;
 pub mod http;
+pub mod servers;
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use url::Url;
 use crate::db::Backend;
 
 pub use http::{HttpConfig, LoginSettings, ServiceSettings, TokenSettings};
+pub use servers::{DEFAULT_SERVER, ServerSpec, is_server_name};
 
 /// Default tenant connection pool size, as in the seed.
 pub const DEFAULT_POOL_SIZE: u32 = 3;
@@ -52,6 +54,10 @@ impl ConfigError {
 pub struct Settings {
     pub database_url: Option<String>,
     pub tenant_url_template: Option<String>,
+    /// `TENANT_SERVERS`: `name=URL template` pairs (or `@FILE`).
+    pub tenant_servers: Option<String>,
+    /// `DRAINING_SERVERS`: servers that get no new tenants.
+    pub draining_servers: Option<String>,
     pub pool_size: Option<u32>,
     pub migrations_dir: Option<PathBuf>,
     pub secret_key: Option<String>,
@@ -113,11 +119,27 @@ pub enum TenantLocation {
     Sqlite { path_template: String },
 }
 
+impl TenantLocation {
+    /// The location as it may be shown: no password, no query string.
+    pub fn redacted(&self) -> String {
+        match self {
+            TenantLocation::MySql { server } => redact_url(server),
+            TenantLocation::Postgres { database_url, .. } => redact_url(database_url),
+            TenantLocation::Sqlite { path_template } => format!("sqlite://{path_template}"),
+        }
+    }
+}
+
 /// The validated configuration every command runs with.
 #[derive(Clone)]
 pub struct Config {
     pub catalog: DbLocation,
+    /// Where the first server's tenants live (the only server's, without `TENANT_SERVERS`).
     pub tenants: TenantLocation,
+    /// Every server that holds tenants, in the configured order (at least one).
+    pub servers: Vec<ServerSpec>,
+    /// Servers that keep their tenants and get no new ones.
+    pub draining: BTreeSet<String>,
     pub pool_size: u32,
     pub migrations_dir: Option<PathBuf>,
     pub redis_url: Option<String>,
@@ -137,6 +159,11 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("catalog", &self.catalog)
             .field("tenants", &self.tenants)
+            .field(
+                "servers",
+                &self.servers.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            )
+            .field("draining", &self.draining)
             .field("pool_size", &self.pool_size)
             .field("migrations_dir", &self.migrations_dir)
             .field("lock_timeout", &self.lock_timeout)
@@ -176,7 +203,14 @@ impl Config {
             }
             Some(raw) => parse_location(raw, "DATABASE_URL")?,
         };
-        let tenants = tenant_location(&catalog, s.tenant_url_template.as_deref(), &data_dir)?;
+        let servers = servers::servers(
+            &catalog,
+            s.tenant_servers.as_deref(),
+            s.tenant_url_template.as_deref(),
+            &data_dir,
+        )?;
+        let draining = servers::draining(s.draining_servers.as_deref(), &servers)?;
+        let tenants = servers[0].tenants.clone();
         let pool_size = s.pool_size.unwrap_or(DEFAULT_POOL_SIZE);
         if !(1..=256).contains(&pool_size) {
             return Err(ConfigError::new(
@@ -225,6 +259,8 @@ impl Config {
         Ok(Config {
             catalog,
             tenants,
+            servers,
+            draining,
             pool_size,
             migrations_dir: s.migrations_dir,
             redis_url: s.redis_url.filter(|r| !r.is_empty()),
@@ -241,6 +277,14 @@ impl Config {
 
     pub fn backend(&self) -> Backend {
         self.catalog.backend()
+    }
+
+    /// This configuration with `server`'s tenants in place of the first server's.
+    pub fn for_server(&self, server: &ServerSpec) -> Config {
+        Config {
+            tenants: server.tenants.clone(),
+            ..self.clone()
+        }
     }
 
     /// Name of the catalog's own schema (MySQL database, PostgreSQL schema, SQLite file stem).

@@ -10,6 +10,7 @@ mod conn;
 mod error;
 pub mod mysql;
 pub mod postgres;
+pub mod servers;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use serde::Serialize;
 pub use conn::{Conn, DbPool, Lit, placeholders};
 pub(crate) use conn::{with_conn, with_pool};
 pub use error::{DbError, is_transient};
+pub use servers::{Servers, TenantServer};
 
 use crate::config::Config;
 use crate::domain::SchemaName;
@@ -217,6 +219,10 @@ pub trait Dialect: Send + Sync + 'static {
         Ok(RunningInfo::default())
     }
 
+    /// Checks that the tenant server answers (one round trip on a tenant connection; on
+    /// SQLite, that the tenants' folder exists).
+    async fn ping(&self) -> Result<(), DbError>;
+
     /// Closes every pooled connection.
     async fn close(&self);
 }
@@ -374,13 +380,56 @@ pub trait SchemaSession: Send {
     async fn release(self: Box<Self>) -> Result<(), DbError>;
 }
 
-/// Opens the backend the configuration names. Fails (as a configuration problem) when the
-/// server cannot be reached.
-pub async fn connect(config: &Config) -> Result<Arc<dyn Dialect>, crate::config::ConfigError> {
+/// How [`connect`] checks the servers before handing out the (lazy) pools.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectMode {
+    /// Probe the catalog's server too (once per process is enough).
+    pub probe_catalog: bool,
+    /// A tenant server that cannot be reached is an error (the only server), or a warning
+    /// (one of several: its tenants fail until it is back, the others proceed), and then its
+    /// pool is not warmed.
+    pub strict_tenants: bool,
+}
+
+impl ConnectMode {
+    /// One server: everything must answer.
+    pub const STRICT: ConnectMode = ConnectMode {
+        probe_catalog: true,
+        strict_tenants: true,
+    };
+}
+
+/// Opens the backend the configuration names, its tenants on `config.tenants`. Fails (as a
+/// configuration problem) when the catalog's server, or in [`ConnectMode::STRICT`] the tenant
+/// server, cannot be reached.
+pub async fn connect(
+    config: &Config,
+    mode: ConnectMode,
+) -> Result<Arc<dyn Dialect>, crate::config::ConfigError> {
     match config.backend() {
-        Backend::MySql => Ok(Arc::new(mysql::MySqlDialect::connect(config).await?)),
-        Backend::Postgres => Ok(Arc::new(postgres::PgDialect::connect(config).await?)),
+        Backend::MySql => Ok(Arc::new(mysql::MySqlDialect::connect(config, mode).await?)),
+        Backend::Postgres => Ok(Arc::new(postgres::PgDialect::connect(config, mode).await?)),
         Backend::Sqlite => Ok(Arc::new(sqlite::SqliteDialect::connect(config).await?)),
+    }
+}
+
+/// A tenant server's probe: its error as is when `strict`, else logged (the server's tenants
+/// fail when they are worked on; the configuration stays usable for the other servers).
+/// Returns whether the server answered.
+pub(crate) async fn tenant_probe(
+    strict: bool,
+    probe: impl std::future::Future<Output = Result<(), crate::config::ConfigError>>,
+) -> Result<bool, crate::config::ConfigError> {
+    match probe.await {
+        Ok(()) => Ok(true),
+        Err(e) if !strict => {
+            tracing::warn!(
+                error = %e,
+                "a tenant server cannot be reached; its tenants fail until it is back"
+            );
+            Ok(false)
+        }
+        Err(e) => Err(e),
     }
 }
 

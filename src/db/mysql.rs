@@ -85,7 +85,7 @@ fn server_label(url: &url::Url) -> String {
 }
 
 impl MySqlDialect {
-    pub async fn connect(config: &Config) -> Result<Self, ConfigError> {
+    pub async fn connect(config: &Config, mode: super::ConnectMode) -> Result<Self, ConfigError> {
         let (DbLocation::MySql { url, database }, TenantLocation::MySql { server }) =
             (&config.catalog, &config.tenants)
         else {
@@ -111,11 +111,16 @@ impl MySqlDialect {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .idle_timeout(Duration::from_secs(60))
             .connect_lazy_with(catalog_opts.clone().database(database));
+        let same_server = server_label(url) == server_label(server);
+        let strict = mode.strict_tenants || same_server;
         let probes = async {
             tokio::try_join!(
-                super::probe::<sqlx::MySqlConnection>(&tenant_opts, tenant_var, server),
+                super::tenant_probe(
+                    strict,
+                    super::probe::<sqlx::MySqlConnection>(&tenant_opts, tenant_var, server)
+                ),
                 async {
-                    if server_label(url) != server_label(server) {
+                    if !same_server && mode.probe_catalog {
                         // The catalog's server too; its database may not exist yet.
                         super::probe::<sqlx::MySqlConnection>(&catalog_opts, "DATABASE_URL", url)
                             .await
@@ -126,11 +131,15 @@ impl MySqlDialect {
             )
             .map(|_| ())
         };
-        // Only the tenants' pool is warmed: the catalog's database may not exist yet.
-        super::reach(probes, async {
-            let _ = tenants.acquire().await;
-        })
-        .await?;
+        if strict {
+            // Only the tenants' pool is warmed: the catalog's database may not exist yet.
+            super::reach(probes, async {
+                let _ = tenants.acquire().await;
+            })
+            .await?;
+        } else {
+            probes.await?;
+        }
         Ok(Self {
             catalog,
             tenants,
@@ -554,6 +563,14 @@ impl Dialect for MySqlDialect {
             holder: holder.map(|id| format!("connection {id}")),
             statements_done: done,
         })
+    }
+
+    async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.tenants)
+            .await
+            .map(|_| ())
+            .map_err(|e| DbError::sqlx("checking the server", e))
     }
 
     async fn close(&self) {

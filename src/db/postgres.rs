@@ -50,7 +50,7 @@ fn redact_error(e: &sqlx::Error) -> String {
 }
 
 impl PgDialect {
-    pub async fn connect(config: &Config) -> Result<Self, ConfigError> {
+    pub async fn connect(config: &Config, mode: super::ConnectMode) -> Result<Self, ConfigError> {
         let (
             DbLocation::Postgres { url, .. },
             TenantLocation::Postgres {
@@ -81,11 +81,16 @@ impl PgDialect {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .idle_timeout(Duration::from_secs(60))
             .connect_lazy_with(catalog_opts.clone());
+        let same_server = tenant_url == url;
+        let strict = mode.strict_tenants || same_server;
         let probes = async {
             tokio::try_join!(
-                super::probe::<sqlx::PgConnection>(&tenant_opts, tenant_var, tenant_url),
+                super::tenant_probe(
+                    strict,
+                    super::probe::<sqlx::PgConnection>(&tenant_opts, tenant_var, tenant_url)
+                ),
                 async {
-                    if tenant_url != url {
+                    if !same_server && mode.probe_catalog {
                         super::probe::<sqlx::PgConnection>(&catalog_opts, "DATABASE_URL", url).await
                     } else {
                         Ok(())
@@ -94,12 +99,20 @@ impl PgDialect {
             )
             .map(|_| ())
         };
-        // Two catalog connections: a connection goes back to its pool asynchronously, so the
-        // second catalog query of a run would otherwise open one more.
-        super::reach(probes, async {
-            let _ = tokio::join!(tenants.acquire(), catalog.acquire(), catalog.acquire());
-        })
-        .await?;
+        if strict {
+            // Two catalog connections: a connection goes back to its pool asynchronously, so
+            // the second catalog query of a run would otherwise open one more.
+            super::reach(probes, async {
+                let _ = tokio::join!(tenants.acquire(), async {
+                    if mode.probe_catalog {
+                        let _ = tokio::join!(catalog.acquire(), catalog.acquire());
+                    }
+                });
+            })
+            .await?;
+        } else {
+            probes.await?;
+        }
         Ok(Self {
             catalog,
             tenants,
@@ -479,6 +492,14 @@ impl Dialect for PgDialect {
             });
         }
         Ok(s)
+    }
+
+    async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.tenants)
+            .await
+            .map(|_| ())
+            .map_err(|e| DbError::sqlx("checking the server", e))
     }
 
     async fn close(&self) {

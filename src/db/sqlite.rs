@@ -402,6 +402,18 @@ impl Dialect for SqliteDialect {
         Ok(s)
     }
 
+    async fn ping(&self) -> Result<(), DbError> {
+        // Tenants' files are made on demand; their folder must be there (or creatable).
+        let probe = PathBuf::from(self.template.replace("{schema}", "x"));
+        match probe.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(dir) if dir.exists() && !dir.is_dir() => Err(DbError::Unexpected(format!(
+                "{} is not a directory",
+                dir.display()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     async fn close(&self) {
         self.catalog.close().await;
     }

@@ -4,6 +4,7 @@
 
 mod adopt;
 mod error;
+mod servers;
 mod status;
 mod tenants;
 
@@ -18,6 +19,7 @@ pub use adopt::{
     Verdict,
 };
 pub use error::EngineError;
+pub use servers::{ServerStatus, VersionCount};
 pub use status::{
     DriftReport, REFERENCE_PREFIX, RepairOptions, RepairReport, TenantDrift, TenantState,
     diff_structure,
@@ -43,7 +45,8 @@ pub struct Engine {
 
 struct Inner {
     config: Config,
-    dialect: Arc<dyn Dialect>,
+    /// The tenant servers; the first one's dialect also holds the catalog's pool.
+    servers: db::Servers,
     catalog: Catalog,
     source: MigrationSource,
     public: MigrationSet,
@@ -94,25 +97,31 @@ impl Engine {
         let tenant = source
             .set(Scope::Tenant, backend)
             .bind(&catalog_name, &config.placeholders)?;
-        let dialect = db::connect(&config).await?;
-        let catalog = Catalog::new(dialect.catalog_pool());
+        let servers = db::Servers::connect(&config).await?;
+        let catalog = Catalog::new(servers.catalog_dialect().catalog_pool());
         info!(
             backend = %backend,
-            server = %dialect.server_label(),
+            server = %servers.catalog_dialect().server_label(),
+            servers = servers.len(),
             public_latest = public.latest(),
             tenant_latest = tenant.latest(),
             "engine ready"
         );
-        Ok(Self {
+        let engine = Self {
             inner: Arc::new(Inner {
                 config,
-                dialect,
+                servers,
                 catalog,
                 source,
                 public,
                 tenant,
             }),
-        })
+        };
+        if let Err(e) = engine.check_servers_hold_their_tenants().await {
+            engine.close().await;
+            return Err(e);
+        }
+        Ok(engine)
     }
 
     pub fn config(&self) -> &Config {
@@ -123,8 +132,14 @@ impl Engine {
         &self.inner.catalog
     }
 
+    /// The dialect of the catalog (the first server's).
     pub fn dialect(&self) -> &dyn Dialect {
-        self.inner.dialect.as_ref()
+        self.inner.servers.catalog_dialect()
+    }
+
+    /// The configured tenant servers.
+    pub fn servers(&self) -> &db::Servers {
+        &self.inner.servers
     }
 
     pub fn source(&self) -> &MigrationSource {
@@ -153,7 +168,7 @@ impl Engine {
     pub fn fleet_options(&self, dry_run: bool, target: Option<i64>) -> FleetOptions {
         FleetOptions::new(
             self.run_options(dry_run, target),
-            self.inner.dialect.tenant_pool_size() as usize,
+            self.inner.config.pool_size as usize,
         )
     }
 
@@ -180,11 +195,9 @@ impl Engine {
     /// be done without it.
     pub async fn catalog_state(&self) -> Result<SchemaState, EngineError> {
         let catalog = [Target::Catalog];
-        match crate::db::retry_read("catalog history", || {
-            self.inner.dialect.read_states(&catalog)
-        })
-        .await?
-        .pop()
+        match crate::db::retry_read("catalog history", || self.dialect().read_states(&catalog))
+            .await?
+            .pop()
         {
             Some(SchemaState::Unreadable(why)) => Err(EngineError::Catalog(format!(
                 "the catalog at {} cannot be read: {why}",
@@ -253,10 +266,10 @@ impl Engine {
             TenantReport::from_result(&label, res, status)
         } else {
             if state == SchemaState::Missing {
-                self.inner.dialect.create_schema(&Target::Catalog).await?;
+                self.dialect().create_schema(&Target::Catalog).await?;
             }
             let res = migrate_target(
-                self.inner.dialect.as_ref(),
+                self.dialect(),
                 &Target::Catalog,
                 &label,
                 &self.inner.public,
@@ -299,7 +312,7 @@ impl Engine {
                 _ => None,
             })
             .collect();
-        let existing = self.inner.dialect.structure(&Target::Catalog).await?;
+        let existing = self.dialect().structure(&Target::Catalog).await?;
         let mut clash: Vec<&str> = existing
             .columns
             .iter()
@@ -394,6 +407,9 @@ impl Engine {
         progress: &dyn Progress,
     ) -> Result<FleetReport, EngineError> {
         self.check_target(Scope::Tenant, opts.run.target)?;
+        if let Some(server) = opts.server.as_deref() {
+            self.named_server(server)?;
+        }
         if matches!(opts.canary, Some(Canary::Tenants(_))) {
             // Before the catalog is created or migrated: a refused run writes nothing.
             check_canary_tenants(
@@ -416,7 +432,9 @@ impl Engine {
             crate::db::retry_read("tenants", || self.inner.catalog.list_tenants(&all))
                 .await?
                 .tenants;
-        tenants.retain(|t| !done.contains(&t.schema_name));
+        tenants.retain(|t| {
+            !done.contains(&t.schema_name) && opts.server.as_deref().is_none_or(|s| t.server == s)
+        });
         Ok(self.fleet().run(tenants, opts, progress).await?)
     }
 
@@ -451,7 +469,7 @@ impl Engine {
 
     pub(crate) fn fleet(&self) -> Fleet<'_> {
         Fleet {
-            dialect: self.inner.dialect.as_ref(),
+            servers: &self.inner.servers,
             catalog: &self.inner.catalog,
             set: &self.inner.tenant,
         }
@@ -459,7 +477,7 @@ impl Engine {
 
     /// Closes every connection.
     pub async fn close(&self) {
-        self.inner.dialect.close().await;
+        self.inner.servers.close().await;
     }
 }
 

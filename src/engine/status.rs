@@ -24,6 +24,9 @@ pub struct TenantState {
     pub schema: String,
     /// Catalog status (`null` for the catalog itself or a schema the catalog does not list).
     pub catalog_status: Option<TenantStatus>,
+    /// The database server holding it (`null` for the catalog itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     /// The schema exists on the server.
     pub exists: bool,
     /// Newest applied version.
@@ -56,6 +59,7 @@ fn state_of(
     TenantState {
         schema: schema.to_owned(),
         catalog_status: row.map(|r| r.status),
+        server: row.map(|r| r.server.clone()),
         exists: *state != SchemaState::Missing,
         version: p.from,
         latest: set.latest(),
@@ -286,26 +290,37 @@ impl Engine {
         let mut listed = Vec::with_capacity(rows.len());
         for row in &rows {
             if let Ok(n) = SchemaName::from_catalog(&row.schema_name) {
-                names.push(Target::Tenant(n));
+                names.push((row.server.as_str(), Target::Tenant(n)));
                 listed.push(row);
             }
         }
-        let states = self.dialect().read_states(&names).await?;
+        // A server that cannot be read makes its tenants unreadable, not the whole status.
+        let states: Vec<SchemaState> = self
+            .servers()
+            .read_states(&names)
+            .await
+            .into_iter()
+            .map(|st| st.unwrap_or_else(SchemaState::Unreadable))
+            .collect();
         let set = self.migrations(Scope::Tenant);
         let mut tenants: Vec<TenantState> = listed
-            .into_iter()
+            .iter()
             .zip(states.iter())
             .map(|(row, st)| state_of(&row.schema_name, set, st, Some(row)))
             .collect();
         let mut catalog = catalog;
         self.refine_running(
+            self.dialect(),
             &Target::Catalog,
             self.migrations(Scope::Public),
             &mut catalog,
         )
         .await?;
-        for (target, st) in names.iter().zip(tenants.iter_mut()) {
-            self.refine_running(target, set, st).await?;
+        for ((row, (_, target)), st) in listed.iter().zip(&names).zip(tenants.iter_mut()) {
+            if let Ok(server) = self.server_of(row) {
+                self.refine_running(server.dialect(), target, set, st)
+                    .await?;
+            }
         }
         Ok((catalog, tenants))
     }
@@ -315,6 +330,7 @@ impl Engine {
     /// only for schemas showing a `running` row.
     async fn refine_running(
         &self,
+        dialect: &dyn crate::db::Dialect,
         target: &Target,
         set: &MigrationSet,
         st: &mut TenantState,
@@ -330,7 +346,7 @@ impl Engine {
                 continue;
             };
             let (version, name) = (*version, name.clone());
-            let info = self.dialect().running_info(target, version).await?;
+            let info = dialect.running_info(target, version).await?;
             if info.holder.is_some() {
                 *p = Problem::InProgress {
                     version,
@@ -400,15 +416,19 @@ impl Engine {
         schema: &SchemaName,
         opts: RepairOptions,
     ) -> Result<RepairReport, EngineError> {
-        let (target, scope) = if schema.as_str() == self.config().catalog_name() {
-            (Target::Catalog, Scope::Public)
+        let (target, scope, dialect) = if schema.as_str() == self.config().catalog_name() {
+            (Target::Catalog, Scope::Public, self.dialect())
         } else {
-            if self.catalog().get_tenant(schema.as_str()).await?.is_none() {
+            let Some(row) = self.catalog().get_tenant(schema.as_str()).await? else {
                 return Err(EngineError::NotFound(format!(
                     "tenant {schema} is not in the catalog"
                 )));
-            }
-            (Target::Tenant(schema.clone()), Scope::Tenant)
+            };
+            (
+                Target::Tenant(schema.clone()),
+                Scope::Tenant,
+                self.server_of(&row)?.dialect(),
+            )
         };
         let set = self.migrations(scope);
         let mut report = RepairReport {
@@ -419,8 +439,7 @@ impl Engine {
             checksums_accepted: Vec::new(),
             remaining: Vec::new(),
         };
-        let mut session = self
-            .dialect()
+        let mut session = dialect
             .open_session(&target, self.config().lock_timeout)
             .await?;
         let result = async {
@@ -610,7 +629,13 @@ impl Engine {
             let Ok(name) = SchemaName::from_catalog(&t.schema) else {
                 continue;
             };
-            let actual = self.dialect().structure(&Target::Tenant(name)).await?;
+            let server = t.server.as_deref().unwrap_or(crate::config::DEFAULT_SERVER);
+            let actual = self
+                .servers()
+                .require(server)?
+                .dialect()
+                .structure(&Target::Tenant(name))
+                .await?;
             report.checked += 1;
             if let Some(d) = diff_structure(&t.schema, &reference_structure, &actual) {
                 report.drifted.push(d);

@@ -1,10 +1,15 @@
-//! Provisioning: `create` inserts the catalog row as `provisioning`, creates the schema,
-//! migrates it and marks it `active`; a failure leaves it `failed` with the error, and running
-//! `create` again resumes it. Creating an active tenant reports `exists`.
+//! Provisioning: `create` places each new tenant on a server (the one asked for, else the
+//! active one with the fewest tenants), inserts the catalog row as `provisioning` with that
+//! server, creates the schema, migrates it and marks it `active`; a failure leaves it `failed`
+//! with the error, and running `create` again resumes it on the server it was placed on.
+//! Creating an active tenant reports `exists`. The servers provision side by side, each at
+//! most `concurrency` tenants at a time.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use futures_util::future::join_all;
 use futures_util::{StreamExt, stream};
 use tracing::{info, instrument, warn};
 
@@ -13,7 +18,7 @@ use crate::catalog::TenantStatus;
 use crate::db::Target;
 use crate::domain::{DisplayName, SchemaName, ValidationError};
 use crate::jobs::{
-    FleetOptions, FleetReport, OutcomeStatus, Progress, TenantReport, failure_report,
+    FleetOptions, FleetReport, OutcomeStatus, Progress, TenantReport, failure_report, reached,
 };
 use crate::migrate::apply::dry_run_result;
 use crate::migrate::{Scope, migrate_target_counted};
@@ -42,6 +47,10 @@ impl Engine {
             )
             .into());
         }
+        if let Some(server) = opts.server.as_deref() {
+            // Before the catalog is created or migrated: a refused run writes nothing.
+            self.server_for_new_tenants(server)?;
+        }
         let mut unique: Vec<SchemaName> = Vec::with_capacity(names.len());
         for n in names {
             if !unique.contains(n) {
@@ -50,34 +59,44 @@ impl Engine {
         }
         let clock = Instant::now();
         let catalog_ready = self.prepare_catalog(opts.run.dry_run).await?;
+        let places = self
+            .place(unique.len(), opts.server.as_deref(), catalog_ready)
+            .await?;
         progress.planned(unique.len(), unique.len());
-        let stop = AtomicBool::new(false);
-        let reports: Vec<TenantReport> = stream::iter(unique)
-            .map(|name| {
-                let stop = &stop;
-                let display = display_name.map_or_else(|| name.to_string(), |d| d.to_string());
-                async move {
-                    if stop.load(Ordering::SeqCst) || opts.cancel.load(Ordering::SeqCst) {
-                        let r = TenantReport::new(name.as_str(), OutcomeStatus::NotAttempted);
+        // Each server provisions `opts.concurrency` tenants at a time, the servers side by side.
+        let mut by_server: BTreeMap<String, Vec<SchemaName>> = BTreeMap::new();
+        for (name, server) in unique.into_iter().zip(places) {
+            by_server.entry(server).or_default().push(name);
+        }
+        let stop = &AtomicBool::new(false);
+        let per_server = by_server.into_iter().map(|(server, names)| {
+            stream::iter(names)
+                .map(move |name| {
+                    let display = display_name.map_or_else(|| name.to_string(), |d| d.to_string());
+                    let server = server.clone();
+                    async move {
+                        if stop.load(Ordering::SeqCst) || opts.cancel.load(Ordering::SeqCst) {
+                            let r = TenantReport::new(name.as_str(), OutcomeStatus::NotAttempted);
+                            progress.tenant_finished(&r);
+                            return r;
+                        }
+                        progress.tenant_started(name.as_str());
+                        let r = if opts.run.dry_run {
+                            self.plan_create(&name, &server, catalog_ready, opts).await
+                        } else {
+                            self.create_one(&name, &display, &server, opts).await
+                        };
+                        if r.status.is_failure() && !opts.continue_on_error {
+                            stop.store(true, Ordering::SeqCst);
+                        }
                         progress.tenant_finished(&r);
-                        return r;
+                        r
                     }
-                    progress.tenant_started(name.as_str());
-                    let r = if opts.run.dry_run {
-                        self.plan_create(&name, catalog_ready, opts).await
-                    } else {
-                        self.create_one(&name, &display, opts).await
-                    };
-                    if r.status.is_failure() && !opts.continue_on_error {
-                        stop.store(true, Ordering::SeqCst);
-                    }
-                    progress.tenant_finished(&r);
-                    r
-                }
-            })
-            .buffer_unordered(opts.concurrency.max(1))
-            .collect()
-            .await;
+                })
+                .buffer_unordered(opts.concurrency.max(1))
+                .collect::<Vec<TenantReport>>()
+        });
+        let reports: Vec<TenantReport> = join_all(per_server).await.into_iter().flatten().collect();
         let report = FleetReport::from_tenants(
             Scope::Tenant,
             opts.run.dry_run,
@@ -115,11 +134,15 @@ impl Engine {
     async fn plan_create(
         &self,
         name: &SchemaName,
+        server: &str,
         catalog_ready: bool,
         opts: &FleetOptions,
     ) -> TenantReport {
         let started = Instant::now();
-        let mut r = match self.try_plan_create(name, catalog_ready, opts).await {
+        let mut r = match self
+            .try_plan_create(name, server, catalog_ready, opts)
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Failed);
@@ -134,11 +157,15 @@ impl Engine {
     async fn try_plan_create(
         &self,
         name: &SchemaName,
+        server: &str,
         catalog_ready: bool,
         opts: &FleetOptions,
     ) -> Result<TenantReport, EngineError> {
-        if catalog_ready
-            && let Some(row) = self.catalog().get_tenant(name.as_str()).await?
+        let row = match catalog_ready {
+            true => self.catalog().get_tenant(name.as_str()).await?,
+            false => None,
+        };
+        if let Some(row) = &row
             && row.status == TenantStatus::Active
         {
             let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Exists);
@@ -146,7 +173,12 @@ impl Engine {
             r.to = row.schema_version;
             return Ok(r);
         }
-        let state = self
+        // A tenant already in the catalog stays where it is.
+        let server = match &row {
+            Some(row) => self.server_of(row)?,
+            None => self.servers().require(server)?,
+        };
+        let state = server
             .dialect()
             .read_states(&[Target::Tenant(name.clone())])
             .await?
@@ -164,10 +196,11 @@ impl Engine {
         &self,
         name: &SchemaName,
         display: &str,
+        server: &str,
         opts: &FleetOptions,
     ) -> TenantReport {
         let started = Instant::now();
-        let mut r = match self.try_create_one(name, display, opts).await {
+        let mut r = match self.try_create_one(name, display, server, opts).await {
             Ok(r) => r,
             Err(e) => {
                 let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Failed);
@@ -183,12 +216,28 @@ impl Engine {
         &self,
         name: &SchemaName,
         display: &str,
+        server: &str,
         opts: &FleetOptions,
     ) -> Result<TenantReport, EngineError> {
         let catalog = self.catalog();
         // Insert first: the common case (a new tenant) then costs no read; an existing row
-        // comes back from the conflict.
-        let (row, inserted) = catalog.insert_tenant(name.as_str(), display).await?;
+        // comes back from the conflict, and stays on its server.
+        let (row, inserted) = catalog
+            .insert_tenant(name.as_str(), display, server)
+            .await?;
+        if let Some(asked) = opts.server.as_deref()
+            && row.server != asked
+        {
+            let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Failed);
+            r.from = row.schema_version;
+            r.to = row.schema_version;
+            r.error = Some(format!(
+                "tenant is on server {}, not {asked}; a tenant keeps its server",
+                row.server
+            ));
+            return Ok(r);
+        }
+        let dialect = self.server_of(&row)?.dialect();
         match row.status {
             TenantStatus::Active => {
                 let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Exists);
@@ -205,10 +254,8 @@ impl Engine {
         }
         let target = Target::Tenant(name.clone());
         let set = self.migrations(Scope::Tenant);
-        let (outcome, attempts) = match self.dialect().create_schema(&target).await {
-            Ok(()) => {
-                migrate_target_counted(self.dialect(), &target, name.as_str(), set, &opts.run).await
-            }
+        let (outcome, attempts) = match dialect.create_schema(&target).await {
+            Ok(()) => migrate_target_counted(dialect, &target, name.as_str(), set, &opts.run).await,
             Err(e) => (Err(e.into()), 1),
         };
         match outcome {
@@ -232,7 +279,7 @@ impl Engine {
                 warn!(schema = %name, error = %e, "tenant creation failed");
                 let mut r = failure_report(name.as_str(), &e);
                 r.from = row.schema_version;
-                r.to = self.fleet().reached(name).await.or(row.schema_version);
+                r.to = reached(dialect, name).await.or(row.schema_version);
                 r.attempts = attempts;
                 catalog
                     .set_tenant_outcome(

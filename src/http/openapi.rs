@@ -19,7 +19,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use super::AppState;
 use super::error::{PROBLEM_JSON, Problem};
-use super::handlers::{admins, auth, health, jobs, migrations, structure, tenants};
+use super::handlers::{admins, auth, health, jobs, migrations, servers, structure, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,6 +36,7 @@ use super::handlers::{admins, auth, health, jobs, migrations, structure, tenants
         (name = "tenants", description = "Tenants and their schemas"),
         (name = "migrations", description = "Migrations of the catalog and the fleet"),
         (name = "jobs", description = "Fleet jobs"),
+        (name = "servers", description = "The database servers that hold tenants"),
         (name = "health", description = "Probes and metrics"),
     )
 )]
@@ -224,6 +225,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::resume))
         .routes(routes!(jobs::events))
         .routes(routes!(structure::check))
+        .routes(routes!(servers::list))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics));

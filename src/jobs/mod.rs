@@ -17,11 +17,13 @@ pub mod progress;
 pub mod report;
 pub mod waves;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::future::join_all;
 use futures_util::{StreamExt, stream};
 use tracing::{debug, info, instrument, warn};
 use uuid::Uuid;
@@ -32,7 +34,7 @@ pub use report::{FleetReport, OutcomeStatus, TenantReport};
 pub use waves::{Budget, Canary, HaltReason, WaveReport};
 
 use crate::catalog::{Catalog, JobCounts, JobTenantRow, TenantRow, TenantStatus};
-use crate::db::{DbError, Dialect, SchemaState, Target};
+use crate::db::{DbError, Dialect, SchemaState, Servers, Target};
 use crate::domain::SchemaName;
 use crate::migrate::apply::{dry_run_result, plan_from_state};
 use crate::migrate::{MigrateError, MigrationSet, RunOptions, migrate_target_counted};
@@ -59,6 +61,9 @@ pub struct FleetOptions {
     pub job: Option<Uuid>,
     /// The replica running the job, recorded with each tenant's outcome.
     pub owner: Option<String>,
+    /// `create`: the server new tenants go on (else the active one with the fewest);
+    /// `upgrade-all`: only the tenants of this server.
+    pub server: Option<String>,
 }
 
 impl FleetOptions {
@@ -73,6 +78,7 @@ impl FleetOptions {
             cancel: Arc::new(AtomicBool::new(false)),
             job: None,
             owner: None,
+            server: None,
         }
     }
 }
@@ -102,7 +108,8 @@ pub fn failure_report(schema: &str, e: &MigrateError) -> TenantReport {
 
 /// Everything one run needs from the engine.
 pub struct Fleet<'a> {
-    pub dialect: &'a dyn Dialect,
+    /// The tenant servers; each tenant row names its own.
+    pub servers: &'a Servers,
     pub catalog: &'a Catalog,
     pub set: &'a MigrationSet,
 }
@@ -138,14 +145,28 @@ impl Fleet<'_> {
                 (_, Ok(name)) => candidates.push((name, row)),
             }
         }
-        let targets: Vec<Target> = candidates
+        let targets: Vec<(&str, Target)> = candidates
             .iter()
-            .map(|(n, _)| Target::Tenant(n.clone()))
+            .map(|(n, row)| (row.server.as_str(), Target::Tenant(n.clone())))
             .collect();
-        let states =
-            crate::db::retry_read("histories", || self.dialect.read_states(&targets)).await?;
+        let states = self.servers.read_states(&targets).await;
+        drop(targets);
         let mut work = Vec::new();
         for ((name, row), state) in candidates.into_iter().zip(states) {
+            let state = match state {
+                Ok(state) => state,
+                Err(why) => {
+                    // Its server cannot be read: the tenant fails, the others go on.
+                    let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Failed);
+                    r.from = row.schema_version;
+                    r.to = row.schema_version;
+                    r.error = Some(why);
+                    self.record(&row, &r, opts).await;
+                    progress.tenant_finished(&r);
+                    reports.push(r);
+                    continue;
+                }
+            };
             match self.triage(&name, &row, &state, opts) {
                 Triage::Done(r) => {
                     self.record(&row, &r, opts).await;
@@ -186,7 +207,17 @@ impl Fleet<'_> {
             opts.continue_on_error,
             reports.iter().filter(|r| r.status.is_failure()).count(),
         );
-        let limit = AdaptiveLimit::new(opts.concurrency, opts.refusal_patience);
+        // One limit per server: each works `opts.concurrency` tenants at a time, side by side.
+        let limits: BTreeMap<String, AdaptiveLimit> = work
+            .iter()
+            .map(|(_, row, _)| {
+                (
+                    row.server.clone(),
+                    AdaptiveLimit::new(opts.concurrency, opts.refusal_patience),
+                )
+            })
+            .collect();
+        let limits = &limits;
         let mut halted = None;
         let fleet_wave = match &canary {
             None => work,
@@ -199,7 +230,7 @@ impl Fleet<'_> {
                     with_work = first.len(),
                     "canary wave starting"
                 );
-                reports.extend(self.wave(first, opts, &budget, &limit, progress).await);
+                reports.extend(self.wave(first, opts, &budget, limits, progress).await);
                 let failed = reports
                     .iter()
                     .filter(|r| members.contains(&r.schema) && r.status.is_failure())
@@ -223,14 +254,17 @@ impl Fleet<'_> {
             }
         };
         if !fleet_wave.is_empty() {
-            reports.extend(self.wave(fleet_wave, opts, &budget, &limit, progress).await);
+            reports.extend(self.wave(fleet_wave, opts, &budget, limits, progress).await);
         }
-        if limit.current() < limit.max() {
-            info!(
-                concurrency = limit.current(),
-                configured = limit.max(),
-                "fleet run ended below its configured concurrency: the server refused connections"
-            );
+        for (server, limit) in limits {
+            if limit.current() < limit.max() {
+                info!(
+                    server = %server,
+                    concurrency = limit.current(),
+                    configured = limit.max(),
+                    "fleet run ended below its configured concurrency: the server refused connections"
+                );
+            }
         }
         if halted.is_none()
             && opts.max_failures.is_some()
@@ -261,10 +295,38 @@ impl Fleet<'_> {
         Ok(report)
     }
 
-    /// Works on one wave's tenants, at most the adaptive limit at a time, until they are done
-    /// or the budget is spent (the rest are `not_attempted`).
+    /// Works on one wave's tenants, each server's at most its adaptive limit at a time and
+    /// the servers side by side, until they are done or the budget is spent (the rest are
+    /// `not_attempted`).
     async fn wave(
         &self,
+        work: Vec<(SchemaName, TenantRow, Option<i64>)>,
+        opts: &FleetOptions,
+        budget: &Budget,
+        limits: &BTreeMap<String, AdaptiveLimit>,
+        progress: &dyn Progress,
+    ) -> Vec<TenantReport> {
+        let mut by_server: BTreeMap<String, Vec<(SchemaName, TenantRow, Option<i64>)>> =
+            BTreeMap::new();
+        for item in work {
+            by_server
+                .entry(item.1.server.clone())
+                .or_default()
+                .push(item);
+        }
+        let servers = by_server.into_iter().filter_map(|(server, items)| {
+            // Every tenant with work passed the server read, so its server is known.
+            let dialect = self.servers.get(&server)?.dialect();
+            let limit = limits.get(&server)?;
+            Some(self.server_wave(dialect, items, opts, budget, limit, progress))
+        });
+        join_all(servers).await.into_iter().flatten().collect()
+    }
+
+    /// One server's share of a wave.
+    async fn server_wave(
+        &self,
+        dialect: &dyn Dialect,
         work: Vec<(SchemaName, TenantRow, Option<i64>)>,
         opts: &FleetOptions,
         budget: &Budget,
@@ -274,7 +336,7 @@ impl Fleet<'_> {
         stream::iter(work)
             .map(|(name, row, from)| async move {
                 let r = self
-                    .turn(&name, &row, from, opts, budget, limit, progress)
+                    .turn(dialect, &name, &row, from, opts, budget, limit, progress)
                     .await;
                 if r.status == OutcomeStatus::NotAttempted {
                     progress.tenant_finished(&r);
@@ -343,6 +405,7 @@ impl Fleet<'_> {
     #[allow(clippy::too_many_arguments)]
     async fn turn(
         &self,
+        dialect: &dyn Dialect,
         name: &SchemaName,
         row: &TenantRow,
         from: Option<i64>,
@@ -360,7 +423,7 @@ impl Fleet<'_> {
                 if !started.swap(true, Ordering::SeqCst) {
                     progress.tenant_started(name.as_str());
                 }
-                match self.try_one(name, from, &opts.run).await {
+                match self.try_one(dialect, name, from, &opts.run).await {
                     Ok(r) => limit::Attempt::Admitted(Ok(r)),
                     Err(refused) => {
                         refused_attempts.fetch_add(refused.attempts, Ordering::SeqCst);
@@ -381,7 +444,7 @@ impl Fleet<'_> {
                 value: Err(refused),
                 ..
             } => {
-                self.failed(name, from, &refused.error, refused.attempts)
+                self.failed(dialect, name, from, &refused.error, refused.attempts)
                     .await
             }
             limit::Finished::GaveUp {
@@ -414,32 +477,13 @@ impl Fleet<'_> {
         }
     }
 
-    /// Locks, migrates and releases one tenant (with retries of transient errors). `from` is
-    /// the version it was seen at, reported when it fails.
-    pub async fn upgrade_one(
-        &self,
-        name: &SchemaName,
-        from: Option<i64>,
-        run: &RunOptions,
-    ) -> TenantReport {
-        let clock = Instant::now();
-        match self.try_one(name, from, run).await {
-            Ok(r) => r,
-            Err(refused) => {
-                let mut r = self
-                    .failed(name, from, &refused.error, refused.attempts)
-                    .await;
-                r.duration_ms = clock.elapsed().as_millis() as i64;
-                r
-            }
-        }
-    }
-
-    /// [`Fleet::upgrade_one`], except that a connection the server refused because of a
-    /// connection limit comes back as such: nothing of the tenant ran, and trying it later
-    /// with fewer connections at once is the cure.
+    /// Locks, migrates and releases one tenant (with retries of transient errors); `from` is
+    /// the version it was seen at, reported when it fails. A connection the server refused
+    /// because of a connection limit comes back as such: nothing of the tenant ran, and trying
+    /// it later with fewer connections at once is the cure.
     async fn try_one(
         &self,
+        dialect: &dyn Dialect,
         name: &SchemaName,
         from: Option<i64>,
         run: &RunOptions,
@@ -451,7 +495,7 @@ impl Fleet<'_> {
             ..run.clone()
         };
         let (outcome, attempts) =
-            migrate_target_counted(self.dialect, &target, name.as_str(), self.set, &run).await;
+            migrate_target_counted(dialect, &target, name.as_str(), self.set, &run).await;
         let mut r = match outcome {
             Ok(res) => {
                 metrics::counter!("tenant_migrator_migrations_applied_total")
@@ -465,7 +509,7 @@ impl Fleet<'_> {
                     attempts,
                 });
             }
-            Err(e) => self.failed(name, from, &e, attempts).await,
+            Err(e) => self.failed(dialect, name, from, &e, attempts).await,
         };
         r.duration_ms = clock.elapsed().as_millis() as i64;
         Ok(r)
@@ -474,6 +518,7 @@ impl Fleet<'_> {
     /// The report of a tenant whose run failed with `e` after `attempts` tries.
     async fn failed(
         &self,
+        dialect: &dyn Dialect,
         name: &SchemaName,
         from: Option<i64>,
         e: &MigrateError,
@@ -483,25 +528,9 @@ impl Fleet<'_> {
         warn!(schema = %name, error = %e, "tenant failed");
         let mut r = failure_report(name.as_str(), e);
         r.from = from;
-        r.to = self.reached(name).await.or(from);
+        r.to = reached(dialect, name).await.or(from);
         r.attempts = attempts;
         r
-    }
-
-    /// The newest applied version of a tenant as its history says now (after a failure,
-    /// migrations before the failing one may have been applied).
-    pub async fn reached(&self, name: &SchemaName) -> Option<i64> {
-        match self
-            .dialect
-            .read_states(&[Target::Tenant(name.clone())])
-            .await
-        {
-            Ok(mut states) => match states.pop() {
-                Some(SchemaState::History(rows)) => max_applied(&rows),
-                _ => None,
-            },
-            Err(_) => None,
-        }
     }
 
     /// Writes a tenant's outcome to its catalog row (never in a dry run; only when something
@@ -613,6 +642,18 @@ fn not_attempted(name: &SchemaName, row: &TenantRow) -> TenantReport {
     r.from = row.schema_version;
     r.to = row.schema_version;
     r
+}
+
+/// The newest applied version of a tenant as its history says now (after a failure,
+/// migrations before the failing one may have been applied).
+pub async fn reached(dialect: &dyn Dialect, name: &SchemaName) -> Option<i64> {
+    match dialect.read_states(&[Target::Tenant(name.clone())]).await {
+        Ok(mut states) => match states.pop() {
+            Some(SchemaState::History(rows)) => max_applied(&rows),
+            _ => None,
+        },
+        Err(_) => None,
+    }
 }
 
 fn max_applied(rows: &[crate::migrate::history::HistoryRow]) -> Option<i64> {

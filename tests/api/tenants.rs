@@ -294,7 +294,7 @@ async fn paging_by_cursor_offset_and_status(b: Backend) {
         let schema = app.env.tenant(short);
         app.engine
             .catalog()
-            .insert_tenant(&schema, short)
+            .insert_tenant(&schema, short, "default")
             .await
             .expect("catalog row");
         all.push(schema);

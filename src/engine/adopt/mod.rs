@@ -24,7 +24,7 @@ pub use report::{AdoptCounts, AdoptOutcome, AdoptReport, Verdict};
 use super::{Engine, EngineError};
 use crate::catalog::TenantStatus;
 use crate::config::{DbLocation, parse_location};
-use crate::db::{DbError, SchemaSession, Structure, Target, with_conn};
+use crate::db::{DbError, Dialect, SchemaSession, Structure, Target, TenantServer, with_conn};
 use crate::domain::{DisplayName, SchemaName};
 use crate::migrate::{MigrationSet, Scope};
 use names::{display_names, search_path, server_of, text_column};
@@ -55,6 +55,8 @@ pub struct AdoptOptions {
     pub dry_run: bool,
     /// Tenants worked on at once.
     pub concurrency: usize,
+    /// The server the schemas are on (default: the first configured); recorded as theirs.
+    pub server: Option<String>,
 }
 
 /// What a look at one schema under its lock found.
@@ -105,10 +107,15 @@ impl Engine {
             Some(u) => parse_location(u, "--tenants-url")?,
             None => server_of(&self.config().catalog),
         };
+        let server = match &opts.server {
+            Some(name) => self.named_server(name)?,
+            None => self.servers().first(),
+        };
         let names: Vec<Candidate> = match &opts.selection {
             Selection::Schemas(s) => s.iter().cloned().map(Candidate::Schema).collect(),
             Selection::Discover { like } => {
-                self.discover(like.as_deref(), &tenants_location).await?
+                self.discover(server, like.as_deref(), &tenants_location)
+                    .await?
             }
         };
         let display = match &opts.tenants_query {
@@ -134,7 +141,7 @@ impl Engine {
             match name {
                 Candidate::Refused(outcome) => Pending::Done(outcome),
                 Candidate::Schema(name) => {
-                    self.inspect_tenant(name, &opts.map.tenant, catalog_ready)
+                    self.inspect_tenant(server, name, &opts.map.tenant, catalog_ready)
                         .await
                 }
             }
@@ -167,6 +174,7 @@ impl Engine {
             let (display, references) = (&display, &references);
             async move {
                 self.adopt_tenant(
+                    server,
                     &name,
                     (&revision, version),
                     listed,
@@ -199,11 +207,12 @@ impl Engine {
     /// database and the servers' own; a name the tool cannot take as a tenant is refused.
     async fn discover(
         &self,
+        server: &TenantServer,
         like: Option<&str>,
         tenants_location: &DbLocation,
     ) -> Result<Vec<Candidate>, EngineError> {
         let found = crate::db::retry_read("alembic tenants", || {
-            self.dialect().schemas_with_table(ALEMBIC_TABLE, like)
+            server.dialect().schemas_with_table(ALEMBIC_TABLE, like)
         })
         .await?;
         let catalog = self.config().catalog_name();
@@ -232,11 +241,11 @@ impl Engine {
     /// is `Ok(None)`.
     async fn under_lock<T>(
         &self,
+        dialect: &dyn Dialect,
         target: &Target,
         work: impl AsyncFnOnce(&mut dyn SchemaSession) -> Result<T, DbError>,
     ) -> Result<Option<T>, DbError> {
-        let mut session = match self
-            .dialect()
+        let mut session = match dialect
             .open_session(target, self.config().lock_timeout)
             .await
         {
@@ -254,6 +263,7 @@ impl Engine {
     /// First pass over one tenant: its history and revision.
     async fn inspect_tenant(
         &self,
+        server: &TenantServer,
         name: SchemaName,
         map: &BTreeMap<String, i64>,
         catalog_ready: bool,
@@ -267,9 +277,22 @@ impl Engine {
         } else {
             None
         };
+        if let Some(row) = &listed
+            && row.server != server.name
+        {
+            return Pending::Done(AdoptOutcome::refused(
+                &schema,
+                format!(
+                    "the catalog places it on server {}, not {}: run adopt with --server {}",
+                    row.server, server.name, row.server
+                ),
+            ));
+        }
         let target = Target::Tenant(name.clone());
         let found = self
-            .under_lock(&target, async |s| inspect(s, &target, map).await)
+            .under_lock(server.dialect(), &target, async |s| {
+                inspect(s, &target, map).await
+            })
             .await;
         let outcome = match found {
             Ok(None) => AdoptOutcome::refused(&schema, "no such schema on the tenant server"),
@@ -277,7 +300,10 @@ impl Engine {
             Ok(Some(Found::Refused(o))) => AdoptOutcome { schema, ..o },
             Ok(Some(Found::History(version, revision))) => {
                 // Adopted (or created) before; registered unless its process stopped first.
-                return match self.register(&schema, listed.as_ref(), version, None).await {
+                return match self
+                    .register(server, &schema, listed.as_ref(), version, None)
+                    .await
+                {
                     Ok(registered) => Pending::Done(AdoptOutcome {
                         version,
                         revision,
@@ -323,8 +349,10 @@ impl Engine {
     }
 
     /// Second pass over one tenant: verify, baseline, register.
+    #[allow(clippy::too_many_arguments)]
     async fn adopt_tenant(
         &self,
+        server: &TenantServer,
         name: &SchemaName,
         (revision, version): (&str, i64),
         listed: Option<crate::catalog::TenantRow>,
@@ -345,12 +373,12 @@ impl Engine {
         };
         let target = Target::Tenant(name.clone());
         let set = self.migrations(Scope::Tenant);
-        let actual = match self.dialect().structure(&target).await {
+        let actual = match server.dialect().structure(&target).await {
             Ok(a) => a,
             Err(e) => return AdoptOutcome::failed(schema, &e),
         };
         let found = self
-            .under_lock(&target, async |s| {
+            .under_lock(server.dialect(), &target, async |s| {
                 self.verify_and_baseline(
                     s,
                     &target,
@@ -402,6 +430,7 @@ impl Engine {
         outcome.verdict = Verdict::Adopted;
         if let Err(e) = self
             .register(
+                server,
                 schema,
                 listed.as_ref(),
                 Some(version),
@@ -419,6 +448,7 @@ impl Engine {
     /// it wrote.
     async fn register(
         &self,
+        server: &TenantServer,
         schema: &str,
         listed: Option<&crate::catalog::TenantRow>,
         version: Option<i64>,
@@ -429,7 +459,9 @@ impl Engine {
         }
         if listed.is_none() {
             let shown = display_name.map_or(schema, DisplayName::as_str);
-            self.catalog().insert_tenant(schema, shown).await?;
+            self.catalog()
+                .insert_tenant(schema, shown, &server.name)
+                .await?;
         }
         self.catalog()
             .set_tenant_outcome(schema, TenantStatus::Active, version, None)
@@ -509,7 +541,9 @@ impl Engine {
         let target = Target::Catalog;
         let set = self.migrations(Scope::Public);
         let first = self
-            .under_lock(&target, async |s| inspect(s, &target, map).await)
+            .under_lock(self.dialect(), &target, async |s| {
+                inspect(s, &target, map).await
+            })
             .await;
         let (revision, version) = match first {
             Ok(Some(Found::Mapped { revision, version })) => (revision, version),
@@ -527,7 +561,7 @@ impl Engine {
         let references = self.reference_structures(set, &[version]).await?;
         let actual = self.dialect().structure(&target).await?;
         let found = self
-            .under_lock(&target, async |s| {
+            .under_lock(self.dialect(), &target, async |s| {
                 self.verify_and_baseline(
                     s,
                     &target,

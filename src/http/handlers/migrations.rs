@@ -181,7 +181,7 @@ pub async fn upgrade_all(
 ) -> Result<Response, ApiError> {
     user.require(Role::Operator)?;
     let concurrency = match req.concurrency {
-        None => state.engine.dialect().tenant_pool_size() as usize,
+        None => state.engine.config().pool_size as usize,
         Some(c) if (1..=64).contains(&c) => c,
         Some(c) => {
             return Err(ApiError::validation(

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod health;
 pub mod jobs;
 pub mod migrations;
+pub mod servers;
 pub mod structure;
 pub mod tenants;
 

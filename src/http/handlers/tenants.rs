@@ -66,6 +66,11 @@ pub struct CreateTenantRequest {
         pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028-\u202f\u205f\u2066-\u2069\u3000](?:[^\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]{0,253}[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028-\u202f\u205f\u2066-\u2069\u3000])?[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
     )]
     pub display_name: Option<String>,
+    /// The database server to put the tenant on (a name of `TENANT_SERVERS`, not draining;
+    /// see `GET /servers`). Default: the active server with the fewest tenants. A tenant that
+    /// exists already stays on its server.
+    #[schema(example = "db2", pattern = r"^[A-Za-z0-9_-]{1,64}$")]
+    pub server: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -266,7 +271,7 @@ pub async fn show(
         (status = 201, description = "Provisioned now", body = ProvisionResponse, headers(("Location" = String, description = "/tenants/{schema}"))),
         (status = 200, description = "Already existed (repeat request), or the plan of a dry run", body = ProvisionResponse),
         (status = 403, description = "Needs the operator role", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid schema name or body; nothing was created", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid schema name or body, or a server that is unknown or draining; nothing was created", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Provisioning failed; the tenant is marked failed and a repeat resumes it", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -285,11 +290,19 @@ pub async fn create(
         .transpose()
         .map_err(invalid)?;
     let dry_run = q.dry_run;
+    let server = req.server;
+    if let Some(s) = &server {
+        state
+            .engine
+            .server_for_new_tenants(s)
+            .map_err(ApiError::from)?;
+    }
     let work = {
         let (state, name, actor) = (state.clone(), name.clone(), user.email.clone());
         async move {
             let engine = &state.engine;
-            let opts = engine.fleet_options(dry_run, None);
+            let mut opts = engine.fleet_options(dry_run, None);
+            opts.server = server;
             let result = engine.create_tenant(&name, display.as_ref(), &opts).await?;
             let tenant = if dry_run {
                 engine
