@@ -219,8 +219,9 @@ pub trait Dialect: Send + Sync + 'static {
         Ok(RunningInfo::default())
     }
 
-    /// Checks that the tenant server answers (one round trip on a tenant connection; on
-    /// SQLite, that the tenants' folder exists).
+    /// Checks that the tenant server answers now: a fresh connection outside the pool (a
+    /// pool would wait its whole acquire timeout for a server that is gone), at most
+    /// [`PING_TIMEOUT`]; on SQLite, that the tenants' folder can be used.
     async fn ping(&self) -> Result<(), DbError>;
 
     /// Closes every pooled connection.
@@ -467,6 +468,21 @@ pub(crate) async fn probe<C: sqlx::Connection>(
             )
         })?
         .map_err(|e| unreachable(var, url, &e))?;
+    let _ = conn.close().await;
+    Ok(())
+}
+
+/// How long a reachability check ([`Dialect::ping`]) waits for a server.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Opens and closes one connection with `opts`, within [`PING_TIMEOUT`].
+pub(crate) async fn ping_with<C: sqlx::Connection>(
+    opts: &<C as sqlx::Connection>::Options,
+) -> Result<(), DbError> {
+    let conn = tokio::time::timeout(PING_TIMEOUT, C::connect_with(opts))
+        .await
+        .map_err(|_| DbError::Unexpected(format!("no answer within {}s", PING_TIMEOUT.as_secs())))?
+        .map_err(|e| DbError::sqlx("connecting", e))?;
     let _ = conn.close().await;
     Ok(())
 }

@@ -38,6 +38,8 @@ const READ_BATCH: usize = 500;
 pub struct MySqlDialect {
     catalog: MySqlPool,
     tenants: MySqlPool,
+    /// How a fresh tenant connection is made (reachability checks bypass the pool).
+    tenant_opts: MySqlConnectOptions,
     catalog_db: String,
     label: String,
     pool_size: u32,
@@ -143,6 +145,7 @@ impl MySqlDialect {
         Ok(Self {
             catalog,
             tenants,
+            tenant_opts,
             catalog_db: database.clone(),
             label: server_label(server),
             pool_size,
@@ -566,11 +569,7 @@ impl Dialect for MySqlDialect {
     }
 
     async fn ping(&self) -> Result<(), DbError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.tenants)
-            .await
-            .map(|_| ())
-            .map_err(|e| DbError::sqlx("checking the server", e))
+        super::ping_with::<sqlx::MySqlConnection>(&self.tenant_opts).await
     }
 
     async fn close(&self) {

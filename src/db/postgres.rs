@@ -31,6 +31,8 @@ const READ_BATCH: usize = 500;
 pub struct PgDialect {
     catalog: PgPool,
     tenants: PgPool,
+    /// How a fresh tenant connection is made (reachability checks bypass the pool).
+    tenant_opts: PgConnectOptions,
     catalog_schema: String,
     label: String,
     pool_size: u32,
@@ -116,6 +118,7 @@ impl PgDialect {
         Ok(Self {
             catalog,
             tenants,
+            tenant_opts,
             catalog_schema: config.catalog_schema.clone(),
             label: redact_url(tenant_url),
             pool_size: config.pool_size,
@@ -495,11 +498,7 @@ impl Dialect for PgDialect {
     }
 
     async fn ping(&self) -> Result<(), DbError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.tenants)
-            .await
-            .map(|_| ())
-            .map_err(|e| DbError::sqlx("checking the server", e))
+        super::ping_with::<sqlx::PgConnection>(&self.tenant_opts).await
     }
 
     async fn close(&self) {

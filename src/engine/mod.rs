@@ -468,11 +468,7 @@ impl Engine {
     }
 
     pub(crate) fn fleet(&self) -> Fleet<'_> {
-        Fleet {
-            servers: &self.inner.servers,
-            catalog: &self.inner.catalog,
-            set: &self.inner.tenant,
-        }
+        Fleet::new(&self.inner.servers, &self.inner.catalog, &self.inner.tenant)
     }
 
     /// Closes every connection.

@@ -124,26 +124,46 @@ impl Engine {
         .into())
     }
 
+    /// With several servers, the ones that do not answer now (checked side by side, a fresh
+    /// connection each), with why: new tenants are placed elsewhere, and those asked for on
+    /// such a server fail at once. With one server, none (its pool reports the problem).
+    pub(crate) async fn servers_down(&self) -> BTreeMap<String, String> {
+        if self.servers().len() < 2 {
+            return BTreeMap::new();
+        }
+        let pings = join_all(self.servers().iter().map(|s| s.ping())).await;
+        self.servers()
+            .iter()
+            .zip(pings)
+            .filter_map(|(s, ping)| ping.err().map(|why| (s.name.clone(), why)))
+            .collect()
+    }
+
     /// Where `count` new tenants go: the server named by `asked` (which must be configured
     /// and not draining), else, one by one, the active server holding the fewest tenants
     /// (ties: the first configured).
     /// `catalog_ready` false: there is no catalog yet (a dry run), so no server holds any.
+    /// Servers in `down` get none while another active server answers.
     pub(crate) async fn place(
         &self,
         count: usize,
         asked: Option<&str>,
         catalog_ready: bool,
+        down: &BTreeMap<String, String>,
     ) -> Result<Vec<String>, EngineError> {
         if let Some(name) = asked {
             let server = self.server_for_new_tenants(name)?;
             return Ok(vec![server.name.clone(); count]);
         }
-        let active: Vec<&str> = self
+        let mut active: Vec<&str> = self
             .servers()
             .iter()
             .filter(|s| !s.draining)
             .map(|s| s.name.as_str())
             .collect();
+        if active.iter().any(|s| !down.contains_key(*s)) {
+            active.retain(|s| !down.contains_key(*s));
+        }
         if active.is_empty() {
             return Err(EngineError::Config(ConfigError::new(
                 "DRAINING_SERVERS",

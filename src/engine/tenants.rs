@@ -59,8 +59,9 @@ impl Engine {
         }
         let clock = Instant::now();
         let catalog_ready = self.prepare_catalog(opts.run.dry_run).await?;
+        let down = &self.servers_down().await;
         let places = self
-            .place(unique.len(), opts.server.as_deref(), catalog_ready)
+            .place(unique.len(), opts.server.as_deref(), catalog_ready, down)
             .await?;
         progress.planned(unique.len(), unique.len());
         // Each server provisions `opts.concurrency` tenants at a time, the servers side by side.
@@ -81,7 +82,11 @@ impl Engine {
                             return r;
                         }
                         progress.tenant_started(name.as_str());
-                        let r = if opts.run.dry_run {
+                        let r = if let Some(why) = down.get(&server) {
+                            let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Failed);
+                            r.error = Some(format!("database server {server} is down: {why}"));
+                            r
+                        } else if opts.run.dry_run {
                             self.plan_create(&name, &server, catalog_ready, opts).await
                         } else {
                             self.create_one(&name, &display, &server, opts).await

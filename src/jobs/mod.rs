@@ -34,7 +34,7 @@ pub use report::{FleetReport, OutcomeStatus, TenantReport};
 pub use waves::{Budget, Canary, HaltReason, WaveReport};
 
 use crate::catalog::{Catalog, JobCounts, JobTenantRow, TenantRow, TenantStatus};
-use crate::db::{DbError, Dialect, SchemaState, Servers, Target};
+use crate::db::{DbError, Dialect, SchemaState, Servers, Target, TenantServer};
 use crate::domain::SchemaName;
 use crate::migrate::apply::{dry_run_result, plan_from_state};
 use crate::migrate::{MigrateError, MigrationSet, RunOptions, migrate_target_counted};
@@ -106,15 +106,76 @@ pub fn failure_report(schema: &str, e: &MigrateError) -> TenantReport {
     r
 }
 
-/// Everything one run needs from the engine.
+/// Everything one run needs from the engine, and the servers the run found down.
 pub struct Fleet<'a> {
     /// The tenant servers; each tenant row names its own.
-    pub servers: &'a Servers,
-    pub catalog: &'a Catalog,
-    pub set: &'a MigrationSet,
+    servers: &'a Servers,
+    catalog: &'a Catalog,
+    set: &'a MigrationSet,
+    /// Servers that stopped answering during this run, with why: their remaining tenants
+    /// fail at once instead of each waiting for a connection.
+    down: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
-impl Fleet<'_> {
+impl<'a> Fleet<'a> {
+    pub fn new(servers: &'a Servers, catalog: &'a Catalog, set: &'a MigrationSet) -> Self {
+        Self {
+            servers,
+            catalog,
+            set,
+            down: std::sync::Mutex::default(),
+        }
+    }
+
+    fn down(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+        self.down
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn mark_down(&self, server: &str, why: &str) {
+        let mut down = self.down();
+        if !down.contains_key(server) {
+            warn!(server = %server, reason = %why, "a tenant server is down; its remaining tenants fail");
+            down.insert(server.to_owned(), why.to_owned());
+        }
+    }
+
+    /// The failure of a tenant whose server this run found down, if it is.
+    fn down_report(
+        &self,
+        server: &str,
+        name: &SchemaName,
+        at: Option<i64>,
+    ) -> Option<TenantReport> {
+        let why = self.down().get(server).cloned()?;
+        let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Failed);
+        r.from = at;
+        r.to = at;
+        r.error = Some(format!("database server {server} is down: {why}"));
+        Some(r)
+    }
+
+    /// With several servers, checks each one holding `candidates` before the run reads
+    /// anything (side by side, a fresh connection each): a server that is down is known at
+    /// once instead of after a pool's acquire timeout per read.
+    async fn preflight(&self, candidates: &[(SchemaName, TenantRow)]) {
+        if self.servers.len() < 2 {
+            return;
+        }
+        let used: std::collections::BTreeSet<&str> =
+            candidates.iter().map(|(_, r)| r.server.as_str()).collect();
+        let checks = used.into_iter().filter_map(|name| {
+            let server = self.servers.get(name)?;
+            Some(async move { (name, server.ping().await) })
+        });
+        for (name, ping) in join_all(checks).await {
+            if let Err(why) = ping {
+                self.mark_down(name, &why);
+            }
+        }
+    }
+
     /// Brings `tenants` (catalog rows) to the target. Archived tenants and tenants being
     /// provisioned are skipped. With a canary, its tenants run first and the others only if
     /// none of them failed.
@@ -145,6 +206,19 @@ impl Fleet<'_> {
                 (_, Ok(name)) => candidates.push((name, row)),
             }
         }
+        self.preflight(&candidates).await;
+        let mut reachable = Vec::with_capacity(candidates.len());
+        for (name, row) in candidates {
+            match self.down_report(&row.server, &name, row.schema_version) {
+                None => reachable.push((name, row)),
+                Some(r) => {
+                    self.record(&row, &r, opts).await;
+                    progress.tenant_finished(&r);
+                    reports.push(r);
+                }
+            }
+        }
+        let candidates = reachable;
         let targets: Vec<(&str, Target)> = candidates
             .iter()
             .map(|(n, row)| (row.server.as_str(), Target::Tenant(n.clone())))
@@ -316,9 +390,9 @@ impl Fleet<'_> {
         }
         let servers = by_server.into_iter().filter_map(|(server, items)| {
             // Every tenant with work passed the server read, so its server is known.
-            let dialect = self.servers.get(&server)?.dialect();
-            let limit = limits.get(&server)?;
-            Some(self.server_wave(dialect, items, opts, budget, limit, progress))
+            let server = self.servers.get(&server)?;
+            let limit = limits.get(&server.name)?;
+            Some(self.server_wave(server, items, opts, budget, limit, progress))
         });
         join_all(servers).await.into_iter().flatten().collect()
     }
@@ -326,7 +400,7 @@ impl Fleet<'_> {
     /// One server's share of a wave.
     async fn server_wave(
         &self,
-        dialect: &dyn Dialect,
+        server: &TenantServer,
         work: Vec<(SchemaName, TenantRow, Option<i64>)>,
         opts: &FleetOptions,
         budget: &Budget,
@@ -336,7 +410,7 @@ impl Fleet<'_> {
         stream::iter(work)
             .map(|(name, row, from)| async move {
                 let r = self
-                    .turn(dialect, &name, &row, from, opts, budget, limit, progress)
+                    .turn(server, &name, &row, from, opts, budget, limit, progress)
                     .await;
                 if r.status == OutcomeStatus::NotAttempted {
                     progress.tenant_finished(&r);
@@ -405,7 +479,7 @@ impl Fleet<'_> {
     #[allow(clippy::too_many_arguments)]
     async fn turn(
         &self,
-        dialect: &dyn Dialect,
+        server: &TenantServer,
         name: &SchemaName,
         row: &TenantRow,
         from: Option<i64>,
@@ -420,10 +494,13 @@ impl Fleet<'_> {
                 if budget.is_spent() || opts.cancel.load(Ordering::SeqCst) {
                     return limit::Attempt::NotTried(Ok(not_attempted(name, row)));
                 }
+                if let Some(r) = self.down_report(&server.name, name, from) {
+                    return limit::Attempt::Admitted(Ok(r));
+                }
                 if !started.swap(true, Ordering::SeqCst) {
                     progress.tenant_started(name.as_str());
                 }
-                match self.try_one(dialect, name, from, &opts.run).await {
+                match self.try_one(server, name, from, &opts.run).await {
                     Ok(r) => limit::Attempt::Admitted(Ok(r)),
                     Err(refused) => {
                         refused_attempts.fetch_add(refused.attempts, Ordering::SeqCst);
@@ -444,8 +521,14 @@ impl Fleet<'_> {
                 value: Err(refused),
                 ..
             } => {
-                self.failed(dialect, name, from, &refused.error, refused.attempts)
-                    .await
+                self.failed(
+                    server.dialect(),
+                    name,
+                    from,
+                    &refused.error,
+                    refused.attempts,
+                )
+                .await
             }
             limit::Finished::GaveUp {
                 value,
@@ -483,7 +566,7 @@ impl Fleet<'_> {
     /// it later with fewer connections at once is the cure.
     async fn try_one(
         &self,
-        dialect: &dyn Dialect,
+        server: &TenantServer,
         name: &SchemaName,
         from: Option<i64>,
         run: &RunOptions,
@@ -495,7 +578,34 @@ impl Fleet<'_> {
             ..run.clone()
         };
         let (outcome, attempts) =
-            migrate_target_counted(dialect, &target, name.as_str(), self.set, &run).await;
+            migrate_target_counted(server.dialect(), &target, name.as_str(), self.set, &run).await;
+        // A connection that failed or waited in vain may mean the server is gone: then this
+        // tenant and every later one of the server fail at once instead of each waiting.
+        let gone = match &outcome {
+            Err(e)
+                if e.is_retryable()
+                    || matches!(e, MigrateError::Db(db) if db.is_connection_refused_by_limit()) =>
+            {
+                server.ping().await.err()
+            }
+            _ => None,
+        };
+        if let (Some(why), Err(e)) = (gone, &outcome) {
+            self.mark_down(&server.name, &why);
+            metrics::counter!("tenant_migrator_migrations_failed_total").increment(1);
+            warn!(schema = %name, error = %e, "tenant failed: its server is down");
+            // Where it got to cannot be read from a server that is gone.
+            let mut r = failure_report(name.as_str(), e);
+            r.from = from;
+            r.to = from;
+            r.attempts = attempts;
+            r.error = Some(format!(
+                "database server {} is down ({why}): {e}",
+                server.name
+            ));
+            r.duration_ms = clock.elapsed().as_millis() as i64;
+            return Ok(r);
+        }
         let mut r = match outcome {
             Ok(res) => {
                 metrics::counter!("tenant_migrator_migrations_applied_total")
@@ -509,7 +619,10 @@ impl Fleet<'_> {
                     attempts,
                 });
             }
-            Err(e) => self.failed(dialect, name, from, &e, attempts).await,
+            Err(e) => {
+                self.failed(server.dialect(), name, from, &e, attempts)
+                    .await
+            }
         };
         r.duration_ms = clock.elapsed().as_millis() as i64;
         Ok(r)

@@ -195,13 +195,26 @@ pub async fn migrate_target_counted(
             {
                 return (Err(MigrateError::Db(e)), attempts);
             }
-            Err(e) if e.is_retryable() => match delays.next() {
-                Some(delay) => {
+            Err(e) if e.is_retryable() => {
+                // Before trying again, the server is asked directly (a fresh connection): a
+                // server that went away would make the pool wait its whole acquire timeout.
+                // A server that does not answer costs an attempt of the budget; one that comes
+                // back (a restart) is tried again.
+                loop {
+                    let Some(delay) = delays.next() else {
+                        return (Err(e), attempts);
+                    };
                     warn!(attempt = attempts, retry_in_ms = delay.as_millis() as u64, error = %e, "transient failure, retrying");
                     tokio::time::sleep(delay).await;
+                    match dialect.ping().await {
+                        Ok(()) => break,
+                        Err(why) => {
+                            attempts += 1;
+                            warn!(attempt = attempts, error = %why, "the server does not answer");
+                        }
+                    }
                 }
-                None => return (Err(e), attempts),
-            },
+            }
             Err(e) => return (Err(e), attempts),
         }
     }

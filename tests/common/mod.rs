@@ -69,6 +69,10 @@ pub struct TestEnv {
     pub user: Option<String>,
     /// Password of `user`, written into the URLs.
     pub password: Option<String>,
+    /// `TENANT_SERVERS`, replacing `TENANT_URL_TEMPLATE` (several database servers).
+    pub tenant_servers: Option<String>,
+    /// Replaces `DATABASE_URL` (a catalog on a private server).
+    pub catalog_url: Option<String>,
 }
 
 impl TestEnv {
@@ -84,6 +88,8 @@ impl TestEnv {
             pool_size: None,
             user: None,
             password: None,
+            tenant_servers: None,
+            catalog_url: None,
         }
     }
 
@@ -129,6 +135,14 @@ impl TestEnv {
                 format!("sqlite://{}/{}.db", self.dir.path().display(), self.catalog),
             )],
         };
+        if let Some(servers) = &self.tenant_servers {
+            v.retain(|(k, _)| k != "TENANT_URL_TEMPLATE");
+            v.push(("TENANT_SERVERS".into(), servers.clone()));
+        }
+        if let Some(url) = &self.catalog_url {
+            v.retain(|(k, _)| k != "DATABASE_URL");
+            v.push(("DATABASE_URL".into(), url.clone()));
+        }
         if let Some(d) = &self.migrations_dir {
             v.push(("MIGRATIONS_DIR".into(), d.display().to_string()));
         }
@@ -148,6 +162,7 @@ impl TestEnv {
         Settings {
             database_url: get("DATABASE_URL"),
             tenant_url_template: get("TENANT_URL_TEMPLATE"),
+            tenant_servers: get("TENANT_SERVERS"),
             pool_size: self.pool_size,
             migrations_dir: self.migrations_dir.clone(),
             catalog_schema: get("CATALOG_SCHEMA"),
@@ -299,6 +314,8 @@ impl Drop for TestEnv {
             pool_size: None,
             user: self.user.clone(),
             password: None,
+            tenant_servers: None,
+            catalog_url: None,
         };
         // Cleanup is async; run it on a runtime of its own so it also happens after a panic.
         let _ = std::thread::spawn(move || {
