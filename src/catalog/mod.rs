@@ -16,8 +16,8 @@ use sqlx::Row;
 pub use admins::{AdminPatch, AdminRow, AdminUpdate};
 pub use audit::AuditEntry;
 pub use jobs::{
-    Beat, HaltReason, JobCounts, JobFilter, JobRow, JobState, JobTenantRow, JobWaves, NewJob,
-    StartJobError, WaveReport,
+    Beat, ExpiredJob, HaltReason, JobCounts, JobFilter, JobRow, JobState, JobTenantRow, JobWaves,
+    NewJob, StartJobError, WaveReport,
 };
 pub use tenants::{TenantFilter, TenantPage, TenantRow, TenantStatus};
 

@@ -127,6 +127,9 @@ async fn run(cli: Cli) -> Result<u8, EngineError> {
         }
         Command::UpgradeAll(args) => {
             let (canary, max_failures) = waves_of(args)?;
+            if args.job {
+                return serve::upgrade_all_job(g, canary, max_failures).await;
+            }
             let engine = engine(g).await?;
             let mut opts = fleet_options(&engine, g);
             opts.canary = canary;

@@ -122,20 +122,14 @@ impl FromRequestParts<AppState> for AuthUser {
         let account = match state.accounts.get(id) {
             Some(cached) => cached,
             None => {
-                let account = state
-                    .engine
-                    .catalog()
-                    .get_admin(id)
-                    .await?
-                    .filter(|a| a.is_active)
-                    .map(|a| Account {
-                        user: AuthUser {
-                            id,
-                            email: a.email,
-                            role: a.role,
-                        },
-                        token_version: a.token_version,
-                    });
+                let account = state.engine.active_admin(id).await?.map(|a| Account {
+                    user: AuthUser {
+                        id,
+                        email: a.email,
+                        role: a.role,
+                    },
+                    token_version: a.token_version,
+                });
                 state.accounts.put(id, account.clone());
                 account
             }
