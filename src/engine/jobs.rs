@@ -260,7 +260,12 @@ impl JobManager {
             }
         };
         let mut won = 0;
-        for job in expired.iter().filter(|j| j.kind == UPGRADE_ALL) {
+        // A job still running here whose lease lapsed (the catalog was out of reach) is not
+        // taken from ourselves: its own heartbeat renews the lease once the catalog answers.
+        let mine = |j: &ExpiredJob| {
+            j.owner.as_deref() == Some(self.owner()) && self.running().contains_key(&j.id)
+        };
+        for job in expired.iter().filter(|j| j.kind == UPGRADE_ALL && !mine(j)) {
             match self.take_over(job).await {
                 Ok(true) => won += 1,
                 Ok(false) => {}
@@ -789,8 +794,8 @@ async fn heartbeat(
 /// What a run shares with its heartbeat.
 struct Shared {
     counts: Mutex<JobCounts>,
-    /// Failures already recorded before this run (an earlier owner's).
-    prior_failed: i64,
+    /// Counts already settled before this run (an earlier owner's, or a resumed job's).
+    prior: JobCounts,
     /// The run has its plan (`total` is known).
     planned: AtomicBool,
     /// Signalled when the counts change.
@@ -801,7 +806,7 @@ impl Shared {
     fn new(prior: JobCounts) -> Self {
         Self {
             counts: Mutex::new(prior),
-            prior_failed: prior.failed,
+            prior,
             planned: AtomicBool::new(false),
             changed: Notify::new(),
         }
@@ -837,8 +842,9 @@ impl Progress for JobProgress {
             // a dry run (where they are `planned`), up-to-date or skipped ones, which never
             // reach `tenant_finished`.
             if !self.dry_run {
-                let failed_now = c.failed - self.shared.prior_failed;
-                c.skipped += (total.saturating_sub(work) as i64 - failed_now).max(0);
+                let failed_now = c.failed - self.shared.prior.failed;
+                c.skipped = self.shared.prior.skipped
+                    + (total.saturating_sub(work) as i64 - failed_now).max(0);
             }
         }
         self.shared.planned.store(true, Ordering::SeqCst);
