@@ -310,6 +310,8 @@ fn summary_event(job: &JobRow) -> Event {
 
 /// Follow a job: a `tenant` event per tenant finished (outcomes recorded before you
 /// connected come first), then a `summary` event with the final job, then the stream ends.
+/// A replica that shuts down ends its streams without a summary (the job is handed off to
+/// another replica): follow it again there.
 #[utoipa::path(
     get,
     path = "/migrations/jobs/{id}/events",
