@@ -604,7 +604,9 @@ impl JobManager {
             }
             Err(e) => Err(e.into()),
         };
-        drop(heartbeat);
+        // The heartbeat is over before the job is handed off or finished: a late beat must not
+        // extend a lease just handed off.
+        heartbeat.stop().await;
         let stopped = stop.load(Ordering::SeqCst);
         let cancelled = cancel.load(Ordering::SeqCst);
         let shutting_down = self.is_shutting_down();
@@ -735,6 +737,14 @@ impl JobManager {
 /// Aborts a task when dropped: a run that ends in any way (even a panic) stops its heartbeat,
 /// so a job never outlives its run as a live-looking lease.
 struct AbortOnDrop(JoinHandle<()>);
+
+impl AbortOnDrop {
+    /// Aborts the task and waits until it is gone.
+    async fn stop(mut self) {
+        self.0.abort();
+        let _ = (&mut self.0).await;
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
