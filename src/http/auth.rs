@@ -2,7 +2,8 @@
 //! malformed, expired, wrongly signed or wrongly addressed tokens are 401, and so is a token
 //! of a disabled account or one issued before the account's last disable or role change
 //! (its token version is older); a valid token whose role is too low for the route is 403
-//! (checked by `require`).
+//! (checked by `require`). The account is read through the engine
+//! ([`crate::engine::Engine::active_admin`]) and cached for a few seconds.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

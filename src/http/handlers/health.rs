@@ -1,4 +1,5 @@
-//! `/healthz` (the process answers), `/readyz` (catalog reachable and migrated) and
+//! `/healthz` (the process answers), `/readyz` (catalog reachable and migrated, as
+//! [`crate::engine::Engine::readiness`] finds it) and
 //! `/metrics` (Prometheus text). No admin token: these are for load balancers and scrapers;
 //! `/metrics` asks for `METRICS_TOKEN` as a bearer token when one is configured.
 

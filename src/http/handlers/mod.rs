@@ -1,6 +1,8 @@
-//! Route handlers, one module per resource. Each is a thin layer over `Engine` or the catalog
-//! repository: parse and validate input, check the role, call, audit mutating calls, shape
-//! the response.
+//! Route handlers, one module per resource. Each is a thin layer over `Engine` (accounts,
+//! audit and readiness in [`crate::engine::access`], jobs through the `JobManager` of
+//! [`crate::engine::jobs`]): parse and validate input, check the role, call, audit mutating
+//! calls, shape the response. (The tenant and migration handlers still read the catalog
+//! directly in places; those move with the server-placement work.)
 
 pub mod admins;
 pub mod auth;
