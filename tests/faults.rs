@@ -12,7 +12,9 @@
 //!   MariaDB tenants, and at 25 during `create` of a batch of 120;
 //! - the MariaDB server killed with `kill -9` mid-run and restarted (5 times); PostgreSQL
 //!   restarted with `pg_ctlcluster … restart -m immediate` mid-run (4 times);
-//! - `serve` killed mid-job, restarted, the job resumed once it shows `interrupted` (twice).
+//! - two `serve` replicas with `JOB_LEASE=2`: the one running a fleet job killed with
+//!   `kill -9` mid-job (twice, a fresh replica started each time), the survivor taking the job
+//!   over once the lease expires and finishing it — no resume by hand.
 //!
 //! Each scenario prints a markdown row (and appends it to `target/fault-report.md`), then
 //! passes only with 0 silent, 0 double-applied DML and 0 dirty. The random delays come from a
@@ -560,6 +562,8 @@ fn postgres_restarted_immediately_during_upgrade_all() {
 }
 
 const ADMIN_EMAIL: &str = "faults@example.com";
+/// `JOB_LEASE` of the scenario's replicas.
+const JOB_LEASE: Duration = Duration::from_secs(2);
 const ADMIN_PASSWORD: &str = "fault suite admin passphrase";
 
 /// `serve` on a free port, killed when dropped.
@@ -577,6 +581,7 @@ impl Serve {
             .command(&["serve"])
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
             .env("LOGIN_RATE_PER_MINUTE", "0")
+            .env("JOB_LEASE", JOB_LEASE.as_secs().to_string())
             .stdout(out)
             .stderr(err)
             .spawn()
@@ -603,6 +608,14 @@ impl Serve {
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The `owner` prefix of this process's jobs (`<pid>-`).
+    fn owner_prefix(&self) -> String {
+        format!(
+            "{}-",
+            self.process.0.as_ref().map(Child::id).unwrap_or_default()
+        )
     }
 
     /// A request; the status and the JSON body (Null when it has none).
@@ -656,7 +669,7 @@ impl Serve {
 fn serve_killed_during_job() {
     const TENANTS: usize = 100;
     const KILLS: usize = 2;
-    let mut sc = Scenario::new("serve kill -9 mid-job, restart, resume (MariaDB)");
+    let mut sc = Scenario::new("serve kill -9 mid-job, another replica takes over (MariaDB)");
     let server = MariaDb::start();
     let tool = Tool::mariadb(&server);
     let (fleet, timing) = upgrade_fleet(&sc, &tool, TENANTS);
@@ -681,9 +694,13 @@ fn serve_killed_during_job() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let mut serve = Serve::start(&tool, "serve-1");
-    let token = serve.login();
-    let (status, job) = serve.call(
+    // Two replicas on one catalog; the job starts on the first.
+    let mut replicas = vec![
+        Serve::start(&tool, "serve-1"),
+        Serve::start(&tool, "serve-2"),
+    ];
+    let token = replicas[0].login();
+    let (status, job) = replicas[0].call(
         reqwest::Method::POST,
         "/migrations/upgrade-all",
         Some(&token),
@@ -698,7 +715,7 @@ fn serve_killed_during_job() {
             + timing.work(left).mul_f64(0.6 * sc.rng.unit());
         // The deliberate random delay before the fault.
         std::thread::sleep(delay);
-        let before = serve.job(&token, &id);
+        let before = replicas[1].job(&token, &id);
         if before["job"]["state"] != "running" {
             sc.say(format!(
                 "the job was already {} at {:.2} s: no fault this round",
@@ -707,51 +724,77 @@ fn serve_killed_during_job() {
             ));
             break;
         }
-        serve.process.kill9();
+        // Kill the replica that runs the job now.
+        let owner = before["job"]["owner"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let Some(victim) = replicas
+            .iter()
+            .position(|r| owner.starts_with(&r.owner_prefix()))
+        else {
+            panic!("no replica of this test owns the job: {before:#}");
+        };
+        let takeovers = before["job"]["takeovers"].as_i64().unwrap_or_default();
+        let mut dead = replicas.remove(victim);
+        dead.process.kill9();
         faults += 1;
         let killed = Instant::now();
         sc.say(format!(
-            "kill -9 {faults}/{KILLS} of serve at {:.2} s into the job ({left} tenants were left)",
+            "kill -9 {faults}/{KILLS} of the job's replica at {:.2} s into the job ({left} tenants were left)",
             delay.as_secs_f64()
         ));
-        serve = Serve::start(&tool, &format!("serve-{}", round + 1));
-        poll(
-            "the killed job to show interrupted",
-            Duration::from_secs(150),
-            || (serve.job(&token, &id)["job"]["state"] == "interrupted").then_some(()),
+        // The survivor takes the job over once the lease expires; a fresh replica joins.
+        let survivor = &replicas[0];
+        let taken = poll(
+            "another replica to take the job over",
+            JOB_LEASE * 2 + Duration::from_secs(10),
+            || {
+                let j = survivor.job(&token, &id);
+                (j["job"]["takeovers"].as_i64().unwrap_or_default() > takeovers
+                    || j["job"]["state"] != "running")
+                    .then_some(j)
+            },
         );
         sc.say(format!(
-            "the job showed interrupted {:.1} s after the kill",
-            killed.elapsed().as_secs_f64()
+            "the job was {} {:.1} s after the kill (lease {} s)",
+            if taken["job"]["state"] == "running" {
+                "taken over"
+            } else {
+                "finished"
+            },
+            killed.elapsed().as_secs_f64(),
+            JOB_LEASE.as_secs()
         ));
-        let (status, body) = serve.call(
-            reqwest::Method::POST,
-            &format!("/migrations/jobs/{id}/resume"),
-            Some(&token),
-            None,
-        );
-        assert_eq!(status, 202, "resume: {body}");
+        replicas.push(Serve::start(&tool, &format!("serve-{}", round + 2)));
     }
-    let done = poll(
-        "the resumed job to finish",
-        Duration::from_secs(300),
-        || {
-            let j = serve.job(&token, &id);
-            matches!(
-                j["job"]["state"].as_str(),
-                Some("succeeded" | "failed" | "cancelled" | "interrupted")
-            )
-            .then_some(j)
-        },
-    );
+    let serve = replicas.remove(0);
+    let done = poll("the job to finish", Duration::from_secs(300), || {
+        let j = serve.job(&token, &id);
+        matches!(
+            j["job"]["state"].as_str(),
+            Some("succeeded" | "failed" | "cancelled" | "interrupted")
+        )
+        .then_some(j)
+    });
     sc.say(format!(
-        "job {}: succeeded {}, failed {}, skipped {}, not attempted {}",
+        "job {}: succeeded {}, failed {}, skipped {}, not attempted {}, takeovers {}",
         done["job"]["state"],
         done["job"]["succeeded"],
         done["job"]["failed"],
         done["job"]["skipped"],
-        done["job"]["not_attempted"]
+        done["job"]["not_attempted"],
+        done["job"]["takeovers"]
     ));
+    // At most one takeover per kill (none when the job ended before its lease expired).
+    assert!(
+        done["job"]["takeovers"]
+            .as_i64()
+            .is_some_and(|n| n as usize <= faults),
+        "takeovers: {done:#}"
+    );
+    assert_ne!(done["job"]["state"], "interrupted", "{done:#}");
+    drop(replicas);
     drop(serve);
 
     // The job's last word per tenant.

@@ -3,14 +3,19 @@
 //! be the only one of its kind (an API fleet upgrade) holds `active_slot`, a unique column:
 //! the database, not a process, decides who runs.
 //!
-//! A running job is leased to its `owner` process: the owner proves it is alive by moving
-//! `heartbeat_at`; its heartbeat and its final write apply only while it still holds the job,
-//! so a job another process declared dead is never written back by its former owner (a tenant
-//! already in flight still records its own outcome). Unlike the other
-//! catalog timestamps, `heartbeat_at` is written and compared on the *lease clock*: the
-//! database server's clock on MySQL and PostgreSQL (replicas' own clocks may disagree), the
-//! application's on SQLite (a local file). A stale job is recounted from its per-tenant
-//! outcomes when it is marked `interrupted`.
+//! A running job is leased to its `owner` process until `lease_expires_at`: the owner's
+//! heartbeat moves `heartbeat_at` and the expiry forward; its heartbeat and its final write
+//! apply only while it still holds the job, so a job another process took over is never
+//! written back by its former owner (a tenant already in flight still records its own
+//! outcome). Once the lease has expired, [`Catalog::take_over_job`] gives the job to another
+//! process with one conditional UPDATE (compare-and-swap on id, previous owner, state
+//! `running` and the expired lease), so of replicas racing for it exactly one wins; the job is
+//! recounted from its per-tenant outcomes as it changes hands and `takeovers` goes up. A
+//! graceful shutdown hands a job off ([`Catalog::hand_off_job`]): its lease expires at once
+//! and it stays `running`. Unlike the other catalog timestamps, `heartbeat_at` and
+//! `lease_expires_at` are written and compared on the *lease clock*: the database server's
+//! clock on MySQL and PostgreSQL (replicas' own clocks may disagree), the application's on
+//! SQLite (a local file).
 
 use std::time::Duration;
 
@@ -33,7 +38,8 @@ pub enum JobState {
     Failed,
     /// Stopped on request at a tenant boundary.
     Cancelled,
-    /// Its process stopped (shutdown or crash) before it finished; it can be resumed.
+    /// Stopped before it finished by a CLI run interrupted with Ctrl-C (a service hands its
+    /// jobs off instead, and a dead owner's job is taken over); it can be resumed.
     Interrupted,
 }
 
@@ -161,6 +167,13 @@ pub struct JobRow {
     /// A cancel was asked (on any replica); the running replica stops at the next tenant
     /// boundary and the job ends as `cancelled`.
     pub cancel_requested: bool,
+    /// The replica (process) that holds the job: `<pid>-<random>`.
+    pub owner: Option<String>,
+    /// Until when the owner holds the job (on the lease clock); a running job past it is taken
+    /// over by another replica.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// How many times the job was taken over from an owner whose lease had expired.
+    pub takeovers: i64,
 }
 
 /// What a new job asks for.
@@ -182,6 +195,8 @@ pub struct NewJob {
     pub canary_tenants: Option<Vec<String>>,
     /// Failure budget.
     pub max_failures: Option<i64>,
+    /// How long the owner holds the job without a heartbeat.
+    pub lease: Duration,
 }
 
 /// One tenant's outcome within a job.
@@ -210,7 +225,8 @@ pub struct JobFilter {
 
 const COLUMNS: &str = "id, kind, state, dry_run, continue_on_error, concurrency, target_version, \
     requested_by, total, succeeded, failed, skipped, not_attempted, error, created_at, started_at, \
-    heartbeat_at, finished_at, canary, canary_tenants, max_failures, halted, waves, cancel_requested";
+    heartbeat_at, finished_at, canary, canary_tenants, max_failures, halted, waves, cancel_requested, \
+    owner, lease_expires_at, takeovers";
 
 /// A JSON column read back; a value that does not parse (written by hand) reads as absent.
 fn json_column<T: serde::de::DeserializeOwned>(raw: Option<String>) -> Option<T> {
@@ -250,6 +266,9 @@ macro_rules! decode_job {
                 .and_then(HaltReason::parse),
             waves: json_column(col(r, 22)?),
             cancel_requested: col(r, 23)?,
+            owner: col(r, 24)?,
+            lease_expires_at: col(r, 25)?,
+            takeovers: col(r, 26)?,
         })
     }};
 }
@@ -263,6 +282,14 @@ pub enum Beat {
     CancelRequested,
     /// No longer the owner's running job.
     Lost,
+}
+
+/// A running job whose lease has expired: who held it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredJob {
+    pub id: Uuid,
+    pub kind: String,
+    pub owner: Option<String>,
 }
 
 /// Why a job could not start.
@@ -283,8 +310,9 @@ const SUCCEEDED: &[&str] = &["migrated", "created"];
 const FAILED: &[&str] = &["failed", "dirty", "checksum_mismatch", "missing"];
 const SKIPPED: &[&str] = &["skipped", "exists", "up_to_date"];
 
-/// Why [`Catalog::interrupt_stale_jobs`] marks a job.
-const DEAD_OWNER: &str = "the process running this job stopped before it finished";
+/// A running job without a lease expiry (started before the leases' migration) has expired
+/// once its heartbeat is this old, as it was judged before.
+const LEGACY_STALE_AFTER: Duration = Duration::from_secs(5);
 
 /// The lease clock's "now" in SQL: the database server's clock on MySQL and PostgreSQL, so that
 /// replicas whose own clocks disagree still agree on whose heartbeat is old. SQLite's database
@@ -305,6 +333,46 @@ fn lease_cutoff(b: Backend) -> &'static str {
         Backend::Postgres => "CURRENT_TIMESTAMP - ? * INTERVAL '1 microsecond'",
         Backend::Sqlite => "?",
     }
+}
+
+/// The lease clock's "now plus a bound duration" in SQL (`bind_lease_until!`): a lease's expiry.
+fn lease_until(b: Backend) -> &'static str {
+    match b {
+        Backend::MySql => "UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND",
+        Backend::Postgres => "CURRENT_TIMESTAMP + ? * INTERVAL '1 microsecond'",
+        Backend::Sqlite => "?",
+    }
+}
+
+/// "The job's lease has expired" in SQL (`bind_expired!`): its expiry is past or, for a job
+/// without one, its heartbeat is older than [`LEGACY_STALE_AFTER`].
+fn expired(b: Backend) -> String {
+    format!(
+        "(lease_expires_at < {} OR (lease_expires_at IS NULL AND heartbeat_at < {}))",
+        lease_now(b),
+        lease_cutoff(b)
+    )
+}
+
+/// Binds what [`lease_until`] needs for `$lease`: microseconds on a server, the expiry on
+/// SQLite.
+macro_rules! bind_lease_until {
+    ($q:expr, $b:expr, $lease:expr) => {{
+        let lease = chrono::Duration::from_std($lease).unwrap_or(chrono::Duration::MAX);
+        if $b == Backend::Sqlite {
+            $q.bind(now() + lease)
+        } else {
+            $q.bind(lease.num_microseconds().unwrap_or(i64::MAX))
+        }
+    }};
+}
+
+/// Binds what [`expired`] needs.
+macro_rules! bind_expired {
+    ($q:expr, $b:expr) => {{
+        let q = bind_lease_now!($q, $b);
+        bind_lease_cutoff!(q, $b, LEGACY_STALE_AFTER)
+    }};
 }
 
 /// Binds what [`lease_now`] needs: nothing on a server, the application's time on SQLite.
@@ -379,9 +447,10 @@ impl Catalog {
                 let sql = format!(
                     "INSERT INTO migration_jobs (id, kind, state, dry_run, continue_on_error, \
                      concurrency, target_version, requested_by, owner, active_slot, created_at, \
-                     started_at, canary, canary_tenants, max_failures, heartbeat_at) \
-                     VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {})",
-                    lease_now(b)
+                     started_at, canary, canary_tenants, max_failures, heartbeat_at, lease_expires_at) \
+                     VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {}, {})",
+                    lease_now(b),
+                    lease_until(b)
                 );
                 let q = sqlx::query(placeholders(b, &sql))
                     .bind(Id::from(id))
@@ -398,7 +467,8 @@ impl Catalog {
                     .bind(job.canary)
                     .bind(canary_tenants.as_deref())
                     .bind(job.max_failures);
-                bind_lease_now!(q, b)
+                let q = bind_lease_now!(q, b);
+                bind_lease_until!(q, b, job.lease)
                     .execute(p)
                     .await
                     .map(|_| ())
@@ -561,17 +631,18 @@ impl Catalog {
         })
     }
 
-    /// Proves `owner` is alive (on the lease clock) and, when given, saves progress counts.
-    /// [`Beat::Lost`]: the job is no longer `owner`'s running job (another process found its
-    /// heartbeat stale and marked it `interrupted`, or resumed it): the owner must stop.
-    /// [`Beat::CancelRequested`]: a replica asked for a cancel.
+    /// Proves `owner` is alive (on the lease clock), extends its lease by `lease` from now and,
+    /// when given, saves progress counts. [`Beat::Lost`]: the job is no longer `owner`'s
+    /// running job (another process took it over once its lease had expired): the owner must
+    /// stop. [`Beat::CancelRequested`]: a replica asked for a cancel.
     pub async fn heartbeat_job(
         &self,
         job: Uuid,
         owner: &str,
         counts: Option<&JobCounts>,
+        lease: Duration,
     ) -> Result<Beat, DbError> {
-        let ours = self.beat(job, owner, counts).await?;
+        let ours = self.beat(job, owner, counts, lease).await?;
         if !ours {
             return Ok(Beat::Lost);
         }
@@ -597,17 +668,21 @@ impl Catalog {
         job: Uuid,
         owner: &str,
         counts: Option<&JobCounts>,
+        lease: Duration,
     ) -> Result<bool, DbError> {
         with_pool!(&self.pool, |p, b, Id| {
             let sql = format!(
-                "UPDATE migration_jobs SET heartbeat_at = {}, total = COALESCE(?, total), \
+                "UPDATE migration_jobs SET heartbeat_at = {}, lease_expires_at = {}, \
+                 total = COALESCE(?, total), \
                  succeeded = COALESCE(?, succeeded), failed = COALESCE(?, failed), \
                  skipped = COALESCE(?, skipped), not_attempted = COALESCE(?, not_attempted) \
                  WHERE id = ? AND owner = ? AND state = 'running'",
-                lease_now(b)
+                lease_now(b),
+                lease_until(b)
             );
             let q = sqlx::query(placeholders(b, &sql));
-            bind_lease_now!(q, b)
+            let q = bind_lease_now!(q, b);
+            bind_lease_until!(q, b, lease)
                 .bind(counts.map(|c| c.total))
                 .bind(counts.map(|c| c.succeeded))
                 .bind(counts.map(|c| c.failed))
@@ -705,20 +780,23 @@ impl Catalog {
         job: Uuid,
         owner: &str,
         exclusive_kind: Option<&str>,
+        lease: Duration,
     ) -> Result<Option<JobRow>, StartJobError> {
         for _ in 0..SLOT_ATTEMPTS {
             let updated = with_pool!(&self.pool, |p, b, Id| {
                 let sql = format!(
                     "UPDATE migration_jobs SET state = 'running', owner = ?, active_slot = ?, \
-                     heartbeat_at = {}, finished_at = NULL, error = NULL, waves = NULL, halted = NULL, \
-                     cancel_requested = FALSE \
+                     heartbeat_at = {}, lease_expires_at = {}, finished_at = NULL, error = NULL, \
+                     waves = NULL, halted = NULL, cancel_requested = FALSE \
                      WHERE id = ? AND state = 'interrupted'",
-                    lease_now(b)
+                    lease_now(b),
+                    lease_until(b)
                 );
                 let q = sqlx::query(placeholders(b, &sql))
                     .bind(owner)
                     .bind(exclusive_kind);
-                bind_lease_now!(q, b)
+                let q = bind_lease_now!(q, b);
+                bind_lease_until!(q, b, lease)
                     .bind(Id::from(job))
                     .execute(p)
                     .await
@@ -763,57 +841,107 @@ impl Catalog {
         Ok(recount(&stored, &by_status))
     }
 
-    /// Marks running jobs whose heartbeat is older than `stale_after` on the lease clock as
-    /// `interrupted`, frees their slot and recounts them from their per-tenant outcomes (the
-    /// counts their owner last saved may lag). Each job is marked only if it is still stale
-    /// when written, so an owner that beats meanwhile keeps it. Returns the jobs marked.
-    pub async fn interrupt_stale_jobs(&self, stale_after: Duration) -> Result<Vec<Uuid>, DbError> {
-        let stale = with_pool!(&self.pool, |p, b, Id| {
+    /// Running jobs whose lease has expired (on the lease clock), oldest first.
+    pub async fn expired_jobs(&self) -> Result<Vec<ExpiredJob>, DbError> {
+        with_pool!(&self.pool, |p, b, Id| {
             let sql = format!(
-                "SELECT id FROM migration_jobs WHERE state IN ('running', 'queued') \
-                 AND heartbeat_at < {}",
-                lease_cutoff(b)
+                "SELECT id, kind, owner FROM migration_jobs WHERE state = 'running' AND {} \
+                 ORDER BY created_at, id",
+                expired(b)
             );
             let q = sqlx::query(placeholders(b, &sql));
-            let rows = bind_lease_cutoff!(q, b, stale_after)
+            let rows = bind_expired!(q, b)
                 .fetch_all(p)
                 .await
-                .map_err(|e| DbError::sqlx("looking for stale jobs", e))?;
+                .map_err(|e| DbError::sqlx("looking for expired job leases", e))?;
             rows.iter()
-                .map(|r| Ok(uuid_of(col::<_, Id>(r, 0)?)))
+                .map(|r| {
+                    Ok(ExpiredJob {
+                        id: uuid_of(col::<_, Id>(r, 0)?),
+                        kind: col(r, 1)?,
+                        owner: col(r, 2)?,
+                    })
+                })
                 .collect::<Result<Vec<_>, DbError>>()
+        })
+    }
+
+    /// Takes `expired` over for `owner` with a lease of `lease`: one conditional UPDATE that
+    /// applies only while the job is still `running`, still held by the owner that
+    /// [`Catalog::expired_jobs`] saw and its lease still expired — so of processes racing for
+    /// it exactly one wins, and an owner that beat meanwhile keeps it. The winner gets the job
+    /// recounted from its per-tenant outcomes, with `takeovers` raised by one. `Ok(None)`:
+    /// another process won, or the owner was alive after all.
+    pub async fn take_over_job(
+        &self,
+        expired_job: &ExpiredJob,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<JobRow>, DbError> {
+        let job = expired_job.id;
+        let counts = self.recount_job(job).await?;
+        let taken = with_pool!(&self.pool, |p, b, Id| {
+            let sql = format!(
+                "UPDATE migration_jobs SET owner = ?, heartbeat_at = {}, lease_expires_at = {}, \
+                 takeovers = takeovers + 1, total = ?, succeeded = ?, failed = ?, skipped = ?, \
+                 not_attempted = ? \
+                 WHERE id = ? AND state = 'running' AND owner = ? AND {}",
+                lease_now(b),
+                lease_until(b),
+                expired(b)
+            );
+            let q = sqlx::query(placeholders(b, &sql)).bind(owner);
+            let q = bind_lease_now!(q, b);
+            let q = bind_lease_until!(q, b, lease)
+                .bind(counts.total)
+                .bind(counts.succeeded)
+                .bind(counts.failed)
+                .bind(counts.skipped)
+                .bind(counts.not_attempted)
+                .bind(Id::from(job))
+                .bind(expired_job.owner.as_deref().unwrap_or_default());
+            bind_expired!(q, b)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected() > 0)
+                .map_err(|e| DbError::sqlx("taking over a job", e))
         })?;
-        let mut marked = Vec::new();
-        for job in stale {
-            let counts = self.recount_job(job).await?;
-            let done = with_pool!(&self.pool, |p, b, Id| {
-                let sql = format!(
-                    "UPDATE migration_jobs SET state = 'interrupted', active_slot = NULL, \
-                     finished_at = ?, error = ?, total = ?, succeeded = ?, failed = ?, \
-                     skipped = ?, not_attempted = ? \
-                     WHERE id = ? AND state IN ('running', 'queued') AND heartbeat_at < {}",
-                    lease_cutoff(b)
-                );
-                let q = sqlx::query(placeholders(b, &sql))
-                    .bind(now())
-                    .bind(DEAD_OWNER)
-                    .bind(counts.total)
-                    .bind(counts.succeeded)
-                    .bind(counts.failed)
-                    .bind(counts.skipped)
-                    .bind(counts.not_attempted)
-                    .bind(Id::from(job));
-                bind_lease_cutoff!(q, b, stale_after)
-                    .execute(p)
-                    .await
-                    .map(|r| r.rows_affected() > 0)
-                    .map_err(|e| DbError::sqlx("marking an interrupted job", e))
-            })?;
-            if done {
-                marked.push(job);
-            }
+        if !taken {
+            return Ok(None);
         }
-        Ok(marked)
+        self.get_job(job).await
+    }
+
+    /// Hands `owner`'s running job off: its lease expires now (on the lease clock) and it
+    /// stays `running`, so another replica takes it over at once; the counts are saved.
+    /// `Ok(false)`: the job was no longer `owner`'s running job.
+    pub async fn hand_off_job(
+        &self,
+        job: Uuid,
+        owner: &str,
+        counts: &JobCounts,
+    ) -> Result<bool, DbError> {
+        with_pool!(&self.pool, |p, b, Id| {
+            let sql = format!(
+                "UPDATE migration_jobs SET lease_expires_at = {}, total = ?, succeeded = ?, \
+                 failed = ?, skipped = ?, not_attempted = ? \
+                 WHERE id = ? AND owner = ? AND state = 'running'",
+                lease_now(b)
+            );
+            let q = sqlx::query(placeholders(b, &sql));
+            bind_lease_now!(q, b)
+                .bind(counts.total)
+                .bind(counts.succeeded)
+                .bind(counts.failed)
+                .bind(counts.skipped)
+                .bind(counts.not_attempted)
+                .bind(Id::from(job))
+                .bind(owner)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected() > 0)
+                .map_err(|e| DbError::sqlx("handing a job off", e))
+        })
     }
 }
 

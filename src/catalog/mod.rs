@@ -2,8 +2,8 @@
 //! `admin_master_users`, `migration_jobs`, `migration_job_tenants`, `audit_log`). Each query is
 //! written once and runs on any backend through `with_pool!`; UUIDs bind natively on
 //! PostgreSQL and as hyphenated text elsewhere, timestamps come from the application clock —
-//! except job heartbeats, written and compared on the database server's clock (MySQL,
-//! PostgreSQL) so replicas with skewed clocks agree on which job is dead.
+//! except job heartbeats and lease expiries, written and compared on the database server's
+//! clock (MySQL, PostgreSQL) so replicas with skewed clocks agree on whose lease has expired.
 
 mod admins;
 mod audit;
@@ -16,8 +16,8 @@ use sqlx::Row;
 pub use admins::{AdminPatch, AdminRow, AdminUpdate};
 pub use audit::AuditEntry;
 pub use jobs::{
-    Beat, HaltReason, JobCounts, JobFilter, JobRow, JobState, JobTenantRow, JobWaves, NewJob,
-    StartJobError, WaveReport,
+    Beat, ExpiredJob, HaltReason, JobCounts, JobFilter, JobRow, JobState, JobTenantRow, JobWaves,
+    NewJob, StartJobError, WaveReport,
 };
 pub use tenants::{TenantFilter, TenantPage, TenantRow, TenantStatus};
 

@@ -234,6 +234,12 @@ pub struct UpgradeAllArgs {
     /// failures until then, with or without --continue-on-error.
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_failures: Option<u64>,
+    /// Run as a recorded fleet job, like `POST /migrations/upgrade-all`: one at a time, shown
+    /// in `GET /migrations/jobs`, leased (JOB_LEASE) so a serving replica takes it over if this
+    /// process dies. Ctrl-C stops at a tenant boundary and leaves it `interrupted` (resume it
+    /// with `POST /migrations/jobs/{id}/resume`); exit 130 then.
+    #[arg(long)]
+    pub job: bool,
 }
 
 /// `adopt …`: one subcommand per tool taken over.

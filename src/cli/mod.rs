@@ -128,6 +128,17 @@ async fn run(cli: Cli) -> Result<u8, EngineError> {
         }
         Command::UpgradeAll(args) => {
             let (canary, max_failures) = waves_of(args)?;
+            if args.job {
+                if g.server.is_some() {
+                    // A job's parameters live in the catalog, which records no server filter.
+                    return Err(ValidationError::new(
+                        "--server",
+                        "cannot be combined with --job: a recorded job runs over every server",
+                    )
+                    .into());
+                }
+                return serve::upgrade_all_job(g, canary, max_failures).await;
+            }
             let engine = engine(g).await?;
             let mut opts = fleet_options(&engine, g);
             opts.canary = canary;

@@ -1,4 +1,8 @@
-//! Commands of the HTTP service: `serve`, `create-admin` and `healthcheck`.
+//! Commands of the HTTP service and of what it shares with the command line: `serve`,
+//! `create-admin`, `unlock-admin`, `healthcheck`, and `upgrade-all --job` (a fleet upgrade
+//! run as a recorded, leased job by the same [`JobManager`] a serving replica uses, so the
+//! service shows it and takes it over if this process dies). Account rules live in the engine
+//! ([`crate::engine::access`]); these commands only parse, call and print.
 
 use std::io::{BufRead, IsTerminal};
 use std::time::Duration;
@@ -7,11 +11,21 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{GlobalArgs, ServeArgs, engine};
 use crate::auth::password::{PasswordError, hash_password};
+use crate::catalog::{JobState, StartJobError};
 use crate::config::http::parse_bind;
 use crate::config::{ConfigError, DEFAULT_CATALOG_POOL_SIZE};
 use crate::domain::{Email, Role};
+use crate::engine::jobs::{JobManager, OnStop, UpgradeAllParams};
 use crate::engine::{Engine, EngineError};
 use crate::http::{Application, StartError, shutdown_signal};
+use crate::jobs::Canary;
+use crate::migrate::Scope;
+
+/// Exit code of a run stopped with Ctrl-C (128 + SIGINT), as shells report it.
+const INTERRUPTED_EXIT: u8 = 130;
+
+/// Who the audit log says did what the command line did.
+const CLI_ACTOR: &str = "cli";
 
 /// Catalog connections of the service (unless CATALOG_POOL_SIZE says otherwise): it answers
 /// many concurrent reads.
@@ -40,6 +54,65 @@ pub async fn serve(g: &GlobalArgs, args: &ServeArgs) -> Result<u8, EngineError> 
         .await
         .map_err(|e| EngineError::Service(e.to_string()))?;
     Ok(0)
+}
+
+/// `upgrade-all --job`: the fleet upgrade as a recorded job of this process. Prints the usual
+/// report (with `job_id`); Ctrl-C or SIGTERM stops it at a tenant boundary and leaves it
+/// `interrupted` (exit 130). Refused (exit 1) while another fleet job runs.
+pub async fn upgrade_all_job(
+    g: &GlobalArgs,
+    canary: Option<Canary>,
+    max_failures: Option<usize>,
+) -> Result<u8, EngineError> {
+    let engine = engine(g).await?;
+    // Checked before a job is recorded, so a wrong request is a usage error (exit 2).
+    engine.check_target(Scope::Tenant, g.target)?;
+    if !engine.prepare_catalog(g.dry_run).await? {
+        return Err(EngineError::Catalog(
+            "a job is recorded in the catalog, and there is none yet: run `upgrade-public` \
+             first (or drop --job)"
+                .into(),
+        ));
+    }
+    let opts = super::fleet_options(&engine, g);
+    let params = UpgradeAllParams {
+        dry_run: g.dry_run,
+        continue_on_error: g.continue_on_error,
+        concurrency: opts.concurrency,
+        target: g.target,
+        canary,
+        max_failures,
+    };
+    let jobs = JobManager::with(engine.clone(), OnStop::Interrupt);
+    let stopper = jobs.clone();
+    let signal = tokio::spawn(async move {
+        shutdown_signal().await;
+        stopper.begin_shutdown();
+    });
+    let progress = super::progress::for_run(g.output, 0);
+    let ran = jobs.run_upgrade_all(params, CLI_ACTOR, progress).await;
+    signal.abort();
+    engine.close().await;
+    let (job, result) = match ran {
+        Ok(ran) => ran,
+        Err(StartJobError::AlreadyRunning(holder)) => {
+            return Err(EngineError::Conflict(format!(
+                "fleet job {holder} is running; wait for it or cancel it \
+                 (GET /migrations/jobs/{holder})"
+            )));
+        }
+        Err(StartJobError::Db(e)) => return Err(e.into()),
+    };
+    let report = result?;
+    super::render::fleet(g.output, &report);
+    if g.output == super::OutputFormat::Text {
+        super::render::say!("job {}: {}", job.id, job.state.as_str());
+    }
+    Ok(match job.state {
+        JobState::Interrupted => INTERRUPTED_EXIT,
+        JobState::Succeeded => 0,
+        _ => 1,
+    })
 }
 
 fn read_password() -> Result<String, EngineError> {
@@ -71,31 +144,16 @@ pub async fn create_admin(g: &GlobalArgs, email: &str, role: &str) -> Result<u8,
         })?;
     let engine = engine(g).await?;
     engine.prepare_catalog(false).await?;
-    match engine.catalog().insert_admin(&email, &hash, role).await? {
-        Some(admin) => {
-            let _ = engine
-                .catalog()
-                .audit(
-                    "cli",
-                    "admin.create",
-                    Some(email.as_str()),
-                    "ok",
-                    Some(&serde_json::json!({"role": role})),
-                    None,
-                )
-                .await;
-            super::render::say!(
-                "created admin {} ({}) with role {}",
-                admin.email,
-                admin.id,
-                admin.role
-            );
-            Ok(0)
-        }
-        None => Err(EngineError::Conflict(format!(
-            "an admin with e-mail {email} exists"
-        ))),
-    }
+    let admin = engine
+        .create_admin_audited(&email, &hash, role, CLI_ACTOR)
+        .await?;
+    super::render::say!(
+        "created admin {} ({}) with role {}",
+        admin.email,
+        admin.id,
+        admin.role
+    );
+    Ok(0)
 }
 
 /// Clears an admin's failed logins and back-off (the account must exist).
@@ -103,22 +161,7 @@ pub async fn unlock_admin(g: &GlobalArgs, email: &str) -> Result<u8, EngineError
     let email = Email::parse(email)?;
     let engine = engine(g).await?;
     engine.prepare_catalog(false).await?;
-    let catalog = engine.catalog();
-    let admin = catalog
-        .find_admin_by_email(email.as_str())
-        .await?
-        .ok_or_else(|| EngineError::NotFound(format!("no admin with e-mail {email}")))?;
-    catalog.unlock_admin(admin.id).await?;
-    let _ = catalog
-        .audit(
-            "cli",
-            "admin.unlock",
-            Some(email.as_str()),
-            "ok",
-            None,
-            None,
-        )
-        .await;
+    let admin = engine.unlock_admin_by_email(&email, CLI_ACTOR).await?;
     super::render::say!("unlocked admin {} ({})", admin.email, admin.id);
     Ok(0)
 }

@@ -88,6 +88,7 @@ impl Settings {
             redis_url: var("REDIS_URL"),
             data_dir: var("DATA_DIR").map(PathBuf::from),
             lock_timeout_secs: number("LOCK_TIMEOUT")?,
+            job_lease_secs: number("JOB_LEASE")?,
             catalog_schema: var("CATALOG_SCHEMA"),
             catalog_pool_size: number("CATALOG_POOL_SIZE")?,
             placeholders: placeholders()?,

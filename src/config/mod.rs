@@ -28,6 +28,27 @@ pub const DEFAULT_POOL_SIZE: u32 = 3;
 pub const DEFAULT_CATALOG_POOL_SIZE: u32 = 2;
 /// Default time to wait for another run's lock on a schema.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default lease of a fleet job (`JOB_LEASE`), and the seconds it may be set to.
+pub const DEFAULT_JOB_LEASE: Duration = Duration::from_secs(10);
+pub const JOB_LEASE_RANGE: std::ops::RangeInclusive<u64> = 2..=30;
+
+/// `JOB_LEASE` validated: whole seconds in [`JOB_LEASE_RANGE`].
+fn job_lease(secs: Option<u64>) -> Result<Duration, ConfigError> {
+    match secs {
+        None => Ok(DEFAULT_JOB_LEASE),
+        Some(s) if JOB_LEASE_RANGE.contains(&s) => Ok(Duration::from_secs(s)),
+        Some(s) => Err(ConfigError::new(
+            "JOB_LEASE",
+            format!(
+                "{s} is out of range ({} to {} seconds): how long a fleet job's owner holds it \
+                 without a heartbeat before another replica takes it over",
+                JOB_LEASE_RANGE.start(),
+                JOB_LEASE_RANGE.end()
+            ),
+        )),
+    }
+}
+
 /// Where the embedded SQLite default keeps its files.
 pub const DEFAULT_DATA_DIR: &str = "./data";
 
@@ -64,6 +85,8 @@ pub struct Settings {
     pub redis_url: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub lock_timeout_secs: Option<u64>,
+    /// `JOB_LEASE`: seconds a fleet job's owner holds it without a heartbeat.
+    pub job_lease_secs: Option<u64>,
     pub catalog_schema: Option<String>,
     pub catalog_pool_size: Option<u32>,
     /// Values of the user's placeholders in migration files, by name (`PLACEHOLDER_<NAME>`,
@@ -144,6 +167,9 @@ pub struct Config {
     pub migrations_dir: Option<PathBuf>,
     pub redis_url: Option<String>,
     pub lock_timeout: Duration,
+    /// How long a fleet job's owner holds it without a heartbeat (`JOB_LEASE`); it beats
+    /// every fifth of it, and another replica takes the job over once it has expired.
+    pub job_lease: Duration,
     /// PostgreSQL: the schema that holds the catalog tables.
     pub catalog_schema: String,
     /// Connections of the catalog pool (default 2; the service raises it).
@@ -167,6 +193,7 @@ impl std::fmt::Debug for Config {
             .field("pool_size", &self.pool_size)
             .field("migrations_dir", &self.migrations_dir)
             .field("lock_timeout", &self.lock_timeout)
+            .field("job_lease", &self.job_lease)
             .field("catalog_schema", &self.catalog_schema)
             .field("catalog_pool_size", &self.catalog_pool_size)
             .field("placeholders", &self.placeholders)
@@ -268,6 +295,7 @@ impl Config {
                 .lock_timeout_secs
                 .map(Duration::from_secs)
                 .unwrap_or(DEFAULT_LOCK_TIMEOUT),
+            job_lease: job_lease(s.job_lease_secs)?,
             catalog_schema,
             catalog_pool_size,
             placeholders: s.placeholders,

@@ -2,8 +2,10 @@
 //! seed's `create_schema_and_migrate` (`create_tenant`), `migrate_all` (`upgrade_all`) and
 //! `migrate_public_schema` (`upgrade_public`), plus status, repair and drift checks.
 
+pub mod access;
 mod adopt;
 mod error;
+pub mod jobs;
 mod servers;
 mod status;
 mod tenants;

@@ -14,7 +14,7 @@ use futures_util::{StreamExt, stream};
 use tracing::{info, instrument, warn};
 
 use super::{Engine, EngineError};
-use crate::catalog::TenantStatus;
+use crate::catalog::{TenantFilter, TenantPage, TenantRow, TenantStatus};
 use crate::db::Target;
 use crate::domain::{DisplayName, SchemaName, ValidationError};
 use crate::jobs::{
@@ -24,6 +24,23 @@ use crate::migrate::apply::dry_run_result;
 use crate::migrate::{Scope, migrate_target_counted};
 
 impl Engine {
+    /// One tenant's catalog row, if the catalog lists it.
+    pub async fn tenant(&self, name: &SchemaName) -> Result<Option<TenantRow>, EngineError> {
+        Ok(self.catalog().get_tenant(name.as_str()).await?)
+    }
+
+    /// A page of the catalog's tenants, read straight from a catalog known to exist (the
+    /// service's); see [`Engine::list_tenants`] for callers that cannot assume it.
+    pub async fn tenant_page(&self, filter: &TenantFilter) -> Result<TenantPage, EngineError> {
+        Ok(self.catalog().list_tenants(filter).await?)
+    }
+
+    /// Moves on every tenant write this process makes: a page derived under one generation is
+    /// still right while it is unchanged (up to what other processes wrote meanwhile).
+    pub fn tenant_generation(&self) -> u64 {
+        self.catalog().tenant_generation()
+    }
+
     /// Provisions `names` (each validated already), `opts.concurrency` at a time, with
     /// `display_name` (the schema name when `None`). The catalog is migrated first when
     /// needed. Without `continue_on_error`, the first failure stops new tenants from starting.

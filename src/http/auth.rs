@@ -2,7 +2,8 @@
 //! malformed, expired, wrongly signed or wrongly addressed tokens are 401, and so is a token
 //! of a disabled account or one issued before the account's last disable or role change
 //! (its token version is older); a valid token whose role is too low for the route is 403
-//! (checked by `require`).
+//! (checked by `require`). The account is read through the engine
+//! ([`crate::engine::Engine::active_admin`]) and cached for a few seconds.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -122,20 +123,14 @@ impl FromRequestParts<AppState> for AuthUser {
         let account = match state.accounts.get(id) {
             Some(cached) => cached,
             None => {
-                let account = state
-                    .engine
-                    .catalog()
-                    .get_admin(id)
-                    .await?
-                    .filter(|a| a.is_active)
-                    .map(|a| Account {
-                        user: AuthUser {
-                            id,
-                            email: a.email,
-                            role: a.role,
-                        },
-                        token_version: a.token_version,
-                    });
+                let account = state.engine.active_admin(id).await?.map(|a| Account {
+                    user: AuthUser {
+                        id,
+                        email: a.email,
+                        role: a.role,
+                    },
+                    token_version: a.token_version,
+                });
                 state.accounts.put(id, account.clone());
                 account
             }

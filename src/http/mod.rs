@@ -3,14 +3,14 @@
 //! limits, timeouts, compression, optional CORS, login throttling, Prometheus metrics, OpenAPI
 //! and Swagger UI. `Application::build` binds (port 0 in tests) and migrates the catalog;
 //! `run_until_stopped` serves (see [`server`]) until the shutdown future resolves, then stops
-//! fleet jobs at a tenant boundary and marks them `interrupted`.
+//! fleet jobs at a tenant boundary and hands them off to another replica. Jobs themselves live
+//! in [`crate::engine::jobs`]: this layer only starts, reads and follows them.
 
 mod auth;
 mod error;
 mod extract;
 pub mod handlers;
 mod headers;
-mod jobs;
 mod metrics;
 pub mod openapi;
 mod server;
@@ -31,9 +31,9 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::{info, info_span, warn};
 
+pub use crate::engine::jobs::{JobEvent, JobManager, UpgradeAllParams};
 pub use auth::AuthUser;
 pub use error::{ApiError, Problem};
-pub use jobs::{JobEvent, JobManager, UpgradeAllParams};
 pub use throttle::LoginThrottle;
 
 /// Settings of the service (validated in `config`).
@@ -121,15 +121,15 @@ pub struct Application {
 }
 
 impl Application {
-    /// Checks the settings, migrates the catalog (refusing a dirty one), marks jobs of dead
-    /// processes `interrupted`, and binds.
+    /// Checks the settings, migrates the catalog (refusing a dirty one), takes over fleet jobs
+    /// whose lease expired (they continue here), and binds.
     pub async fn build(engine: Engine, settings: HttpSettings) -> Result<Self, StartError> {
         let tokens = token_keys(&engine, &settings)?;
         engine.prepare_catalog(false).await.inspect_err(|e| {
             tracing::error!(error = %e, "the catalog cannot be migrated; refusing to serve");
         })?;
         let jobs = JobManager::new(engine.clone());
-        jobs.interrupt_stale().await;
+        jobs.take_over_expired().await;
         let state = AppState {
             engine,
             tokens: Arc::new(tokens),
@@ -167,8 +167,8 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves: stops accepting, lets requests in flight finish
-    /// (for at most `SHUTDOWN_TIMEOUT`), then stops fleet jobs at a tenant boundary and marks
-    /// them `interrupted`.
+    /// (for at most `SHUTDOWN_TIMEOUT`), then stops fleet jobs at a tenant boundary and hands
+    /// them off (their lease expires at once; another replica continues them).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,

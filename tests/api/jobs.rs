@@ -1,25 +1,32 @@
 //! Fleet jobs over HTTP: upgrade-all to `succeeded` with the right per-tenant outcomes, one
-//! job at a time (409), dry runs that write nothing, cancel at a tenant boundary, SSE
-//! progress, graceful shutdown (`interrupted`), and leases: a crashed process's job is seen
-//! `interrupted` within seconds (by a running replica, a restarted one, and a request it
-//! would have refused), recounted and resumed, while a slow but live owner keeps its job;
-//! racing resumes and starts are refused with the job that actually runs.
+//! job at a time (409), dry runs that write nothing, cancel at a tenant boundary (from any
+//! replica), SSE progress, and leases: a graceful shutdown hands its job off and the
+//! restarted service finishes it; a dead process's job is taken over once its lease expires
+//! (by a running replica, a restarted one, and a request it would have refused) and finished
+//! with the tenants not yet done, each tenant's outcome naming the replica that ran it; a
+//! slow but live owner keeps its job; of replicas racing for a takeover exactly one wins;
+//! racing resumes and starts are refused with the job that actually runs. `upgrade-all --job`
+//! from the CLI is a job like the others: shown by the API, taken over by the service when
+//! the CLI is killed, left `interrupted` (and resumable) by Ctrl-C; a bad `JOB_LEASE` is a
+//! usage error.
 //!
 //! Jobs are held "running" deterministically by taking a tenant's migration lock from the
 //! test ([`Hold::tenant_lock`]) and releasing it when the test is ready. A dead process's job
-//! is a catalog row whose heartbeat the test moves into the past.
+//! is a catalog row whose heartbeat and lease the test moves into the past.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tenant_migrator::catalog::NewJob;
+use tenant_migrator::Engine;
+use tenant_migrator::catalog::{JobState, NewJob};
 use tenant_migrator::domain::Role;
-use tenant_migrator::http::JobManager;
+use tenant_migrator::engine::jobs::JobManager;
 
 use crate::backend_tests;
 use crate::common::{Backend, applied_up_to};
 use crate::support::{
-    CatalogArg, Hold, TestApp, expect_problem, fleet_env, read_sse, tenant_version,
+    CatalogArg, Hold, TEST_JOB_LEASE_SECS, TestApp, catalog_exec, expect_problem, fleet_env,
+    read_sse, service_engine, tenant_version,
 };
 
 /// The `tenants` rows of a job detail, by schema name.
@@ -475,7 +482,53 @@ async fn sse_of_a_dry_run_lists_the_plan(b: Backend) {
     app.stop().await;
 }
 
-async fn graceful_shutdown_interrupts_the_job_and_resume_finishes_it(b: Backend) {
+/// The lease of the test services' jobs, and their heartbeat period.
+fn lease() -> Duration {
+    Duration::from_secs(TEST_JOB_LEASE_SECS)
+}
+
+/// How long a replica may take to see a job whose lease has already expired (one janitor
+/// period, with room for a loaded test machine).
+fn noticed_within() -> Duration {
+    lease() / 5 * 2 + Duration::from_secs(3)
+}
+
+/// `(schema, owner)` of each outcome of a job detail, by schema name.
+fn ran_by(detail: &Value) -> Vec<(String, String)> {
+    let mut v: Vec<_> = detail["tenants"]
+        .as_array()
+        .expect("tenants array")
+        .iter()
+        .map(|t| {
+            (
+                t["schema_name"].as_str().unwrap_or_default().to_owned(),
+                t["owner"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn owner_of(detail: &Value) -> String {
+    detail["job"]["owner"]
+        .as_str()
+        .expect("job owner")
+        .to_owned()
+}
+
+/// Asserts every tenant is at version 4 with each migration recorded once.
+async fn all_migrated_once(env: &crate::common::TestEnv, tenants: &[String]) {
+    for s in tenants {
+        assert_eq!(
+            tenant_version(env, s).await,
+            (applied_up_to(4), true),
+            "{s}"
+        );
+    }
+}
+
+async fn graceful_shutdown_hands_the_job_off_and_the_restarted_service_finishes_it(b: Backend) {
     let (env, t) = fleet_env(b, &[("a", Some(3)), ("b", Some(3)), ("c", Some(3))]).await;
     let mut app = TestApp::spawn_env(env).await;
     let email = app.admin(Role::Operator).await;
@@ -485,62 +538,49 @@ async fn graceful_shutdown_interrupts_the_job_and_resume_finishes_it(b: Backend)
     let id = app
         .start_upgrade_all(&token, json!({"concurrency": 1}))
         .await;
-    app.wait_job(&token, &id, "the first tenant to finish", |d| {
-        outcomes(d).iter().any(|o| o.0 == t[0])
-    })
-    .await;
+    let detail = app
+        .wait_job(&token, &id, "the first tenant to finish", |d| {
+            outcomes(d).iter().any(|o| o.0 == t[0])
+        })
+        .await;
+    let first = owner_of(&detail);
     // A dashboard follows the job; SIGTERM comes while the job waits on b.
     let events = app
         .get(&format!("/migrations/jobs/{id}/events"), &token)
         .await;
     app.request_shutdown();
     wait_until_refused(app.addr).await;
-    // b (in flight) finishes, c is never started, and the follower hears how it ended.
+    // b (in flight) finishes, c is never started here; the follower's stream ends without a
+    // summary: the job did not end, it was handed off.
     hold.release().await;
     let events = read_sse(events).await;
-    let summary = events.last().expect("summary event");
-    assert_eq!(
-        (summary.event.as_str(), summary.data["state"].as_str()),
-        ("summary", Some("interrupted")),
-        "{events:#?}"
-    );
-    let app = app.restart().await;
-    let token = app.login(&email).await;
+    assert!(events.iter().all(|e| e.event != "summary"), "{events:#?}");
+    let env = app.shut_down().await;
 
-    let detail = app.job(&token, &id).await;
-    assert_eq!(detail["job"]["state"], "interrupted", "{detail:#}");
+    // Between the two processes the job is still running, its lease already expired.
+    let engine = service_engine(&env).await;
+    let row = engine
+        .job(id.parse().expect("uuid"))
+        .await
+        .expect("job")
+        .expect("row");
+    assert_eq!(row.state, JobState::Running, "{row:#?}");
+    assert_eq!(row.owner.as_deref(), Some(first.as_str()), "{row:#?}");
     assert!(
-        detail["job"]["not_attempted"]
-            .as_i64()
-            .expect("not_attempted")
-            > 0,
-        "{detail:#}"
+        row.lease_expires_at
+            .is_some_and(|t| t <= chrono::Utc::now()),
+        "{row:#?}"
     );
-    assert!(detail["job"]["finished_at"].is_string());
-    let before: Vec<bool> = {
-        let mut v = Vec::new();
-        for s in &t {
-            v.push(at_4_or_untouched(&app.env, s).await);
-        }
-        v
-    };
-    assert!(before[0] && !before[2], "a done, c untouched: {before:?}");
-    assert_eq!(
-        outcomes(&detail)
-            .iter()
-            .map(|o| o.0.clone())
-            .collect::<Vec<_>>(),
-        t.iter()
-            .zip(&before)
-            .filter(|(_, at4)| **at4)
-            .map(|(s, _)| s.clone())
-            .collect::<Vec<_>>()
-    );
-    // The slot is free again, and the job can be resumed.
-    let res = app
-        .post(&format!("/migrations/jobs/{id}/resume"), &token, json!({}))
-        .await;
-    assert_eq!(res.status(), 202);
+    assert!(row.finished_at.is_none(), "{row:#?}");
+    engine.close().await;
+
+    // The restarted service takes it over before it serves, and finishes it.
+    let app = TestApp::spawn_env(env).await;
+    let token = app.login(&email).await;
+    let detail = app.job(&token, &id).await;
+    assert_eq!(detail["job"]["takeovers"], 1, "{detail:#}");
+    let second = owner_of(&detail);
+    assert_ne!(first, second);
     let detail = app.wait_job_finished(&token, &id).await;
     assert_eq!(detail["job"]["state"], "succeeded", "{detail:#}");
     assert_eq!(
@@ -549,15 +589,23 @@ async fn graceful_shutdown_interrupts_the_job_and_resume_finishes_it(b: Backend)
     );
     assert_eq!(
         (
+            detail["job"]["total"].as_i64(),
             detail["job"]["succeeded"].as_i64(),
             detail["job"]["not_attempted"].as_i64()
         ),
-        (Some(3), Some(0)),
+        (Some(3), Some(3), Some(0)),
         "{detail:#}"
     );
-    for s in &t {
-        assert!(at_4_or_untouched(&app.env, s).await, "{s}");
-    }
+    // a and b (in flight at the shutdown) ran on the first process, c on the second.
+    assert_eq!(
+        ran_by(&detail),
+        vec![
+            (t[0].clone(), first.clone()),
+            (t[1].clone(), first.clone()),
+            (t[2].clone(), second.clone())
+        ]
+    );
+    all_migrated_once(&app.env, &t).await;
     app.stop().await;
 }
 
@@ -574,11 +622,15 @@ async fn wait_until_refused(addr: std::net::SocketAddr) {
 }
 
 /// The job row a process leaves when it dies mid-run: `running`, holding the fleet slot,
-/// owned by `owner`, its heartbeat `age` old (set through the catalog, by this machine's clock,
-/// which is also the test database servers').
-async fn dead_job(app: &TestApp, email: &str, owner: &str, age: chrono::Duration) -> String {
-    let job = app
-        .engine
+/// owned by `owner`, its heartbeat and lease expiry `expired_for` in the past (set through the
+/// catalog, by this machine's clock, which is also the test database servers').
+async fn dead_job(
+    engine: &Engine,
+    email: &str,
+    owner: &str,
+    expired_for: chrono::Duration,
+) -> String {
+    let job = engine
         .catalog()
         .start_job(&NewJob {
             kind: "upgrade_all".into(),
@@ -592,28 +644,40 @@ async fn dead_job(app: &TestApp, email: &str, owner: &str, age: chrono::Duration
             canary: None,
             canary_tenants: None,
             max_failures: None,
+            lease: lease(),
         })
         .await
         .expect("job row");
-    set_heartbeat(app, &job.id.to_string(), age).await;
-    job.id.to_string()
+    let id = job.id.to_string();
+    set_lease(engine, &id, expired_for, -expired_for).await;
+    id
 }
 
-/// Moves a job's heartbeat `age` into the past.
-async fn set_heartbeat(app: &TestApp, id: &str, age: chrono::Duration) {
-    app.catalog_exec(
-        "UPDATE migration_jobs SET heartbeat_at = ? WHERE id = ?",
+/// Moves a job's heartbeat `age` into the past and its lease expiry to `expires_in` from now.
+async fn set_lease(engine: &Engine, id: &str, age: chrono::Duration, expires_in: chrono::Duration) {
+    let now = chrono::Utc::now();
+    catalog_exec(
+        engine,
+        "UPDATE migration_jobs SET heartbeat_at = ?, lease_expires_at = ? WHERE id = ?",
         &[
-            CatalogArg::Time(chrono::Utc::now() - age),
+            CatalogArg::Time(now - age),
+            CatalogArg::Time(now + expires_in),
             CatalogArg::Id(id.parse().expect("uuid")),
         ],
     )
     .await;
 }
 
-/// An `interrupted` job that held no slot: what a graceful shutdown leaves (no tenant done).
+/// An `interrupted` job that held no slot: what a CLI run stopped with Ctrl-C leaves (no
+/// tenant done).
 async fn interrupted_job(app: &TestApp, email: &str) -> String {
-    let id = dead_job(app, email, "4141-stopped", chrono::Duration::zero()).await;
+    let id = dead_job(
+        &app.engine,
+        email,
+        "4141-stopped",
+        -chrono::Duration::seconds(60),
+    )
+    .await;
     app.catalog_exec(
         "UPDATE migration_jobs SET state = 'interrupted', active_slot = NULL, finished_at = ? \
          WHERE id = ?",
@@ -626,36 +690,7 @@ async fn interrupted_job(app: &TestApp, email: &str) -> String {
     id
 }
 
-/// Polls a job until it is `interrupted`, failing once `within` has passed since `since`.
-async fn wait_interrupted(
-    app: &TestApp,
-    token: &str,
-    id: &str,
-    since: Instant,
-    within: Duration,
-) -> Value {
-    loop {
-        let detail = app.job(token, id).await;
-        if detail["job"]["state"] == "interrupted" {
-            return detail;
-        }
-        assert_eq!(detail["job"]["state"], "running", "{detail:#}");
-        assert!(
-            since.elapsed() < within,
-            "job still running {:?} after its owner stopped: {detail:#}",
-            since.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// How long a replica may take to see a job whose heartbeat is already stale (one janitor
-/// period, with room for a loaded test machine).
-fn noticed_within() -> Duration {
-    JobManager::HEARTBEAT * 2 + Duration::from_secs(3)
-}
-
-async fn crashed_job_is_interrupted_without_restart_and_resumable(b: Backend) {
+async fn crashed_job_is_taken_over_without_restart_and_finished(b: Backend) {
     use tenant_migrator::catalog::JobTenantRow;
     let (env, t) = fleet_env(b, &[("a", Some(3)), ("b", Some(3)), ("c", Some(3))]).await;
     let app = TestApp::spawn_env(env).await;
@@ -663,12 +698,19 @@ async fn crashed_job_is_interrupted_without_restart_and_resumable(b: Backend) {
     let token = app.login(&email).await;
 
     // A process that died mid-job: it had migrated a and recorded its outcome, but its last
-    // heartbeat saved the counts before a finished (3 planned, none done yet).
+    // heartbeat saved the counts before a finished (3 planned, none done yet). Its lease is
+    // live while the test writes that.
     let res = app
         .post(&format!("/tenants/{}/upgrade", t[0]), &token, json!({}))
         .await;
     assert_eq!(res.status(), 200);
-    let id = dead_job(&app, &email, "4242-crashed", chrono::Duration::zero()).await;
+    let id = dead_job(
+        &app.engine,
+        &email,
+        "4242-crashed",
+        -chrono::Duration::seconds(60),
+    )
+    .await;
     app.engine
         .catalog()
         .record_job_tenant(
@@ -687,22 +729,35 @@ async fn crashed_job_is_interrupted_without_restart_and_resumable(b: Backend) {
         )
         .await
         .expect("outcome row");
-    let stopped = Instant::now();
     app.catalog_exec(
-        "UPDATE migration_jobs SET heartbeat_at = ?, total = 3, succeeded = 0 WHERE id = ?",
-        &[
-            CatalogArg::Time(chrono::Utc::now() - chrono::Duration::hours(1)),
-            CatalogArg::Id(id.parse().expect("uuid")),
-        ],
+        "UPDATE migration_jobs SET total = 3, succeeded = 0 WHERE id = ?",
+        &[CatalogArg::Id(id.parse().expect("uuid"))],
+    )
+    .await;
+    let stopped = Instant::now();
+    set_lease(
+        &app.engine,
+        &id,
+        chrono::Duration::hours(1),
+        -chrono::Duration::hours(1),
     )
     .await;
 
-    // The running service sees it dead on its own, without a restart or a request to act on.
-    let detail = wait_interrupted(&app, &token, &id, stopped, noticed_within()).await;
+    // The running service takes it over on its own, without a restart or a request.
+    let detail = app
+        .wait_job(&token, &id, "the takeover", |d| d["job"]["takeovers"] == 1)
+        .await;
+    assert!(
+        stopped.elapsed() < noticed_within(),
+        "taken over {:?} after its lease expired",
+        stopped.elapsed()
+    );
+    let owner = owner_of(&detail);
+    assert_ne!(owner, "4242-crashed");
+    let detail = app.wait_job_finished(&token, &id).await;
     let job = &detail["job"];
-    assert!(job["error"].is_string(), "{detail:#}");
-    assert!(job["finished_at"].is_string(), "{detail:#}");
-    // Its counts are the finished tenant's, recounted from the per-tenant outcomes.
+    assert_eq!(job["state"], "succeeded", "{detail:#}");
+    assert!(job["error"].is_null(), "{detail:#}");
     assert_eq!(
         (
             job["total"].as_i64(),
@@ -711,41 +766,20 @@ async fn crashed_job_is_interrupted_without_restart_and_resumable(b: Backend) {
             job["skipped"].as_i64(),
             job["not_attempted"].as_i64()
         ),
-        (Some(3), Some(1), Some(0), Some(0), Some(2)),
+        (Some(3), Some(3), Some(0), Some(0), Some(0)),
         "{detail:#}"
     );
-    assert_eq!(outcomes(&detail), vec![migrated(&t[0])]);
-    let list = app.get_json("/migrations/jobs?state=running", &token).await;
-    assert_eq!(list["total"], 0, "{list:#}");
-
-    let res = app
-        .post(&format!("/migrations/jobs/{id}/resume"), &token, json!({}))
-        .await;
-    assert_eq!(res.status(), 202);
-    let detail = app.wait_job_finished(&token, &id).await;
-    assert_eq!(detail["job"]["state"], "succeeded", "{detail:#}");
+    // a stays the dead process's; only the tenants it had not finished ran here.
     assert_eq!(
-        outcomes(&detail),
-        vec![migrated(&t[0]), migrated(&t[1]), migrated(&t[2])]
+        ran_by(&detail),
+        vec![
+            (t[0].clone(), "4242-crashed".to_owned()),
+            (t[1].clone(), owner.clone()),
+            (t[2].clone(), owner.clone())
+        ]
     );
-    assert_eq!(
-        (
-            detail["job"]["total"].as_i64(),
-            detail["job"]["succeeded"].as_i64(),
-            detail["job"]["failed"].as_i64(),
-            detail["job"]["not_attempted"].as_i64()
-        ),
-        (Some(3), Some(3), Some(0), Some(0)),
-        "{detail:#}"
-    );
-    for s in &t {
-        assert_eq!(
-            tenant_version(&app.env, s).await,
-            (applied_up_to(4), true),
-            "{s}"
-        );
-    }
-    // A finished job cannot be resumed again.
+    all_migrated_once(&app.env, &t).await;
+    // A finished job cannot be resumed.
     let res = app
         .post(&format!("/migrations/jobs/{id}/resume"), &token, json!({}))
         .await;
@@ -760,57 +794,63 @@ async fn crashed_job_is_interrupted_without_restart_and_resumable(b: Backend) {
     app.stop().await;
 }
 
-async fn job_whose_owner_stopped_beating_is_interrupted_within_seconds(b: Backend) {
-    let (env, _t) = fleet_env(b, &[("a", Some(3))]).await;
+async fn job_is_taken_over_once_its_lease_expires_and_not_before(b: Backend) {
+    let (env, t) = fleet_env(b, &[("a", Some(3))]).await;
     let app = TestApp::spawn_env(env).await;
     let email = app.admin(Role::Operator).await;
     let token = app.login(&email).await;
 
-    // Its owner's last beat was 2 s ago: stale once it is STALE_AFTER old, not before.
-    let beat = Duration::from_secs(2);
-    let stopped = Instant::now();
+    // Its owner's last beat was a while ago, but its lease runs for 1.5 s more.
+    let left = Duration::from_millis(1500);
     let id = dead_job(
-        &app,
+        &app.engine,
         &email,
         "4343-vanished",
-        chrono::Duration::from_std(beat).expect("duration"),
+        -chrono::Duration::seconds(60),
     )
     .await;
-    let stale_in = JobManager::STALE_AFTER - beat;
-    let detail = wait_interrupted(&app, &token, &id, stopped, stale_in + noticed_within()).await;
-    let seen = stopped.elapsed();
+    let stopped = Instant::now();
+    set_lease(
+        &app.engine,
+        &id,
+        chrono::Duration::seconds(2),
+        chrono::Duration::from_std(left).expect("duration"),
+    )
+    .await;
+    app.wait_job(&token, &id, "the takeover", |d| {
+        assert!(
+            d["job"]["takeovers"] == 0 || stopped.elapsed() + Duration::from_millis(100) >= left,
+            "taken over after {:?}, before its lease expired: {d:#}",
+            stopped.elapsed()
+        );
+        d["job"]["takeovers"] == 1
+    })
+    .await;
     assert!(
-        seen + Duration::from_millis(100) >= stale_in,
-        "declared dead after {seen:?}, before its heartbeat was {:?} old",
-        JobManager::STALE_AFTER
+        stopped.elapsed() < left + noticed_within(),
+        "taken over only {:?} after",
+        stopped.elapsed()
     );
-    assert!(detail["job"]["error"].is_string(), "{detail:#}");
-    assert_eq!(
-        (
-            detail["job"]["succeeded"].as_i64(),
-            detail["job"]["not_attempted"].as_i64()
-        ),
-        (Some(0), Some(0)),
-        "{detail:#}"
-    );
+    let detail = app.wait_job_finished(&token, &id).await;
+    assert_eq!(detail["job"]["state"], "succeeded", "{detail:#}");
+    assert_eq!(outcomes(&detail), vec![migrated(&t[0])]);
     app.stop().await;
 }
 
-async fn live_job_blocked_on_a_tenant_keeps_its_lease(b: Backend) {
+async fn slow_but_live_owner_keeps_its_job(b: Backend) {
     let (env, t) = fleet_env(b, &[("a", Some(3)), ("b", Some(3))]).await;
     let app = TestApp::spawn_env(env).await;
     let token = app.token(Role::Operator).await;
 
-    // The job waits on a's lock for longer than a heartbeat takes to go stale.
+    // The job waits on a's lock for longer than two leases.
     let hold = Hold::tenant_lock(&app.env, &t[0]).await;
     let id = app
         .start_upgrade_all(&token, json!({"concurrency": 1}))
         .await;
     let started = chrono::Utc::now();
-    let beyond = chrono::Duration::from_std(JobManager::STALE_AFTER + JobManager::HEARTBEAT * 2)
-        .expect("duration");
+    let beyond = chrono::Duration::from_std(lease() * 2).expect("duration");
     let detail = app
-        .wait_job(&token, &id, "heartbeats past the stale age", |d| {
+        .wait_job(&token, &id, "heartbeats past two leases", |d| {
             assert_eq!(d["job"]["state"], "running", "{d:#}");
             d["job"]["heartbeat_at"]
                 .as_str()
@@ -818,27 +858,38 @@ async fn live_job_blocked_on_a_tenant_keeps_its_lease(b: Backend) {
                 .is_some_and(|h| h.to_utc() - started > beyond)
         })
         .await;
-    // Another replica looking for dead jobs finds none: the owner is slow, not dead.
+    let owner = owner_of(&detail);
+    // Another replica looking for expired leases finds none: the owner is slow, not dead.
     let replica = JobManager::new(app.engine.clone());
-    assert_eq!(replica.interrupt_stale().await, 0, "{detail:#}");
-    assert_eq!(app.job(&token, &id).await["job"]["state"], "running");
+    assert_eq!(replica.take_over_expired().await, 0, "{detail:#}");
+    let detail = app.job(&token, &id).await;
+    assert_eq!(detail["job"]["state"], "running");
+    assert_eq!(detail["job"]["takeovers"], 0);
+    assert_eq!(owner_of(&detail), owner);
     hold.release().await;
     let detail = app.wait_job_finished(&token, &id).await;
     assert_eq!(detail["job"]["state"], "succeeded", "{detail:#}");
     assert_eq!(outcomes(&detail), vec![migrated(&t[0]), migrated(&t[1])]);
+    assert_eq!(
+        ran_by(&detail),
+        vec![(t[0].clone(), owner.clone()), (t[1].clone(), owner.clone())]
+    );
     app.stop().await;
 }
 
-async fn requests_refused_by_a_dead_job_interrupt_it_and_proceed(b: Backend) {
+async fn requests_refused_by_a_dead_job_take_it_over(b: Backend) {
     let (env, t) = fleet_env(b, &[("a", Some(3)), ("b", Some(3))]).await;
     let app = TestApp::spawn_env(env).await;
     let email = app.admin(Role::Operator).await;
     let token = app.login(&email).await;
     let old = chrono::Duration::minutes(5);
 
-    // A resume meets a dead job in the slot: the dead job is interrupted, the resume runs.
+    // The dead job, once taken over, stays running until the test lets go.
     let waiting = interrupted_job(&app, &email).await;
-    let dead = dead_job(&app, &email, "4444-dead", old).await;
+    let hold = Hold::tenant_lock(&app.env, &t[0]).await;
+    let dead = dead_job(&app.engine, &email, "4444-dead", old).await;
+    // A resume and a new fleet job meet it in the slot: they are refused with it, and it is
+    // taken over (by them or by the janitor, whichever looks first).
     let res = app
         .post(
             &format!("/migrations/jobs/{waiting}/resume"),
@@ -846,39 +897,140 @@ async fn requests_refused_by_a_dead_job_interrupt_it_and_proceed(b: Backend) {
             json!({}),
         )
         .await;
-    assert_eq!(
-        res.status(),
-        202,
-        "{}",
-        res.text().await.unwrap_or_default()
-    );
-    let detail = app.job(&token, &dead).await;
-    assert_eq!(detail["job"]["state"], "interrupted", "{detail:#}");
-    let detail = app.wait_job_finished(&token, &waiting).await;
+    let p = expect_problem(res, 409).await;
+    assert_eq!(p["job_id"], dead.as_str(), "{p}");
+    let res = app.post("/migrations/upgrade-all", &token, json!({})).await;
+    let p = expect_problem(res, 409).await;
+    assert_eq!(p["job_id"], dead.as_str(), "{p}");
+    let detail = app
+        .wait_job(&token, &dead, "the takeover", |d| {
+            d["job"]["takeovers"] == 1
+        })
+        .await;
+    assert_eq!(detail["job"]["state"], "running", "{detail:#}");
+    assert_ne!(owner_of(&detail), "4444-dead");
+    hold.release().await;
+    let detail = app.wait_job_finished(&token, &dead).await;
     assert_eq!(detail["job"]["state"], "succeeded", "{detail:#}");
     assert_eq!(outcomes(&detail), vec![migrated(&t[0]), migrated(&t[1])]);
 
-    // So does a new fleet job.
-    let dead = dead_job(&app, &email, "4545-dead", old).await;
-    let id = app.start_upgrade_all(&token, json!({})).await;
-    assert_eq!(app.job(&token, &dead).await["job"]["state"], "interrupted");
-    let detail = app.wait_job_finished(&token, &id).await;
+    // The slot is free: the interrupted job resumes (nothing left to do).
+    let res = app
+        .post(
+            &format!("/migrations/jobs/{waiting}/resume"),
+            &token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    let detail = app.wait_job_finished(&token, &waiting).await;
     assert_eq!(detail["job"]["state"], "succeeded", "{detail:#}");
     assert_eq!(detail["job"]["skipped"], 2, "{detail:#}");
     app.stop().await;
 }
 
-async fn restarted_service_finds_a_dead_job_interrupted(b: Backend) {
-    let (env, _t) = fleet_env(b, &[("a", Some(3))]).await;
+async fn restarted_service_takes_a_dead_job_over(b: Backend) {
+    let (env, t) = fleet_env(b, &[("a", Some(3))]).await;
     let app = TestApp::spawn_env(env).await;
     let email = app.admin(Role::Operator).await;
-    let id = dead_job(&app, &email, "4646-dead", chrono::Duration::minutes(5)).await;
+    let env = app.shut_down().await;
+    // The only replica is gone; the job's owner dies with no replica to notice.
+    let engine = service_engine(&env).await;
+    let id = dead_job(&engine, &email, "4646-dead", chrono::Duration::minutes(5)).await;
+    engine.close().await;
     // The restarted service looks before it serves: its first answer already knows.
-    let app = app.restart().await;
+    let app = TestApp::spawn_env(env).await;
     let token = app.login(&email).await;
     let detail = app.job(&token, &id).await;
-    assert_eq!(detail["job"]["state"], "interrupted", "{detail:#}");
+    assert_eq!(detail["job"]["takeovers"], 1, "{detail:#}");
+    assert_ne!(owner_of(&detail), "4646-dead");
+    let detail = app.wait_job_finished(&token, &id).await;
+    assert_eq!(detail["job"]["state"], "succeeded", "{detail:#}");
+    assert_eq!(outcomes(&detail), vec![migrated(&t[0])]);
     app.stop().await;
+}
+
+/// Replicas racing for one expired lease: exactly one wins, at the catalog (the conditional
+/// UPDATE itself) and at the job managers (the winner continues the job, the others leave it).
+async fn two_replicas_racing_for_the_takeover_exactly_one_wins(b: Backend) {
+    use crate::common::Deadline;
+    let (env, t) = fleet_env(b, &[("a", Some(3)), ("b", Some(3))]).await;
+    let engine = service_engine(&env).await;
+    let catalog = engine.catalog();
+
+    let id = dead_job(&engine, "race", "4747-dead", chrono::Duration::minutes(1)).await;
+    let uuid: uuid::Uuid = id.parse().expect("uuid");
+    let expired = catalog
+        .expired_jobs()
+        .await
+        .expect("expired jobs")
+        .into_iter()
+        .find(|j| j.id == uuid)
+        .expect("the dead job's lease is expired");
+    let racers = (0..8).map(|i| {
+        let expired = expired.clone();
+        async move {
+            catalog
+                .take_over_job(&expired, &format!("racer-{i}"), lease())
+                .await
+                .expect("takeover")
+        }
+    });
+    let won: Vec<_> = futures_util::future::join_all(racers)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(won.len(), 1, "{won:#?}");
+    let row = engine.job(uuid).await.expect("job").expect("row");
+    assert_eq!(
+        (row.owner.clone(), row.takeovers),
+        (won[0].owner.clone(), 1)
+    );
+    assert!(catalog.expired_jobs().await.expect("expired").is_empty());
+    let owner = row.owner.clone().expect("owner");
+    assert!(
+        catalog
+            .finish_job(uuid, &owner, JobState::Cancelled, &row.counts, None)
+            .await
+            .expect("finish")
+    );
+
+    // Job managers: the one that wins runs the job to its end.
+    let hold = Hold::tenant_lock(&env, &t[0]).await;
+    let id = dead_job(&engine, "race", "4848-dead", chrono::Duration::minutes(1)).await;
+    let uuid: uuid::Uuid = id.parse().expect("uuid");
+    let replicas: Vec<JobManager> = (0..4).map(|_| JobManager::new(engine.clone())).collect();
+    let wins =
+        futures_util::future::join_all(replicas.iter().map(JobManager::take_over_expired)).await;
+    assert_eq!(wins.iter().sum::<usize>(), 1, "{wins:?}");
+    let winner = replicas[wins.iter().position(|w| *w == 1).expect("a winner")].owner();
+    let row = engine.job(uuid).await.expect("job").expect("row");
+    assert_eq!(row.state, JobState::Running);
+    assert_eq!((row.owner.as_deref(), row.takeovers), (Some(winner), 1));
+    hold.release().await;
+    let deadline = Deadline::new("the job taken over to finish", 60);
+    let row = loop {
+        let row = engine.job(uuid).await.expect("job").expect("row");
+        if row.state.is_finished() {
+            break row;
+        }
+        deadline.check().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(row.state, JobState::Succeeded, "{row:#?}");
+    let tenants = engine.job_tenants(uuid).await.expect("outcomes");
+    assert_eq!(tenants.len(), 2, "{tenants:#?}");
+    assert!(
+        tenants.iter().all(|r| r.owner.as_deref() == Some(winner)),
+        "{tenants:#?}"
+    );
+    all_migrated_once(&env, &t).await;
+    for r in &replicas {
+        r.shutdown().await;
+    }
+    engine.close().await;
+    env.cleanup().await;
 }
 
 /// Resumes racing each other and new fleet jobs: exactly one request wins, and every loser's
@@ -975,7 +1127,7 @@ async fn resume_of_a_job_resumed_by_another_replica_says_it_runs(b: Backend) {
 /// A cancel asked on a replica that does not run the job reaches the one that does (through
 /// the catalog, read with its heartbeat) and the job ends `cancelled`.
 async fn cancel_reaches_the_replica_running_the_job(b: Backend) {
-    use tenant_migrator::http::UpgradeAllParams;
+    use tenant_migrator::engine::jobs::UpgradeAllParams;
     let (env, t) = fleet_env(b, &[("a", Some(3)), ("b", Some(3)), ("c", Some(3))]).await;
     let app = TestApp::spawn_env(env).await;
     let token = app.token(Role::Operator).await;
@@ -1039,6 +1191,201 @@ async fn cancel_reaches_the_replica_running_the_job(b: Backend) {
     app.stop().await;
 }
 
+/// `upgrade-all --job` as a child process of the test, next to the test service.
+fn cli_job(env: &crate::common::TestEnv, args: &[&str]) -> std::process::Command {
+    let mut all = args.to_vec();
+    all.extend(["upgrade-all", "--job"]);
+    let mut cmd = env.cli_command(&all);
+    cmd.env("JOB_LEASE", TEST_JOB_LEASE_SECS.to_string());
+    cmd
+}
+
+/// The id of the job the CLI recorded, once the API shows it.
+async fn cli_job_id(app: &TestApp, token: &str) -> String {
+    let deadline = crate::common::Deadline::new("the CLI's job to show in the API", 60);
+    loop {
+        let list = app.get_json("/migrations/jobs?state=running", token).await;
+        if let Some(job) = list["jobs"]
+            .as_array()
+            .and_then(|jobs| jobs.iter().find(|j| j["requested_by"] == "cli"))
+        {
+            return job["id"].as_str().expect("id").to_owned();
+        }
+        deadline.check().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn cli_job_is_a_job_of_the_api(b: Backend) {
+    let (env, t) = fleet_env(b, &[("a", Some(3)), ("b", Some(3)), ("c", None)]).await;
+    let app = TestApp::spawn_env(env).await;
+    let token = app.token(Role::Viewer).await;
+
+    let mut cmd = cli_job(&app.env, &["--output", "json"]);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("cli task")
+        .expect("cli runs");
+    let run = crate::common::CliRun(out);
+    run.expect_code(0);
+    let report = run.json();
+    assert_eq!(report["successful_migrations"], 2, "{report:#}");
+    let id = report["job_id"].as_str().expect("job_id").to_owned();
+    let detail = app.job(&token, &id).await;
+    assert_eq!(detail["job"]["state"], "succeeded", "{detail:#}");
+    assert_eq!(detail["job"]["requested_by"], "cli", "{detail:#}");
+    assert_eq!(
+        (
+            detail["job"]["total"].as_i64(),
+            detail["job"]["succeeded"].as_i64(),
+            detail["job"]["skipped"].as_i64()
+        ),
+        (Some(3), Some(2), Some(1)),
+        "{detail:#}"
+    );
+    assert_eq!(outcomes(&detail), vec![migrated(&t[0]), migrated(&t[1])]);
+    let list = app.get_json("/migrations/jobs", &token).await;
+    assert!(
+        list["jobs"]
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .any(|j| j["id"] == id.as_str()),
+        "{list:#}"
+    );
+    // The text report names the job too.
+    let mut cmd = cli_job(&app.env, &[]);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("cli task")
+        .expect("cli runs");
+    let run = crate::common::CliRun(out);
+    run.expect_code(0);
+    assert!(
+        run.stdout()
+            .lines()
+            .any(|l| l.starts_with("job ") && l.ends_with(": succeeded")),
+        "{}",
+        run.stdout()
+    );
+    app.stop().await;
+}
+
+async fn killed_cli_job_is_taken_over_by_the_service(b: Backend) {
+    let (env, t) = fleet_env(b, &[("a", Some(3)), ("b", Some(3)), ("c", Some(3))]).await;
+    let app = TestApp::spawn_env(env).await;
+    let token = app.token(Role::Operator).await;
+
+    // The CLI waits on b's lock after a.
+    let hold = Hold::tenant_lock(&app.env, &t[1]).await;
+    let mut child = cli_job(&app.env, &["--concurrency", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cli starts");
+    let id = cli_job_id(&app, &token).await;
+    let detail = app
+        .wait_job(&token, &id, "the CLI to finish a", |d| {
+            outcomes(d).iter().any(|o| o.0 == t[0])
+        })
+        .await;
+    let cli = owner_of(&detail);
+    assert!(cli.starts_with(&format!("{}-", child.id())), "{detail:#}");
+    // kill -9
+    child.kill().expect("kill");
+    child.wait().expect("reaped");
+    let killed = Instant::now();
+    let detail = app
+        .wait_job(&token, &id, "the takeover", |d| d["job"]["takeovers"] == 1)
+        .await;
+    assert!(
+        killed.elapsed() < lease() + noticed_within(),
+        "taken over {:?} after the kill",
+        killed.elapsed()
+    );
+    let service = owner_of(&detail);
+    assert_ne!(service, cli);
+    hold.release().await;
+    let detail = app.wait_job_finished(&token, &id).await;
+    assert_eq!(detail["job"]["state"], "succeeded", "{detail:#}");
+    assert_eq!(
+        ran_by(&detail),
+        vec![
+            (t[0].clone(), cli.clone()),
+            (t[1].clone(), service.clone()),
+            (t[2].clone(), service.clone())
+        ]
+    );
+    all_migrated_once(&app.env, &t).await;
+    app.stop().await;
+}
+
+async fn ctrl_c_leaves_a_cli_job_interrupted_and_resumable(b: Backend) {
+    let (env, t) = fleet_env(b, &[("a", Some(3)), ("b", Some(3)), ("c", Some(3))]).await;
+    let app = TestApp::spawn_env(env).await;
+    let token = app.token(Role::Operator).await;
+
+    let hold = Hold::tenant_lock(&app.env, &t[1]).await;
+    let child = cli_job(&app.env, &["--concurrency", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cli starts");
+    let id = cli_job_id(&app, &token).await;
+    app.wait_job(&token, &id, "the CLI to finish a", |d| {
+        outcomes(d).iter().any(|o| o.0 == t[0])
+    })
+    .await;
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(sent.success());
+    // b, in flight, finishes; c is never started.
+    hold.release().await;
+    let run = crate::common::CliRun(
+        tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .expect("cli task")
+            .expect("cli ends"),
+    );
+    run.expect_code(130);
+    let detail = app.job(&token, &id).await;
+    assert_eq!(detail["job"]["state"], "interrupted", "{detail:#}");
+    assert!(
+        !outcomes(&detail).iter().any(|o| o.0 == t[2]),
+        "c started after Ctrl-C: {detail:#}"
+    );
+    let res = app
+        .post(&format!("/migrations/jobs/{id}/resume"), &token, json!({}))
+        .await;
+    assert_eq!(res.status(), 202);
+    let detail = app.wait_job_finished(&token, &id).await;
+    assert_eq!(detail["job"]["state"], "succeeded", "{detail:#}");
+    assert_eq!(
+        outcomes(&detail),
+        vec![migrated(&t[0]), migrated(&t[1]), migrated(&t[2])]
+    );
+    all_migrated_once(&app.env, &t).await;
+    app.stop().await;
+}
+
+#[test]
+fn bad_job_lease_is_a_usage_error_naming_the_variable() {
+    let env = crate::common::TestEnv::new(Backend::Sqlite);
+    for bad in ["1", "31", "ten", "-3"] {
+        for args in [&["upgrade-all", "--job"][..], &["serve"][..]] {
+            let run = env.cli_with(args, &[("JOB_LEASE", bad)]);
+            run.expect_code(2);
+            assert!(
+                run.stderr().contains("JOB_LEASE"),
+                "JOB_LEASE={bad} {args:?}: {}",
+                run.stderr()
+            );
+        }
+    }
+}
+
 backend_tests!(
     cancel_reaches_the_replica_running_the_job,
     upgrade_all_succeeds_with_per_tenant_outcomes,
@@ -1047,12 +1394,16 @@ backend_tests!(
     cancel_stops_at_a_tenant_boundary,
     sse_streams_one_event_per_tenant_then_the_summary,
     sse_of_a_dry_run_lists_the_plan,
-    graceful_shutdown_interrupts_the_job_and_resume_finishes_it,
-    crashed_job_is_interrupted_without_restart_and_resumable,
-    job_whose_owner_stopped_beating_is_interrupted_within_seconds,
-    live_job_blocked_on_a_tenant_keeps_its_lease,
-    requests_refused_by_a_dead_job_interrupt_it_and_proceed,
-    restarted_service_finds_a_dead_job_interrupted,
+    graceful_shutdown_hands_the_job_off_and_the_restarted_service_finishes_it,
+    crashed_job_is_taken_over_without_restart_and_finished,
+    job_is_taken_over_once_its_lease_expires_and_not_before,
+    slow_but_live_owner_keeps_its_job,
+    requests_refused_by_a_dead_job_take_it_over,
+    restarted_service_takes_a_dead_job_over,
+    two_replicas_racing_for_the_takeover_exactly_one_wins,
     racing_resumes_and_starts_are_refused_with_the_winner,
     resume_of_a_job_resumed_by_another_replica_says_it_runs,
+    cli_job_is_a_job_of_the_api,
+    killed_cli_job_is_taken_over_by_the_service,
+    ctrl_c_leaves_a_cli_job_interrupted_and_resumable,
 );

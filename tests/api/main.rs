@@ -12,5 +12,6 @@ mod errors;
 mod hardening;
 mod input;
 mod jobs;
+mod replicas;
 mod service;
 mod tenants;

@@ -1,5 +1,6 @@
 //! `TestApp`: the service started on 127.0.0.1:0 over a `TestEnv`, with helpers to create
-//! admins of each role and call the API.
+//! admins of each role and call the API. Its fleet jobs hold a lease of
+//! [`TEST_JOB_LEASE_SECS`] (`JOB_LEASE`), so takeovers happen within seconds.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -18,6 +19,17 @@ use crate::common::{Backend, TestEnv};
 
 /// The signing key of every test server.
 pub const SECRET: &str = "test-secret-key-with-at-least-32-bytes!!";
+/// `JOB_LEASE` of every test service (and of CLI jobs the tests start next to one).
+pub const TEST_JOB_LEASE_SECS: u64 = 3;
+
+/// The engine a test service runs on: the env's configuration with [`TEST_JOB_LEASE_SECS`].
+pub async fn service_engine(env: &TestEnv) -> Engine {
+    let mut settings = env.settings();
+    settings.job_lease_secs = Some(TEST_JOB_LEASE_SECS);
+    let config = tenant_migrator::Config::from_settings(settings).expect("test config is valid");
+    Engine::connect(config).await.expect("engine connects")
+}
+
 /// Password of the admins `TestApp::token` creates.
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -41,7 +53,7 @@ impl TestApp {
 
     /// Starts the server over `env` with settings changed by `change`.
     pub async fn spawn_with(env: TestEnv, change: impl FnOnce(&mut HttpSettings)) -> Self {
-        let engine = env.engine().await;
+        let engine = service_engine(&env).await;
         let mut settings = HttpSettings {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             secret_key: Some(SECRET.into()),
@@ -158,6 +170,15 @@ impl TestApp {
         Self::spawn_env(env).await
     }
 
+    /// Stops the server gracefully and returns its env (a process that went away, leaving the
+    /// catalog and tenants as they are).
+    pub async fn shut_down(mut self) -> TestEnv {
+        self.request_shutdown();
+        self.wait_stopped().await;
+        let TestApp { env, .. } = self;
+        env
+    }
+
     /// Stops the server gracefully and cleans the env.
     pub async fn stop(mut self) {
         self.request_shutdown();
@@ -243,6 +264,14 @@ impl TestApp {
     /// Runs `sql` (with `?` placeholders, bound in order as text) on the catalog through the
     /// server's own pool.
     pub async fn catalog_exec(&self, sql: &str, args: &[CatalogArg]) {
+        catalog_exec(&self.engine, sql, args).await;
+    }
+}
+
+/// Runs `sql` (with `?` placeholders, bound in order as text) on the catalog through
+/// `engine`'s pool.
+pub async fn catalog_exec(engine: &Engine, sql: &str, args: &[CatalogArg]) {
+    {
         use tenant_migrator::db::{DbPool, placeholders};
         macro_rules! run {
             ($p:expr, $b:expr, $uuid:ty) => {{
@@ -258,7 +287,7 @@ impl TestApp {
             }};
         }
         use tenant_migrator::db::Backend as B;
-        match self.engine.catalog().pool() {
+        match engine.catalog().pool() {
             DbPool::MySql(p) => run!(p, B::MySql, uuid::fmt::Hyphenated),
             DbPool::Postgres(p) => run!(p, B::Postgres, uuid::Uuid),
             DbPool::Sqlite(p) => run!(p, B::Sqlite, uuid::fmt::Hyphenated),

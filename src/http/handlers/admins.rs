@@ -86,7 +86,7 @@ pub async fn list(
     user: AuthUser,
 ) -> Result<Json<Vec<AdminView>>, ApiError> {
     user.require(Role::Admin)?;
-    let admins = state.engine.catalog().list_admins().await?;
+    let admins = state.engine.admins().await?;
     Ok(Json(admins.into_iter().map(AdminView::from).collect()))
 }
 
@@ -121,17 +121,7 @@ pub async fn create(
             }
             other => ApiError::internal("hashing a password", &other),
         })?;
-    let created = state
-        .engine
-        .catalog()
-        .insert_admin(&email, &hash, req.role)
-        .await?;
-    let Some(admin) = created else {
-        return Err(ApiError::Conflict {
-            detail: format!("an admin with e-mail {email} exists"),
-            job_id: None,
-        });
-    };
+    let admin = state.engine.create_admin(&email, &hash, req.role).await?;
     audit(
         &state,
         &user.email,
@@ -180,7 +170,7 @@ pub async fn update(
         role: req.role,
         is_active: req.is_active,
     };
-    let updated = state.engine.catalog().update_admin(id, &patch).await?;
+    let updated = state.engine.update_admin(id, &patch).await?;
     state.accounts.forget(id);
     let admin = match updated {
         AdminUpdate::Updated(admin) => admin,
@@ -227,7 +217,6 @@ pub async fn unlock(
     user.require(Role::Admin)?;
     let admin = state
         .engine
-        .catalog()
         .unlock_admin(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no admin user {id}")))?;

@@ -1,8 +1,9 @@
 //! `POST /auth/login` and `GET /auth/me`.
 //!
 //! A login is admitted by the process's [`LoginThrottle`] (rate and back-off per client
-//! address, a bound on password checks at once), then claims one attempt on the account in
-//! the catalog *before* its password is checked, atomically: an account in back-off (1 s
+//! address, a bound on password checks at once), then claims one attempt on the account
+//! ([`crate::engine::Engine::claim_login_attempt`]) *before* its password is checked,
+//! atomically: an account in back-off (1 s
 //! after its fifth failure, doubling up to 30 s) is refused without a check, so parallel
 //! guesses cannot outrun the count. Unknown e-mails are checked against a decoy hash and
 //! refusals without a check wait as long as a check takes, so timing tells nothing. Every
@@ -27,9 +28,6 @@ use crate::http::throttle::{
     ACCOUNT_FREE_FAILURES, ACCOUNT_MAX_BACKOFF, ClientIp, Refusal, backoff,
 };
 use crate::http::{AppState, AuthUser};
-
-/// Claims tried before a login racing many others on one account gives up (refused).
-const CLAIM_TRIES: usize = 8;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -85,28 +83,17 @@ fn refused(r: Refusal) -> ApiError {
     }
 }
 
-/// Claims one attempt on `admin`'s account (see the module docs). `Ok(false)`: the account
-/// is in back-off, or too many logins raced for it.
-async fn claim_attempt(state: &AppState, mut admin: AdminRow) -> Result<bool, ApiError> {
-    let catalog = state.engine.catalog();
-    for _ in 0..CLAIM_TRIES {
-        let now = crate::catalog::now();
-        if admin.locked_until.is_some_and(|t| t > now) {
-            return Ok(false);
-        }
-        let failures = u64::try_from(admin.failed_logins + 1).unwrap_or(u64::MAX);
-        let until = backoff(failures, ACCOUNT_FREE_FAILURES as u64, ACCOUNT_MAX_BACKOFF)
-            .and_then(|d| chrono::Duration::from_std(d).ok())
-            .map(|d| now + d);
-        if catalog.claim_login_attempt(&admin, until, now).await? {
-            return Ok(true);
-        }
-        match catalog.get_admin(admin.id).await? {
-            Some(fresh) => admin = fresh,
-            None => return Ok(false),
-        }
-    }
-    Ok(false)
+/// Claims one attempt on `admin`'s account (see the module docs and
+/// [`crate::engine::Engine::claim_login_attempt`]), with the account back-off of
+/// [`crate::http::throttle`]. `Ok(false)`: the account is in back-off, or too many logins
+/// raced for it.
+async fn claim_attempt(state: &AppState, admin: AdminRow) -> Result<bool, ApiError> {
+    Ok(state
+        .engine
+        .claim_login_attempt(admin, |failures| {
+            backoff(failures, ACCOUNT_FREE_FAILURES as u64, ACCOUNT_MAX_BACKOFF)
+        })
+        .await?)
 }
 
 /// Exchange an admin's e-mail and password for an access token.
@@ -133,8 +120,7 @@ pub async fn login(
     let throttle = &state.login;
     let mut permit = throttle.admit(client).await.map_err(refused)?;
     let email = req.email.trim().to_ascii_lowercase();
-    let catalog = state.engine.catalog();
-    let admin = catalog.find_admin_by_email(&email).await?;
+    let admin = state.engine.login_account(&email).await?;
     let reason = match admin {
         None => {
             permit
@@ -174,7 +160,7 @@ pub async fn login(
         return Err(denied());
     };
     throttle.succeeded(client);
-    catalog.reset_failed_logins(admin.id).await?;
+    state.engine.login_succeeded(admin.id).await?;
     let (access_token, expires_in) = state
         .tokens
         .issue(admin.id, &admin.email, admin.role, admin.token_version)

@@ -1,4 +1,5 @@
-//! `/healthz` (the process answers), `/readyz` (catalog reachable and migrated) and
+//! `/healthz` (the process answers), `/readyz` (catalog reachable and migrated, as
+//! [`crate::engine::Engine::readiness`] finds it) and
 //! `/metrics` (Prometheus text). No admin token: these are for load balancers and scrapers;
 //! `/metrics` asks for `METRICS_TOKEN` as a bearer token when one is configured.
 
@@ -9,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::engine::access::Readiness;
 use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
-use crate::migrate::Scope;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -45,27 +46,18 @@ pub async fn healthz() -> Json<Health> {
         (status = 503, description = "Catalog unreachable or not migrated", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
-    state
-        .engine
-        .catalog()
-        .ping()
-        .await
-        .map_err(|_| ApiError::Unavailable("the catalog is unreachable".into()))?;
-    let (catalog, _) = state
-        .engine
-        .status(None)
-        .await
-        .map_err(|_| ApiError::Unavailable("the catalog cannot be read".into()))?;
-    if !catalog.pending.is_empty() || !catalog.problems.is_empty() {
-        return Err(ApiError::Unavailable(
-            "the catalog's migrations are not current; run upgrade-public".into(),
-        ));
-    }
-    let latest = state.engine.migrations(Scope::Public).latest();
-    Ok(Json(Ready {
-        status: "ready".into(),
-        catalog_version: catalog.version.or(latest),
-    }))
+    let detail = match state.engine.readiness().await {
+        Readiness::Ready { catalog_version } => {
+            return Ok(Json(Ready {
+                status: "ready".into(),
+                catalog_version,
+            }));
+        }
+        Readiness::Unreachable => "the catalog is unreachable",
+        Readiness::Unreadable => "the catalog cannot be read",
+        Readiness::NotCurrent => "the catalog's migrations are not current; run upgrade-public",
+    };
+    Err(ApiError::Unavailable(detail.into()))
 }
 
 /// True when `headers` carry `Authorization: Bearer <expected>` (compared as digests, so the
@@ -93,7 +85,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         return ApiError::Unauthorized("/metrics needs the METRICS_TOKEN bearer token".into())
             .into_response();
     }
-    if let Ok(counts) = state.engine.catalog().count_by_status().await {
+    if let Ok(counts) = state.engine.tenant_counts().await {
         for status in crate::catalog::TenantStatus::ALL {
             let n = counts
                 .iter()

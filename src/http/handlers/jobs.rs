@@ -1,5 +1,7 @@
-//! Fleet jobs: list, inspect (per-tenant outcomes), cancel, resume, and follow as
-//! server-sent events (one `tenant` event per tenant finished, then one `summary`).
+//! Fleet jobs: list, inspect (per-tenant outcomes, which replica ran each), cancel, resume,
+//! and follow as server-sent events (one `tenant` event per tenant finished, then one
+//! `summary`). The lifecycle itself (leases, takeover, hand-off) is
+//! [`crate::engine::jobs`]'s; these handlers only start, read and follow jobs.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -19,9 +21,9 @@ use uuid::Uuid;
 use super::{audit, page_limit, page_offset};
 use crate::catalog::{JobFilter, JobRow, JobState, JobTenantRow, StartJobError};
 use crate::domain::Role;
+use crate::engine::jobs::JobEvent;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiPath, ApiQuery};
-use crate::http::jobs::JobEvent;
 use crate::http::{AppState, AuthUser};
 use crate::jobs::{OutcomeStatus, TenantReport};
 
@@ -56,8 +58,7 @@ pub struct JobDetail {
 async fn load(state: &AppState, id: Uuid) -> Result<JobRow, ApiError> {
     state
         .engine
-        .catalog()
-        .get_job(id)
+        .job(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))
 }
@@ -82,8 +83,7 @@ pub async fn list(
     let offset = page_offset(q.offset)?;
     let (jobs, total) = state
         .engine
-        .catalog()
-        .list_jobs(&JobFilter {
+        .jobs(&JobFilter {
             state: q.state,
             limit,
             offset,
@@ -115,7 +115,7 @@ pub async fn show(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<JobDetail>, ApiError> {
     let job = load(&state, id).await?;
-    let tenants = state.engine.catalog().job_tenants(id).await?;
+    let tenants = state.engine.job_tenants(id).await?;
     Ok(Json(JobDetail { job, tenants }))
 }
 
@@ -147,10 +147,9 @@ pub async fn cancel(
             job_id: Some(id),
         });
     }
-    // The flag in the catalog reaches the replica running it (its heartbeat reads it, at
-    // most a second later); this replica's own run is told at once.
-    let here = state.jobs.cancel(id);
-    if !state.engine.catalog().request_cancel(id).await? && !here {
+    // The flag in the catalog reaches the replica running it (its heartbeat reads it, within
+    // a fifth of the lease); this replica's own run is told at once.
+    if !state.jobs.cancel(id).await? {
         return Err(ApiError::Conflict {
             detail: format!("job {id} is not running"),
             job_id: Some(id),
@@ -311,6 +310,8 @@ fn summary_event(job: &JobRow) -> Event {
 
 /// Follow a job: a `tenant` event per tenant finished (outcomes recorded before you
 /// connected come first), then a `summary` event with the final job, then the stream ends.
+/// A replica that shuts down ends its streams without a summary (the job is handed off to
+/// another replica): follow it again there.
 #[utoipa::path(
     get,
     path = "/migrations/jobs/{id}/events",
@@ -342,7 +343,7 @@ async fn follow(
     live: Option<broadcast::Receiver<JobEvent>>,
     tx: mpsc::Sender<Event>,
 ) {
-    let catalog = state.engine.catalog().clone();
+    let engine = state.engine.clone();
     let mut sent: HashSet<String> = HashSet::new();
     let replay = |rows: Vec<JobTenantRow>, sent: &mut HashSet<String>| -> Vec<Event> {
         rows.into_iter()
@@ -350,7 +351,7 @@ async fn follow(
             .map(|r| tenant_event(&r))
             .collect()
     };
-    let Ok(rows) = catalog.job_tenants(id).await else {
+    let Ok(rows) = engine.job_tenants(id).await else {
         return;
     };
     for e in replay(rows, &mut sent) {
@@ -375,7 +376,7 @@ async fn follow(
                 }
                 Ok(JobEvent::Summary(job)) => {
                     // Outcomes recorded without a live event (a dry run's plan) come first.
-                    if let Ok(rows) = catalog.job_tenants(id).await {
+                    if let Ok(rows) = engine.job_tenants(id).await {
                         for e in replay(rows, &mut sent) {
                             if tx.send(e).await.is_err() {
                                 return;
@@ -387,7 +388,7 @@ async fn follow(
                 }
                 // Too slow a reader: catch up from the catalog and go on.
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    if let Ok(rows) = catalog.job_tenants(id).await {
+                    if let Ok(rows) = engine.job_tenants(id).await {
                         for e in replay(rows, &mut sent) {
                             if tx.send(e).await.is_err() {
                                 return;
@@ -401,10 +402,10 @@ async fn follow(
     }
     // Finished already, or running in another instance: poll the catalog until it ends.
     loop {
-        let Ok(Some(job)) = catalog.get_job(id).await else {
+        let Ok(Some(job)) = engine.job(id).await else {
             return;
         };
-        if let Ok(rows) = catalog.job_tenants(id).await {
+        if let Ok(rows) = engine.job_tenants(id).await {
             for e in replay(rows, &mut sent) {
                 if tx.send(e).await.is_err() {
                     return;

@@ -11,9 +11,9 @@ use super::{audit, detached};
 use crate::catalog::{JobRow, StartJobError};
 use crate::db::Backend;
 use crate::domain::{Role, SchemaName};
+use crate::engine::jobs::UpgradeAllParams;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::ApiJson;
-use crate::http::jobs::UpgradeAllParams;
 use crate::http::{AppState, AuthUser};
 use crate::jobs::{Canary, TenantReport};
 use crate::migrate::Scope;
@@ -96,13 +96,7 @@ async fn requested_canary(
                 }
             }
             for name in &names {
-                if state
-                    .engine
-                    .catalog()
-                    .get_tenant(name.as_str())
-                    .await?
-                    .is_none()
-                {
+                if state.engine.tenant(name).await?.is_none() {
                     return Err(ApiError::validation(
                         "canary_tenants",
                         format!("tenant {name} is not in the catalog"),

@@ -1,6 +1,8 @@
-//! Route handlers, one module per resource. Each is a thin layer over `Engine` or the catalog
-//! repository: parse and validate input, check the role, call, audit mutating calls, shape
-//! the response.
+//! Route handlers, one module per resource. Each is a thin layer over `Engine` (accounts,
+//! audit and readiness in [`crate::engine::access`], jobs through the `JobManager` of
+//! [`crate::engine::jobs`]): parse and validate input, check the role, call, audit mutating
+//! calls, shape the response. (The tenant and migration handlers still read the catalog
+//! directly in places; those move with the server-placement work.)
 
 pub mod admins;
 pub mod auth;
@@ -119,9 +121,8 @@ pub async fn audit(
     // The actor comes from the client at login: cut it to its column's width rather than lose
     // the record (a long made-up e-mail must not slip past the audit log).
     let actor = clip(actor, 254);
-    if let Err(e) = state
+    state
         .engine
-        .catalog()
         .audit(
             &actor,
             action,
@@ -130,10 +131,7 @@ pub async fn audit(
             detail.as_ref(),
             request_id.as_deref(),
         )
-        .await
-    {
-        tracing::warn!(error = %e, action, "could not write the audit log");
-    }
+        .await;
 }
 
 /// At most `max` characters of `s`.

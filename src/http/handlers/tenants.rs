@@ -139,19 +139,19 @@ pub async fn list(
         .map(TenantCursor::parse)
         .transpose()
         .map_err(invalid)?;
-    let catalog = state.engine.catalog();
     let key = PageKey {
         status: q.status,
         limit,
         offset,
         cursor: cursor.clone(),
     };
-    let generation = catalog.tenant_generation();
+    let generation = state.engine.tenant_generation();
     if let Some(body) = state.pages.get(&key, generation) {
         return Ok(json_body(body));
     }
-    let page = catalog
-        .list_tenants(&TenantFilter {
+    let page = state
+        .engine
+        .tenant_page(&TenantFilter {
             status: q.status,
             after: cursor,
             offset,
@@ -248,8 +248,7 @@ pub async fn show(
     let name = parse_schema(&schema)?;
     let tenant = state
         .engine
-        .catalog()
-        .get_tenant(name.as_str())
+        .tenant(&name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no tenant {name}")))?;
     let (_, mut states) = state.engine.status(Some(&name)).await?;
@@ -305,14 +304,9 @@ pub async fn create(
             opts.server = server;
             let result = engine.create_tenant(&name, display.as_ref(), &opts).await?;
             let tenant = if dry_run {
-                engine
-                    .catalog()
-                    .get_tenant(name.as_str())
-                    .await
-                    .ok()
-                    .flatten()
+                engine.tenant(&name).await.ok().flatten()
             } else {
-                engine.catalog().get_tenant(name.as_str()).await?
+                engine.tenant(&name).await?
             };
             if !dry_run {
                 let outcome = if result.status.is_failure() {
