@@ -13,5 +13,6 @@ mod hardening;
 mod input;
 mod jobs;
 mod replicas;
+mod servers;
 mod service;
 mod tenants;

@@ -73,6 +73,8 @@ pub struct TestEnv {
     pub tenant_servers: Option<String>,
     /// Replaces `DATABASE_URL` (a catalog on a private server).
     pub catalog_url: Option<String>,
+    /// `DRAINING_SERVERS`.
+    pub draining_servers: Option<String>,
 }
 
 impl TestEnv {
@@ -90,6 +92,7 @@ impl TestEnv {
             password: None,
             tenant_servers: None,
             catalog_url: None,
+            draining_servers: None,
         }
     }
 
@@ -139,6 +142,9 @@ impl TestEnv {
             v.retain(|(k, _)| k != "TENANT_URL_TEMPLATE");
             v.push(("TENANT_SERVERS".into(), servers.clone()));
         }
+        if let Some(draining) = &self.draining_servers {
+            v.push(("DRAINING_SERVERS".into(), draining.clone()));
+        }
         if let Some(url) = &self.catalog_url {
             v.retain(|(k, _)| k != "DATABASE_URL");
             v.push(("DATABASE_URL".into(), url.clone()));
@@ -163,6 +169,7 @@ impl TestEnv {
             database_url: get("DATABASE_URL"),
             tenant_url_template: get("TENANT_URL_TEMPLATE"),
             tenant_servers: get("TENANT_SERVERS"),
+            draining_servers: get("DRAINING_SERVERS"),
             pool_size: self.pool_size,
             migrations_dir: self.migrations_dir.clone(),
             catalog_schema: get("CATALOG_SCHEMA"),
@@ -316,6 +323,7 @@ impl Drop for TestEnv {
             password: None,
             tenant_servers: None,
             catalog_url: None,
+            draining_servers: None,
         };
         // Cleanup is async; run it on a runtime of its own so it also happens after a panic.
         let _ = std::thread::spawn(move || {
