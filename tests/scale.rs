@@ -1,8 +1,8 @@
 //! Several database servers (issue 11): tenants placed across servers (fewest tenants first,
 //! `--server`, `DRAINING_SERVERS`), fleet runs over both with each server's peak connections
 //! read from the server itself (≤ pool + 2), a server killed mid-run failing only its own
-//! tenants, per-server `status`, and the start-up refusal of a configuration that drops a
-//! server still holding tenants.
+//! tenants, a canary wave halting the fleet over both, per-server `status`, and the start-up
+//! refusal of a configuration that drops a server still holding tenants.
 //!
 //! MariaDB runs on two private servers started by the test (`faults/servers.rs`: own data
 //! directory, free loopback port), so their connection counters are the tool's alone;
@@ -342,6 +342,43 @@ fn mariadb_fleet_over_two_servers_places_bounds_and_isolates() {
     for (name, server) in &placed {
         let s = if server == "db1" { &s1 } else { &s2 };
         assert_eq!(mysql_version(s, name), 5, "{name}");
+    }
+
+    // A canary wave over both servers halts the fleet when a canary tenant fails: the first
+    // tenant by name (on db1) already has the table the next migration creates.
+    let first = names[0].clone();
+    block_on(async {
+        let mut c = mysql(&s1.url(&first)).await;
+        sqlx::query("CREATE TABLE scale_canary (id INT PRIMARY KEY)")
+            .execute(&mut c)
+            .await
+            .expect("conflicting table");
+        let _ = c.close().await;
+    });
+    env.add_tenant_migration("0006_canary.sql", |_| {
+        "CREATE TABLE scale_canary (id INT PRIMARY KEY);\n".into()
+    });
+    let out = env.cli(&[
+        "upgrade-all",
+        "--canary",
+        "2",
+        "--continue-on-error",
+        "--output",
+        "json",
+    ]);
+    out.expect_code(1);
+    let report = out.json();
+    assert_eq!(report["halted"], "canary_failed", "{report:#}");
+    let outcome = statuses(&report);
+    assert_eq!(outcome[&first], "failed");
+    assert_eq!(outcome[&names[1]], "migrated");
+    let left_out = outcome.values().filter(|s| *s == "not_attempted").count();
+    assert_eq!(left_out, placed.len() - 2, "{report:#}");
+    for (name, server) in &placed {
+        if *name != first && *name != names[1] {
+            let s = if server == "db1" { &s1 } else { &s2 };
+            assert_eq!(mysql_version(s, name), 5, "{name} was not started");
+        }
     }
     // Nothing of this test is on the shared server; the private ones go with their folders.
 }

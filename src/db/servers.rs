@@ -30,9 +30,14 @@ impl TenantServer {
         self.dialect.as_ref()
     }
 
-    /// Whether the server answers now (see [`Dialect::ping`]): `Err` carries why not.
+    /// Whether the server answers now (see [`Dialect::ping`]): `Err` carries why not. A
+    /// server that refuses the connection because a connection limit is reached answers: it
+    /// is busy, not gone.
     pub async fn ping(&self) -> Result<(), String> {
-        self.dialect.ping().await.map_err(|e| e.to_string())
+        match self.dialect.ping().await {
+            Err(e) if !e.is_connection_refused_by_limit() => Err(e.to_string()),
+            _ => Ok(()),
+        }
     }
 }
 

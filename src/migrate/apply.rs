@@ -208,6 +208,8 @@ pub async fn migrate_target_counted(
                     tokio::time::sleep(delay).await;
                     match dialect.ping().await {
                         Ok(()) => break,
+                        // Busy, not gone: the pool's attempt meets the same limit and says so.
+                        Err(why) if why.is_connection_refused_by_limit() => break,
                         Err(why) => {
                             attempts += 1;
                             warn!(attempt = attempts, error = %why, "the server does not answer");

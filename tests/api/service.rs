@@ -28,6 +28,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/migrations/jobs/{id}/resume", &["post"]),
     ("/migrations/jobs/{id}/events", &["get"]),
     ("/structure/check", &["get"]),
+    ("/servers", &["get"]),
     ("/healthz", &["get"]),
     ("/readyz", &["get"]),
     ("/metrics", &["get"]),

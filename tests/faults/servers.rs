@@ -161,6 +161,11 @@ impl MariaDb {
     /// Installs a data directory and starts the server (about a second).
     pub fn start() -> Self {
         let dir = server_dir("mariadb", "mysql:mysql");
+        // One installation at a time on the machine: two bootstraps side by side (another test
+        // process starting its own server) sometimes fail.
+        let lock = std::fs::File::create(Path::new(ROOT).join(".install.lock"))
+            .expect("the installation lock file");
+        lock.lock().expect("take the installation lock");
         run(
             Command::new("mariadb-install-db")
                 .arg("--no-defaults")
@@ -170,6 +175,7 @@ impl MariaDb {
                 .arg("--skip-test-db"),
             "mariadb-install-db",
         );
+        drop(lock);
         let mut me = Self {
             dir,
             port: free_port(),
