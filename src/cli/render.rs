@@ -218,7 +218,7 @@ fn server_line(s: &ServerStatus) -> String {
         .map(|v| format!("{}: {}", version(v.version), v.tenants))
         .collect();
     format!(
-        "server {} ({}): {}{}, {} tenants{}, pool {}",
+        "server {} ({}): {}{}, {} tenant{}{}, pool {}",
         s.name,
         s.location,
         match &s.error {
@@ -227,6 +227,7 @@ fn server_line(s: &ServerStatus) -> String {
         },
         if s.draining { ", draining" } else { "" },
         s.tenants,
+        if s.tenants == 1 { "" } else { "s" },
         if versions.is_empty() {
             String::new()
         } else {

@@ -115,8 +115,9 @@ impl Engine {
             format!(
                 "the catalog has tenants on servers this configuration does not name ({}; \
                  configured: {}). A server that holds tenants cannot be renamed or removed: \
-                 name it in TENANT_SERVERS again (TENANT_URL_TEMPLATE alone is the server \
-                 called default), or move its tenants first; nothing was changed",
+                 name it in TENANT_SERVERS again; its URL template may change, after a \
+                 failover for example (TENANT_URL_TEMPLATE alone is the server called \
+                 default). Nothing was changed",
                 listed.join(", "),
                 self.servers().names().join(", ")
             ),
