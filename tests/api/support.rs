@@ -27,7 +27,11 @@ pub async fn service_engine(env: &TestEnv) -> Engine {
     let mut settings = env.settings();
     settings.job_lease_secs = Some(TEST_JOB_LEASE_SECS);
     let config = tenant_migrator::Config::from_settings(settings).expect("test config is valid");
-    Engine::connect(config).await.expect("engine connects")
+    // Boxed: the engine's start-up future is large in a debug build, and a test that starts
+    // services twice would otherwise hold it inline twice on the test thread's 2 MiB stack.
+    Box::pin(Engine::connect(config))
+        .await
+        .expect("engine connects")
 }
 
 /// Password of the admins `TestApp::token` creates.
@@ -53,7 +57,7 @@ impl TestApp {
 
     /// Starts the server over `env` with settings changed by `change`.
     pub async fn spawn_with(env: TestEnv, change: impl FnOnce(&mut HttpSettings)) -> Self {
-        let engine = service_engine(&env).await;
+        let engine = Box::pin(service_engine(&env)).await;
         let mut settings = HttpSettings {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             secret_key: Some(SECRET.into()),
@@ -63,7 +67,7 @@ impl TestApp {
         // Tests log in many times from one address; the tests of the throttle turn it on.
         settings.login.rate_per_minute = 0;
         change(&mut settings);
-        let app = Application::build(engine.clone(), settings)
+        let app = Box::pin(Application::build(engine.clone(), settings))
             .await
             .expect("service starts");
         let addr = app.local_addr();
