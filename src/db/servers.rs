@@ -93,11 +93,6 @@ impl Servers {
         self.list[0].dialect.as_ref()
     }
 
-    /// A shared handle on the catalog's dialect.
-    pub fn catalog_dialect_arc(&self) -> Arc<dyn Dialect> {
-        self.list[0].dialect.clone()
-    }
-
     /// The first server: where scratch schemas are built.
     pub fn first(&self) -> &TenantServer {
         &self.list[0]
