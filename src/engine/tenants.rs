@@ -21,7 +21,7 @@ use crate::jobs::{
     FleetOptions, FleetReport, OutcomeStatus, Progress, TenantReport, failure_report, reached,
 };
 use crate::migrate::apply::dry_run_result;
-use crate::migrate::{Scope, migrate_target_counted};
+use crate::migrate::{MigrateError, RowOrigin, Scope, provision_target_counted};
 
 impl Engine {
     /// One tenant's catalog row, if the catalog lists it.
@@ -276,10 +276,13 @@ impl Engine {
         }
         let target = Target::Tenant(name.clone());
         let set = self.migrations(Scope::Tenant);
-        let (outcome, attempts) = match dialect.create_schema(&target).await {
-            Ok(()) => migrate_target_counted(dialect, &target, name.as_str(), set, &opts.run).await,
-            Err(e) => (Err(e.into()), 1),
+        let origin = if inserted {
+            RowOrigin::New
+        } else {
+            RowOrigin::Earlier
         };
+        let (outcome, attempts) =
+            provision_target_counted(dialect, &target, name.as_str(), set, &opts.run, origin).await;
         match outcome {
             Ok(res) => {
                 catalog
@@ -295,6 +298,17 @@ impl Engine {
                     OutcomeStatus::Exists
                 };
                 Ok(TenantReport::from_result(name.as_str(), res, status))
+            }
+            Err(e @ MigrateError::Foreign { .. }) => {
+                // Not this tool's schema: the catalog row this run inserted goes too, so the
+                // refusal changes nothing.
+                warn!(schema = %name, error = %e, "create refused: the schema exists and is not this tool's");
+                if inserted {
+                    catalog.delete_tenant(name.as_str()).await?;
+                }
+                let mut r = failure_report(name.as_str(), &e);
+                r.attempts = attempts;
+                Ok(r)
             }
             Err(e) => {
                 metrics::counter!("tenant_migrator_migrations_failed_total").increment(1);

@@ -98,6 +98,7 @@ pub fn failure_report(schema: &str, e: &MigrateError) -> TenantReport {
         }
         MigrateError::Blocked(_) => OutcomeStatus::ChecksumMismatch,
         MigrateError::SchemaMissing(_) => OutcomeStatus::Missing,
+        MigrateError::Foreign { .. } => OutcomeStatus::Foreign,
         e if e.is_dirty() => OutcomeStatus::Dirty,
         _ => OutcomeStatus::Failed,
     };

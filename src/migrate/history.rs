@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::db::{Backend, Conn, DbError, Lit, MigrationRef, with_conn};
+use crate::db::{AppliedRow, Backend, Conn, DbError, Lit, MigrationRef, with_conn};
 
 /// The state a history row records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -317,6 +317,33 @@ impl HistoryTable {
     ) -> Result<(), DbError> {
         let sql = self.insert_sql(conn.backend(), m, state, started, duration_ms, error);
         self.write(conn, "writing", sql).await.map(|_| ())
+    }
+
+    /// The statement recording every migration a new tenant was built with as applied, in
+    /// one `INSERT` (none when `rows` is empty).
+    pub fn insert_applied_sql(&self, b: Backend, rows: &[AppliedRow<'_>]) -> Option<String> {
+        if rows.is_empty() {
+            return None;
+        }
+        let values: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                row_values(
+                    b,
+                    r.migration,
+                    RowState::Applied,
+                    r.started,
+                    Some(r.finished),
+                    Some(r.duration_ms),
+                    None,
+                )
+            })
+            .collect();
+        Some(format!(
+            "INSERT INTO {} ({COLUMNS}, statements_done) VALUES {}",
+            self.qualified,
+            values.join(", ")
+        ))
     }
 
     /// Records `migrations` as [`RowState::Baselined`] in one statement (`adopt`): all of

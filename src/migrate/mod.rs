@@ -10,10 +10,12 @@ pub mod lock;
 pub mod observe;
 pub mod placeholders;
 pub mod plan;
+pub mod provision;
 pub mod source;
 pub mod split;
 
 pub use apply::{RunOptions, StepReport, TargetResult, migrate_target, migrate_target_counted};
 pub use error::MigrateError;
 pub use plan::{Plan, Problem};
+pub use provision::{RowOrigin, provision_target_counted};
 pub use source::{Migration, MigrationSet, MigrationSource, Scope};
