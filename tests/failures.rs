@@ -278,6 +278,24 @@ async fn create_into_a_foreign_schema_is_refused_and_changes_nothing(b: Backend)
         "no catalog row is left behind"
     );
 
+    // Without --continue-on-error the run stops there: the tenant after it is not attempted
+    // and keeps no catalog row either.
+    let later = env.tenant("later");
+    let run = env.cli(&[
+        "--output",
+        "json",
+        "create",
+        &x,
+        &later,
+        "--concurrency",
+        "1",
+    ]);
+    run.expect_code(1);
+    let r = run.json();
+    assert_eq!(tenant_of(&r, &later)["status"], "not_attempted", "{r:#}");
+    assert!(admin.catalog_tenant(&env, &later).await.is_none());
+    assert!(!env.schemas().await.contains(&later));
+
     // Even a schema holding only tables the migrations create is refused when no earlier
     // `create` of this tool made it.
     admin.exec_in(&env, &x, "DROP TABLE invoices").await;

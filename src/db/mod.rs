@@ -392,6 +392,12 @@ pub trait SchemaSession: Send {
     /// under its lock (an unfinished build that `create` replaces). The lock stays held.
     async fn drop_own_schema(&mut self) -> Result<(), DbError>;
 
+    /// Turns a session on a schema that holds nothing at all into a build of it in place, where
+    /// the backend cannot drop and make the schema again without letting another process in
+    /// between (SQLite: the file stays, and the build runs in the session's transaction).
+    /// Elsewhere the session comes back unchanged: drop the schema and create it afresh.
+    fn into_fresh(self: Box<Self>) -> Result<Box<dyn FreshSession>, Box<dyn SchemaSession>>;
+
     /// Releases the lock and returns the connection to the pool.
     async fn release(self: Box<Self>) -> Result<(), DbError>;
 }

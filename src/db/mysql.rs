@@ -914,6 +914,10 @@ impl SchemaSession for MySqlSession {
         }
     }
 
+    fn into_fresh(self: Box<Self>) -> Result<Box<dyn FreshSession>, Box<dyn SchemaSession>> {
+        Err(self)
+    }
+
     async fn drop_own_schema(&mut self) -> Result<(), DbError> {
         let sql = format!(
             "DROP DATABASE IF EXISTS {}",

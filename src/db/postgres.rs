@@ -669,6 +669,10 @@ impl SchemaSession for PgSession {
         self.raw("ROLLBACK".into()).await
     }
 
+    fn into_fresh(self: Box<Self>) -> Result<Box<dyn FreshSession>, Box<dyn SchemaSession>> {
+        Err(self)
+    }
+
     async fn drop_own_schema(&mut self) -> Result<(), DbError> {
         let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.quoted);
         self.raw(sql).await

@@ -294,10 +294,12 @@ impl Dialect for SqliteDialect {
     ) -> Result<Opened, DbError> {
         let path = self.path_of(target);
         if path.exists() {
-            return self
-                .open_session(target, lock_timeout)
-                .await
-                .map(Opened::Existing);
+            match self.open_session(target, lock_timeout).await {
+                // Removed by a build that failed while this one waited for its lock: the
+                // name is free again.
+                Err(DbError::SchemaMissing(_)) => {}
+                other => return other.map(Opened::Existing),
+            }
         }
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
@@ -628,6 +630,10 @@ impl SchemaSession for SqliteSession {
 
     async fn drop_own_schema(&mut self) -> Result<(), DbError> {
         SqliteDialect::remove_files(&self.path)
+    }
+
+    fn into_fresh(self: Box<Self>) -> Result<Box<dyn FreshSession>, Box<dyn SchemaSession>> {
+        Ok(Box::new(SqliteFresh { session: *self }))
     }
 
     async fn release(mut self: Box<Self>) -> Result<(), DbError> {

@@ -6,7 +6,9 @@
 //! tables its migrations create) and built again from scratch.
 //!
 //! A schema that exists with a history of this tool is resumed with the ordinary, per-migration
-//! path; one that was not made by this tool is refused and left untouched.
+//! path; one that was not made by this tool is refused and left untouched. A SQLite file that
+//! holds nothing at all is built in place under its write lock (another `create` may have
+//! made it a moment before taking that lock).
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -85,6 +87,38 @@ async fn provision_once(
                 let origin = if built { RowOrigin::Earlier } else { origin };
                 let outcome =
                     existing(session.as_mut(), dialect, target, set, opts.target, origin).await;
+                let outcome = match outcome {
+                    Ok(Leftover::Empty) => match session.into_fresh() {
+                        Ok(fresh) => {
+                            built = true;
+                            return (build(fresh, target, set, opts.target).await, built);
+                        }
+                        // On a server, an empty schema this tool did not make is refused like
+                        // any other; an unfinished build of its own is dropped and made again.
+                        Err(back) => {
+                            session = back;
+                            if origin == RowOrigin::New {
+                                Err(MigrateError::Foreign {
+                                    schema: label_of(target),
+                                    tables: Vec::new(),
+                                })
+                            } else {
+                                session
+                                    .drop_own_schema()
+                                    .await
+                                    .map(|()| None)
+                                    .map_err(Into::into)
+                            }
+                        }
+                    },
+                    Ok(Leftover::Partial) => session
+                        .drop_own_schema()
+                        .await
+                        .map(|()| None)
+                        .map_err(Into::into),
+                    Ok(Leftover::Resumed(done)) => Ok(Some(done)),
+                    Err(e) => Err(e),
+                };
                 let released = session.release().await;
                 match (outcome, released) {
                     (Ok(Some(done)), Ok(())) => return (Ok(done), built),
@@ -95,7 +129,7 @@ async fn provision_once(
             }
         }
     }
-    let schema = target.tenant().map(|s| s.to_string()).unwrap_or_default();
+    let schema = label_of(target);
     (
         Err(MigrateError::Db(crate::db::DbError::Unexpected(format!(
             "schema {schema} kept reappearing while its unfinished build was being replaced; try again"
@@ -179,9 +213,19 @@ async fn discard(fresh: Box<dyn FreshSession>) {
     }
 }
 
-/// With the lock of a schema that exists: resumes it (`Some`) when this tool's history is
-/// there, drops it (`None`: build it again) when it is an unfinished build of an earlier
-/// `create`, and refuses anything else.
+/// What an existing schema turned out to be.
+enum Leftover {
+    /// This tool's schema, brought to the target.
+    Resumed(TargetResult),
+    /// Holding nothing at all: an unfinished build, or an empty schema or file.
+    Empty,
+    /// An unfinished build holding some of the migrations' tables.
+    Partial,
+}
+
+/// With the lock of a schema that exists: resumes it when this tool's history is there,
+/// says whether it is an unfinished build of an earlier `create` (to build again), and
+/// refuses anything else.
 async fn existing(
     session: &mut dyn SchemaSession,
     dialect: &dyn Dialect,
@@ -189,12 +233,14 @@ async fn existing(
     set: &MigrationSet,
     to: Option<i64>,
     origin: RowOrigin,
-) -> Result<Option<TargetResult>, MigrateError> {
+) -> Result<Leftover, MigrateError> {
     let history = session.history().await?;
     if history.as_ref().is_some_and(|rows| !rows.is_empty()) {
-        return run_locked(session, target, set, to).await.map(Some);
+        return run_locked(session, target, set, to)
+            .await
+            .map(Leftover::Resumed);
     }
-    let schema = target.tenant().map(|s| s.to_string()).unwrap_or_default();
+    let schema = label_of(target);
     let structure = dialect.structure(target).await?;
     let ours: BTreeSet<String> = set
         .migrations
@@ -209,6 +255,11 @@ async fn existing(
         .filter(|t| !ours.contains(&t.to_lowercase()))
         .cloned()
         .collect();
+    if present.is_empty() && history.is_none() {
+        // Nothing at all: an unfinished build, an empty file (SQLite: another `create` that
+        // made it has not taken its lock yet), or an empty schema someone made.
+        return Ok(Leftover::Empty);
+    }
     if origin == RowOrigin::New || !foreign.is_empty() {
         return Err(MigrateError::Foreign {
             schema,
@@ -216,6 +267,9 @@ async fn existing(
         });
     }
     warn!(schema = %schema, tables = present.len(), "an earlier create did not finish this tenant; building it again");
-    session.drop_own_schema().await?;
-    Ok(None)
+    Ok(Leftover::Partial)
+}
+
+fn label_of(target: &Target) -> String {
+    target.tenant().map(|s| s.to_string()).unwrap_or_default()
 }
