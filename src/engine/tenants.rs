@@ -68,7 +68,7 @@ impl Engine {
         let display_of =
             |name: &SchemaName| display_name.map_or_else(|| name.to_string(), |d| d.to_string());
         // One catalog row per tenant, `None` in a dry run (nothing is written).
-        let rows: Vec<Option<(TenantRow, bool)>> = if opts.run.dry_run {
+        let rows: Vec<Option<CatalogRow>> = if opts.run.dry_run {
             vec![None; unique.len()]
         } else {
             let displays: Vec<String> = unique.iter().map(display_of).collect();
@@ -92,7 +92,7 @@ impl Engine {
             .map(|(row, _)| row.schema_name.clone())
             .collect();
         // Each server provisions `opts.concurrency` tenants at a time, the servers side by side.
-        let mut by_server: BTreeMap<String, Vec<(SchemaName, Option<(TenantRow, bool)>)>> =
+        let mut by_server: BTreeMap<String, Vec<(SchemaName, Option<CatalogRow>)>> =
             BTreeMap::new();
         for ((name, server), row) in unique.into_iter().zip(places).zip(rows) {
             by_server.entry(server).or_default().push((name, row));
@@ -405,6 +405,9 @@ impl Engine {
         }
     }
 }
+
+/// A tenant's catalog row and whether this run inserted it.
+type CatalogRow = (TenantRow, bool);
 
 /// Tenants built and waiting to be marked `active` in the catalog, written a batch at a time.
 #[derive(Default)]
