@@ -1,25 +1,27 @@
 //! Provisioning: `create` places each new tenant on a server (the one asked for, else the
-//! active one with the fewest tenants), inserts the catalog row as `provisioning` with that
-//! server, creates the schema, migrates it and marks it `active`; a failure leaves it `failed`
-//! with the error, and running `create` again resumes it on the server it was placed on.
-//! Creating an active tenant reports `exists`. The servers provision side by side, each at
-//! most `concurrency` tenants at a time.
+//! active one with the fewest tenants), inserts the catalog rows as `provisioning` with their
+//! servers (in batches), builds each schema in one piece (`migrate::provision`) and marks it
+//! `active` (in batches); a failure leaves it `failed` with the error and no schema, and
+//! running `create` again starts it clean on the server it was placed on. Creating an active
+//! tenant reports `exists`. Many tenants go through the fleet runner (`jobs::Fleet::fan_out`,
+//! the one `upgrade-all` uses): the servers side by side, each at most `concurrency` tenants at
+//! a time, fewer while it refuses connections.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use futures_util::future::join_all;
-use futures_util::{StreamExt, stream};
 use tracing::{info, instrument, warn};
 
 use super::{Engine, EngineError};
 use crate::catalog::{TenantFilter, TenantPage, TenantRow, TenantStatus};
 use crate::db::Target;
+use crate::db::TenantServer;
 use crate::domain::{DisplayName, SchemaName, ValidationError};
 use crate::jobs::{
-    FleetOptions, FleetReport, OutcomeStatus, Progress, TenantReport, failure_report, reached,
+    Action, Fleet, FleetOptions, FleetReport, OutcomeStatus, Progress, Refused, TenantReport,
+    failure_report, reached,
 };
+use crate::migrate::RunOptions;
 use crate::migrate::apply::dry_run_result;
 use crate::migrate::{MigrateError, RowOrigin, Scope, provision_target_counted};
 
@@ -67,9 +69,21 @@ impl Engine {
         progress.planned(unique.len(), unique.len());
         let display_of =
             |name: &SchemaName| display_name.map_or_else(|| name.to_string(), |d| d.to_string());
-        // One catalog row per tenant, `None` in a dry run (nothing is written).
-        let rows: Vec<Option<CatalogRow>> = if opts.run.dry_run {
-            vec![None; unique.len()]
+        // One catalog row per tenant: inserted now, or in a dry run (nothing is written) the
+        // row the tenant would get.
+        let rows: Vec<CatalogRow> = if opts.run.dry_run {
+            let mut rows = Vec::with_capacity(unique.len());
+            for (name, server) in unique.iter().zip(&places) {
+                let existing = match catalog_ready {
+                    true => self.catalog().get_tenant(name.as_str()).await?,
+                    false => None,
+                };
+                rows.push(match existing {
+                    Some(row) => (row, false),
+                    None => (unsaved_row(name, &display_of(name), server), true),
+                });
+            }
+            rows
         } else {
             let displays: Vec<String> = unique.iter().map(display_of).collect();
             let new: Vec<(&str, &str, &str)> = unique
@@ -78,78 +92,43 @@ impl Engine {
                 .zip(&places)
                 .map(|((n, d), s)| (n.as_str(), d.as_str(), s.as_str()))
                 .collect();
-            self.catalog()
-                .insert_tenants(&new)
-                .await?
-                .into_iter()
-                .map(Some)
-                .collect()
+            self.catalog().insert_tenants(&new).await?
         };
-        let inserted: std::collections::HashSet<String> = rows
-            .iter()
-            .flatten()
-            .filter(|(_, mine)| *mine)
-            .map(|(row, _)| row.schema_name.clone())
+        let build = Build {
+            engine: self,
+            inserted: rows
+                .iter()
+                .filter(|(_, mine)| *mine)
+                .map(|(row, _)| row.schema_name.clone())
+                .collect(),
+            activated: ActiveBatch::default(),
+        };
+        let work = unique
+            .into_iter()
+            .zip(rows)
+            .map(|(name, (row, _))| (name, row, None))
             .collect();
-        // Each server provisions `opts.concurrency` tenants at a time, the servers side by side.
-        let mut by_server: BTreeMap<String, Vec<(SchemaName, Option<CatalogRow>)>> =
-            BTreeMap::new();
-        for ((name, server), row) in unique.into_iter().zip(places).zip(rows) {
-            by_server.entry(server).or_default().push((name, row));
+        let fleet = self.fleet();
+        for (server, why) in &down {
+            fleet.mark_down(server, why);
         }
-        let stop = &AtomicBool::new(false);
-        let down = &down;
-        let activated = &ActiveBatch::default();
-        let per_server = by_server.into_iter().map(|(server, tenants)| {
-            stream::iter(tenants)
-                .map(move |(name, row)| {
-                    let server = server.clone();
-                    async move {
-                        if stop.load(Ordering::SeqCst) || opts.cancel.load(Ordering::SeqCst) {
-                            let r = TenantReport::new(name.as_str(), OutcomeStatus::NotAttempted);
-                            progress.tenant_finished(&r);
-                            return r;
-                        }
-                        progress.tenant_started(name.as_str());
-                        let r = match (down.get(&server), row) {
-                            (Some(why), _) => {
-                                let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Failed);
-                                r.error = Some(format!("database server {server} is down: {why}"));
-                                r
-                            }
-                            (None, None) => {
-                                self.plan_create(&name, &server, catalog_ready, opts).await
-                            }
-                            (None, Some((row, inserted))) => {
-                                let (r, active) = self.build_one(&name, &row, inserted, opts).await;
-                                if let Some(version) = active {
-                                    activated.push(self, name.as_str(), version).await;
-                                }
-                                r
-                            }
-                        };
-                        if r.status.is_failure() && !opts.continue_on_error {
-                            stop.store(true, Ordering::SeqCst);
-                        }
-                        progress.tenant_finished(&r);
-                        r
-                    }
+        let mut reports = fleet.fan_out(work, opts, progress, &build).await;
+        build.activated.flush(self, &mut reports).await;
+        if !opts.run.dry_run {
+            // Rows inserted for tenants the run never started (it stopped, was cancelled, or
+            // their server was down) go: those tenants were not provisioned.
+            let unstarted: Vec<&str> = reports
+                .iter()
+                .filter(|r| {
+                    (r.status == OutcomeStatus::NotAttempted
+                        || (r.status.is_failure() && r.attempts == 0))
+                        && build.inserted.contains(&r.schema)
                 })
-                .buffer_unordered(opts.concurrency.max(1))
-                .collect::<Vec<TenantReport>>()
-        });
-        let mut reports: Vec<TenantReport> =
-            join_all(per_server).await.into_iter().flatten().collect();
-        activated.flush(self, &mut reports).await;
-        // Rows inserted for tenants the run never started (it stopped, or was cancelled) go:
-        // those tenants were not provisioned.
-        let unstarted: Vec<&str> = reports
-            .iter()
-            .filter(|r| r.status == OutcomeStatus::NotAttempted && inserted.contains(&r.schema))
-            .map(|r| r.schema.as_str())
-            .collect();
-        if let Err(e) = self.catalog().delete_unstarted(&unstarted).await {
-            warn!(error = %e, tenants = unstarted.len(), "could not remove the catalog rows of tenants the run did not start; they stay `provisioning` until created");
+                .map(|r| r.schema.as_str())
+                .collect();
+            if let Err(e) = self.catalog().delete_unstarted(&unstarted).await {
+                warn!(error = %e, tenants = unstarted.len(), "could not remove the catalog rows of tenants the run did not start; they stay `provisioning` until created");
+            }
         }
         let report = FleetReport::from_tenants(
             Scope::Tenant,
@@ -188,7 +167,13 @@ impl Engine {
             .catalog()
             .insert_tenant(name.as_str(), &display, &server)
             .await?;
-        let (r, active) = self.build_one(name, &row, inserted, opts).await;
+        let (r, active) = match self
+            .build_one(name, &row, inserted, opts.server.as_deref(), &opts.run)
+            .await
+        {
+            Ok(done) => done,
+            Err(refused) => (failure_report(name.as_str(), &refused.error), None),
+        };
         if let Some(version) = active {
             self.catalog()
                 .set_tenant_outcome(name.as_str(), TenantStatus::Active, version, None)
@@ -290,38 +275,44 @@ impl Engine {
         )
     }
 
-    /// Builds (or resumes) one tenant whose catalog row `row` is (`inserted`: by this run).
-    /// Returns its report and, when it is done, the version to mark it `active` at; a failure
-    /// is recorded in the catalog at once.
+    /// Builds (or resumes) one tenant whose catalog row `row` is (`inserted`: by this run);
+    /// `asked`: the server the user named. Returns its report and, when it is done, the
+    /// version to mark it `active` at; a failure is recorded in the catalog at once. With
+    /// `run.return_refusals`, a connection the server refused (its connection limit) comes back
+    /// as such: nothing of the tenant ran.
     async fn build_one(
         &self,
         name: &SchemaName,
         row: &TenantRow,
         inserted: bool,
-        opts: &FleetOptions,
-    ) -> (TenantReport, Option<Option<i64>>) {
+        asked: Option<&str>,
+        run: &RunOptions,
+    ) -> Result<(TenantReport, Option<Option<i64>>), Refused> {
         let started = Instant::now();
-        let (mut r, active) = match self.try_build_one(name, row, inserted, opts).await {
-            Ok(done) => done,
+        let (mut r, active) = match self.try_build_one(name, row, inserted, asked, run).await {
+            Ok(done) => done?,
             Err(e) => {
                 let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Failed);
                 r.error = Some(e.to_string());
+                r.attempts = 1;
                 (r, None)
             }
         };
         r.duration_ms = started.elapsed().as_millis() as i64;
-        (r, active)
+        Ok((r, active))
     }
 
+    #[allow(clippy::type_complexity)]
     async fn try_build_one(
         &self,
         name: &SchemaName,
         row: &TenantRow,
         inserted: bool,
-        opts: &FleetOptions,
-    ) -> Result<(TenantReport, Option<Option<i64>>), EngineError> {
+        asked: Option<&str>,
+        run: &RunOptions,
+    ) -> Result<Result<(TenantReport, Option<Option<i64>>), Refused>, EngineError> {
         let catalog = self.catalog();
-        if let Some(asked) = opts.server.as_deref()
+        if let Some(asked) = asked
             && row.server != asked
         {
             let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Failed);
@@ -331,7 +322,7 @@ impl Engine {
                 "tenant is on server {}, not {asked}; a tenant keeps its server",
                 row.server
             ));
-            return Ok((r, None));
+            return Ok(Ok((r, None)));
         }
         let dialect = self.server_of(row)?.dialect();
         match row.status {
@@ -339,12 +330,12 @@ impl Engine {
                 let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Exists);
                 r.from = row.schema_version;
                 r.to = row.schema_version;
-                return Ok((r, None));
+                return Ok(Ok((r, None)));
             }
             TenantStatus::Archived => {
                 let mut r = TenantReport::new(name.as_str(), OutcomeStatus::Failed);
                 r.error = Some("tenant is archived; it cannot be created again".into());
-                return Ok((r, None));
+                return Ok(Ok((r, None)));
             }
             TenantStatus::Provisioning | TenantStatus::Failed => {}
         }
@@ -356,7 +347,7 @@ impl Engine {
             RowOrigin::Earlier
         };
         let (outcome, attempts) =
-            provision_target_counted(dialect, &target, name.as_str(), set, &opts.run, origin).await;
+            provision_target_counted(dialect, &target, name.as_str(), set, run, origin).await;
         match outcome {
             Ok(res) => {
                 metrics::counter!("tenant_migrator_migrations_applied_total")
@@ -369,10 +360,18 @@ impl Engine {
                     OutcomeStatus::Exists
                 };
                 let version = res.to;
-                Ok((
+                Ok(Ok((
                     TenantReport::from_result(name.as_str(), res, status),
                     Some(version),
-                ))
+                )))
+            }
+            Err(MigrateError::Db(e))
+                if run.return_refusals && e.is_connection_refused_by_limit() =>
+            {
+                Ok(Err(Refused {
+                    error: MigrateError::Db(e),
+                    attempts,
+                }))
             }
             Err(e @ MigrateError::Foreign { .. }) => {
                 // Not this tool's schema: the catalog row this run inserted goes too, so the
@@ -383,7 +382,7 @@ impl Engine {
                 }
                 let mut r = failure_report(name.as_str(), &e);
                 r.attempts = attempts;
-                Ok((r, None))
+                Ok(Ok((r, None)))
             }
             Err(e) => {
                 metrics::counter!("tenant_migrator_migrations_failed_total").increment(1);
@@ -400,9 +399,76 @@ impl Engine {
                         r.error.as_deref(),
                     )
                     .await?;
-                Ok((r, None))
+                Ok(Ok((r, None)))
             }
         }
+    }
+}
+
+/// `create` as a fan-out action: builds each tenant, batching its `active` mark.
+struct Build<'e> {
+    engine: &'e Engine,
+    /// Tenants whose catalog row this run inserted.
+    inserted: std::collections::HashSet<String>,
+    activated: ActiveBatch,
+}
+
+#[async_trait::async_trait]
+impl Action for Build<'_> {
+    async fn run(
+        &self,
+        _fleet: &Fleet<'_>,
+        server: &TenantServer,
+        name: &SchemaName,
+        row: &TenantRow,
+        _from: Option<i64>,
+        opts: &FleetOptions,
+    ) -> Result<TenantReport, Refused> {
+        let engine = self.engine;
+        if opts.run.dry_run {
+            let catalog_ready = !self.inserted.contains(name.as_str());
+            return Ok(engine
+                .plan_create(name, &server.name, catalog_ready, opts)
+                .await);
+        }
+        let run = RunOptions {
+            return_refusals: true,
+            ..opts.run.clone()
+        };
+        let inserted = self.inserted.contains(name.as_str());
+        let (r, active) = engine
+            .build_one(name, row, inserted, opts.server.as_deref(), &run)
+            .await?;
+        if let Some(version) = active {
+            self.activated.push(engine, name.as_str(), version).await;
+        }
+        Ok(r)
+    }
+
+    /// Failures are recorded as they happen and `active` marks in batches.
+    async fn record(
+        &self,
+        _fleet: &Fleet<'_>,
+        _row: &TenantRow,
+        _r: &TenantReport,
+        _opts: &FleetOptions,
+    ) {
+    }
+}
+
+/// The row a tenant would get (dry runs, which write nothing).
+fn unsaved_row(name: &SchemaName, display: &str, server: &str) -> TenantRow {
+    let now = chrono::Utc::now();
+    TenantRow {
+        id: uuid::Uuid::nil(),
+        schema_name: name.to_string(),
+        display_name: display.to_owned(),
+        status: TenantStatus::Provisioning,
+        server: server.to_owned(),
+        schema_version: None,
+        last_error: None,
+        created_at: now,
+        updated_at: now,
     }
 }
 
