@@ -53,6 +53,9 @@ struct Inner {
     source: MigrationSource,
     public: MigrationSet,
     tenant: MigrationSet,
+    /// Set once this process saw the catalog at its newest migration: a catalog only moves
+    /// forward, so later tenant work (each `POST /tenants`) need not read its history again.
+    catalog_current: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -117,6 +120,7 @@ impl Engine {
                 source,
                 public,
                 tenant,
+                catalog_current: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         if let Err(e) = engine.check_servers_hold_their_tenants().await {
@@ -359,12 +363,17 @@ impl Engine {
     /// Makes sure the catalog is usable before tenant work: migrates it when needed (never in a
     /// dry run). Returns `false` when it does not exist yet (dry run only).
     pub async fn prepare_catalog(&self, dry_run: bool) -> Result<bool, EngineError> {
+        use std::sync::atomic::Ordering;
+        if self.inner.catalog_current.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
         let state = self.catalog_state().await?;
         let plan = crate::migrate::apply::plan_from_state(&self.inner.public, &state, None)
             .map_err(|e| {
                 EngineError::Catalog(format!("{e}; run `upgrade-public` after fixing it"))
             })?;
         if plan.is_noop() {
+            self.inner.catalog_current.store(true, Ordering::Relaxed);
             return Ok(true);
         }
         if dry_run {
@@ -375,6 +384,7 @@ impl Engine {
             ));
         }
         self.upgrade_public(&self.run_options(false, None)).await?;
+        self.inner.catalog_current.store(true, Ordering::Relaxed);
         Ok(true)
     }
 
