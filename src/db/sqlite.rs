@@ -20,12 +20,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{AssertSqlSafe, Connection, Executor, Row, SqliteConnection, SqlitePool};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::history::{HistoryTable, RowState};
 use super::{
     BOOKKEEPING_TABLES, Backend, ColumnShape, Conn, DbError, DbPool, Dialect, ForeignKeyShape,
     HISTORY_TABLE, IndexShape, MigrationRef, SchemaSession, SchemaState, Structure, Target,
 };
 use crate::config::{Config, ConfigError, DbLocation, TenantLocation};
-use crate::migrate::history::{HistoryTable, RowState};
 
 /// How long catalog queries wait for the catalog file's write lock.
 const CATALOG_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
