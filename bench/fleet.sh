@@ -4,7 +4,9 @@
 # and peak connections, each beside its physical floor measured in this same run:
 #   provisioning  vs  the same DDL run by 4 plain client sessions with no tracking
 #   no-op upgrade vs  one plain session reading every tenant's history in batches of 500
-# Usage: bench/fleet.sh N [--backend mysql|postgres|sqlite] [--skip-alter] [--keep] [--table-cache]
+# Usage: bench/fleet.sh N [--backend mysql|postgres|sqlite] [--runs R] [--skip-alter] [--keep] [--table-cache]
+#   --runs R: provisioning and its floor alternate R times (default 3), each keeping its best;
+#   every run provisions a fleet of its own (the last one is used for the upgrades).
 #   --table-cache (MySQL): also measure the no-op with table_definition_cache and
 #   table_open_cache sized for the fleet (restored afterwards): a server whose table cache is
 #   smaller than the fleet reopens every history table on every run, floor included.
@@ -14,10 +16,11 @@ cd "$(dirname "$0")/.."
 
 N=${1:?usage: bench/fleet.sh N [--backend mysql|postgres|sqlite] [--skip-alter] [--keep]}
 shift
-BACKEND=mysql SKIP_ALTER=0 KEEP=0 TABLE_CACHE=0
+BACKEND=mysql SKIP_ALTER=0 KEEP=0 TABLE_CACHE=0 RUNS=3
 while [ $# -gt 0 ]; do
   case $1 in
     --backend) BACKEND=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
     --skip-alter) SKIP_ALTER=1; shift ;;
     --keep) KEEP=1; shift ;;
     --table-cache) TABLE_CACHE=1; shift ;;
@@ -35,17 +38,23 @@ NAMES=$(seq -f "${P}_%05g" 1 "$N")
 export LOG_FORMAT=json RUST_LOG=warn TENANT_ENGINE_POOL_SIZE=$CONC
 MY=(mariadb -h"${MYSQL_HOST:-127.0.0.1}" -P"${MYSQL_PORT:-3306}" -u"${MYSQL_USER:-root}" -N -B)
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres} PGDATABASE=${PGDATABASE:-postgres}
-case $BACKEND in
-  mysql)
-    export DATABASE_URL="mysql://root@127.0.0.1:3306/${P}_cat"
-    export TENANT_URL_TEMPLATE="mysql://root@127.0.0.1:3306/{schema}" ;;
-  postgres)
-    export DATABASE_URL="postgres://postgres@127.0.0.1:5432/${PGDATABASE}?application_name=${P}"
-    export CATALOG_SCHEMA="${P}_cat" ;;
-  sqlite)
-    export DATABASE_URL="sqlite://$WORK/db/catalog.db" ;;
-  *) echo "unknown backend $BACKEND" >&2; exit 2 ;;
-esac
+# Points the tool at the fleet of prefix $1 (its own catalog, and for SQLite its own folder).
+use_fleet() {
+  FP=$1
+  NAMES=$(seq -f "${FP}_%05g" 1 "$N")
+  case $BACKEND in
+    mysql)
+      export DATABASE_URL="mysql://root@127.0.0.1:3306/${FP}_cat"
+      export TENANT_URL_TEMPLATE="mysql://root@127.0.0.1:3306/{schema}" ;;
+    postgres)
+      export DATABASE_URL="postgres://postgres@127.0.0.1:5432/${PGDATABASE}?application_name=${P}"
+      export CATALOG_SCHEMA="${FP}_cat" ;;
+    sqlite)
+      export DATABASE_URL="sqlite://$WORK/$FP/catalog.db" ;;
+    *) echo "unknown backend $BACKEND" >&2; exit 2 ;;
+  esac
+}
+use_fleet "$P"
 
 RESTORE_CACHE=
 cleanup() {
@@ -92,7 +101,7 @@ floor_provision() {
   case $BACKEND in
     mysql) "$FLOORS/raw_floor.sh" "$N" "$CONC" migrations/tenant/mysql "${P}raw" | awk '{print $(NF-1)}' ;;
     postgres) "$FLOORS/raw_floor_pg.sh" "$N" "$CONC" migrations/tenant/postgres "${P}raw" | awk '{print $(NF-1)}' ;;
-    sqlite) python3 - "$N" "$CONC" migrations/tenant/sqlite "$WORK/rawfloor" <<'PY'
+    sqlite) rm -rf "$WORK/rawfloor"; python3 - "$N" "$CONC" migrations/tenant/sqlite "$WORK/rawfloor" <<'PY'
 import sqlite3, sys, os, time, glob
 from concurrent.futures import ProcessPoolExecutor
 n, c, d, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -116,7 +125,7 @@ floor_noop() {
       echo "$NAMES" | awk '{ if ((NR-1) % 500) printf " UNION ALL "; else if (NR>1) print ";";
           printf "SELECT \x27%s\x27, MAX(version) FROM \"%s\"._tenant_migrations", $1, $1 } END { print ";" }' > "$WORK/noop.sql"
       s=$(now); psql -qAt -f "$WORK/noop.sql" > /dev/null; e=$(now); secs "$s" "$e" ;;
-    sqlite) python3 - "$WORK/db/tenants" <<'PY'
+    sqlite) python3 - "$WORK/$FP/tenants" <<'PY'
 import sqlite3, sys, os, time
 d = sys.argv[1]; t = time.time()
 for f in os.listdir(d):
@@ -131,15 +140,23 @@ PY
 # ---- runs -----------------------------------------------------------------------------
 printf 'fleet benchmark: backend=%s N=%d concurrency=%d pool=%d (%s)\n' "$BACKEND" "$N" "$CONC" "$CONC" "$(date -u +%FT%TZ)"
 
-F_PROV=$(floor_provision)
-peak_reset
-s=$(now); $BIN create $NAMES --concurrency $CONC --output json > "$WORK/create.json"; e=$(now)
-T_PROV=$(secs "$s" "$e"); PEAK_PROV=$(peak_read)
-python3 -c "import json,sys; r=json.load(open('$WORK/create.json')); assert r['successful_migrations']==$N and r['failed']==0, (r['successful_migrations'], r['failed'])"
+# Floor and tool alternate, each keeping its best run.
+min() { awk "BEGIN{ print ($1 < $2) ? $1 : $2 }"; }
+F_PROV=999999 T_PROV=999999 PROV_RUNS=""
+for r in $(seq 1 "$RUNS"); do
+  F=$(floor_provision)
+  use_fleet "${P}r$r"
+  peak_reset
+  s=$(now); $BIN create $NAMES --concurrency $CONC --output json > "$WORK/create.json"; e=$(now)
+  T=$(secs "$s" "$e"); PEAK_PROV=$(peak_read)
+  python3 -c "import json,sys; r=json.load(open('$WORK/create.json')); assert r['successful_migrations']==$N and r['failed']==0, (r['successful_migrations'], r['failed'])"
+  PROV_RUNS="$PROV_RUNS run$r: tool ${T}s floor ${F}s ($(ratio "$T" "$F")x);"
+  F_PROV=$(min "$F_PROV" "$F"); T_PROV=$(min "$T_PROV" "$T")
+done
+echo "provisioning runs:$PROV_RUNS"
 
 # Floor and tool alternate twice and each keeps its best run: neither gets only a cold or
 # only a warm server.
-min() { awk "BEGIN{ print ($1 < $2) ? $1 : $2 }"; }
 noop_run() {
   local s e
   s=$(now); $BIN upgrade-all --output json > "$WORK/noop.json"; e=$(now)

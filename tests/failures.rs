@@ -234,51 +234,119 @@ async fn failure_at_the_first_statement_leaves_the_tenant_clean(b: Backend) {
     env.cleanup().await;
 }
 
-async fn failed_create_is_resumed_by_create(b: Backend) {
+async fn create_into_a_foreign_schema_is_refused_and_changes_nothing(b: Backend) {
     let env = TestEnv::new(b);
     let x = env.tenant("x");
     let mut admin = env.admin().await;
-    // Someone left a `services` table there: the first migration fails after it created
-    // `users_tenant` and `service_categories`.
+    // Another application's schema, with a table the migrations also create (`services`)
+    // and one they do not: never migrated into.
     admin.create_schema(&env, &x).await;
     admin
-        .exec_in(&env, &x, "CREATE TABLE services (x INTEGER)")
+        .exec_in(
+            &env,
+            &x,
+            "CREATE TABLE services (x INTEGER); CREATE TABLE invoices (y INTEGER)",
+        )
         .await;
+    admin
+        .exec_in(&env, &x, "INSERT INTO invoices VALUES (7)")
+        .await;
+    // The catalog exists (created by an earlier tenant) so the refusal is the only change
+    // asked for.
+    let other = env.tenant("other");
+    env.cli(&["create", &other]).expect_code(0);
+    let before = admin.tables(&env, &x).await;
+
     let run = env.cli(&["--output", "json", "create", &x]);
     run.expect_code(1);
     let r = run.json();
     let line = tenant_of(&r, &x);
-    assert_eq!(line["status"], failed_mid_migration(b), "{line:#}");
+    assert_eq!(line["status"], "foreign", "{line:#}");
     let error = line["error"].as_str().unwrap_or_default();
     assert!(
-        error.contains("0001_users_and_services") && error.contains("services"),
+        error.contains("not made by tenant-migrator") && error.contains("invoices"),
         "{line:#}"
+    );
+    assert_eq!(
+        admin.tables(&env, &x).await,
+        before,
+        "nothing changed in the schema"
+    );
+    assert_eq!(admin.count(&env, &x, "invoices").await, 1);
+    assert!(
+        admin.catalog_tenant(&env, &x).await.is_none(),
+        "no catalog row is left behind"
+    );
+
+    // Without --continue-on-error the run stops there: the tenant after it is not attempted
+    // and keeps no catalog row either.
+    let later = env.tenant("later");
+    let run = env.cli(&[
+        "--output",
+        "json",
+        "create",
+        &x,
+        &later,
+        "--concurrency",
+        "1",
+    ]);
+    run.expect_code(1);
+    let r = run.json();
+    assert_eq!(tenant_of(&r, &later)["status"], "not_attempted", "{r:#}");
+    assert!(admin.catalog_tenant(&env, &later).await.is_none());
+    assert!(!env.schemas().await.contains(&later));
+
+    // Even a schema holding only tables the migrations create is refused when no earlier
+    // `create` of this tool made it.
+    admin.exec_in(&env, &x, "DROP TABLE invoices").await;
+    let run = env.cli(&["--output", "json", "create", &x]);
+    run.expect_code(1);
+    assert_eq!(tenant_of(&run.json(), &x)["status"], "foreign");
+    assert!(admin.catalog_tenant(&env, &x).await.is_none());
+    env.cleanup().await;
+}
+
+async fn failed_create_leaves_nothing_and_is_resumed_by_create(b: Backend) {
+    let mut env = TestEnv::new(b);
+    env.own_migrations();
+    let x = env.tenant("x");
+    // A fourth migration whose second statement fails: everything of the tenant is undone.
+    env.add_tenant_migration("0004_broken.sql", |_| {
+        "CREATE TABLE loyalty_cards (id INTEGER NOT NULL PRIMARY KEY);\n\nCREATE TABLE services (x INTEGER);\n".into()
+    });
+    let run = env.cli(&["--output", "json", "create", &x]);
+    run.expect_code(1);
+    let r = run.json();
+    let line = tenant_of(&r, &x);
+    assert_eq!(line["status"], "failed", "{line:#}");
+    let error = line["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("0004_broken") && error.contains("statement 2"),
+        "{line:#}"
+    );
+    let mut admin = env.admin().await;
+    assert!(
+        !env.schemas().await.contains(&x),
+        "a failed create leaves no schema behind"
     );
     let row = admin.catalog_tenant(&env, &x).await.expect("catalog row");
     assert_eq!((row.status.as_str(), row.schema_version), ("failed", None));
     assert!(row.last_error.is_some());
 
-    admin.exec_in(&env, &x, "DROP TABLE services").await;
-    if b == Backend::MySql {
-        admin
-            .exec_in(
-                &env,
-                &x,
-                "DROP TABLE service_categories; DROP TABLE users_tenant",
-            )
-            .await;
-    }
-    env.cli(&["repair", &x]).expect_code(0);
+    std::fs::write(
+        env.migration_file("tenant", b, "0004_broken.sql"),
+        "CREATE TABLE loyalty_cards (id INTEGER NOT NULL PRIMARY KEY);\n",
+    )
+    .expect("write");
     let run = env.cli(&["--output", "json", "create", &x]);
     run.expect_code(0);
     let r = run.json();
     assert_eq!(tenant_of(&r, &x)["status"], "created");
-    assert_eq!(admin.history(&env, &x).await, applied_up_to(3));
-    assert_eq!(admin.tables(&env, &x).await.len(), 8);
+    assert_eq!(admin.history(&env, &x).await, applied_up_to(4));
     let row = admin.catalog_tenant(&env, &x).await.expect("catalog row");
     assert_eq!(
         (row.status.as_str(), row.schema_version, row.last_error),
-        ("active", Some(3), None)
+        ("active", Some(4), None)
     );
     env.cleanup().await;
 }
@@ -372,7 +440,8 @@ backend_tests!(
     failing_tenant_with_continue_on_error,
     without_continue_on_error_later_tenants_are_not_attempted,
     failure_at_the_first_statement_leaves_the_tenant_clean,
-    failed_create_is_resumed_by_create,
+    create_into_a_foreign_schema_is_refused_and_changes_nothing,
+    failed_create_leaves_nothing_and_is_resumed_by_create,
     edited_applied_file_is_a_checksum_mismatch,
     vanished_applied_file_is_reported,
 );

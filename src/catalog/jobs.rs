@@ -307,7 +307,7 @@ const SLOT_ATTEMPTS: usize = 5;
 /// Outcomes of `migration_job_tenants` counted as succeeded, failed and skipped (the names of
 /// `OutcomeStatus`, which lives above the catalog).
 const SUCCEEDED: &[&str] = &["migrated", "created"];
-const FAILED: &[&str] = &["failed", "dirty", "checksum_mismatch", "missing"];
+const FAILED: &[&str] = &["failed", "dirty", "checksum_mismatch", "missing", "foreign"];
 const SKIPPED: &[&str] = &["skipped", "exists", "up_to_date"];
 
 /// A running job without a lease expiry (started before the leases' migration) has expired

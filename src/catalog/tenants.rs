@@ -130,6 +130,9 @@ impl CountCache {
     }
 }
 
+/// Tenants written per statement by the batch writes.
+const BATCH: usize = 500;
+
 const COLUMNS: &str = "id, schema_name, display_name, status, server, schema_version, last_error, created_at, updated_at";
 
 macro_rules! decode_tenant {
@@ -221,6 +224,145 @@ impl Catalog {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Inserts many tenants (schema, display name, server) as `provisioning`, [`BATCH`] per
+    /// statement; a tenant whose row exists keeps it. Returns each one's row and whether this
+    /// call inserted it, in the order given.
+    pub async fn insert_tenants(
+        &self,
+        new: &[(&str, &str, &str)],
+    ) -> Result<Vec<(TenantRow, bool)>, DbError> {
+        let mut out = Vec::with_capacity(new.len());
+        for chunk in new.chunks(BATCH) {
+            let t = now();
+            let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::new_v4()).collect();
+            let values =
+                vec!["(?, ?, ?, 'provisioning', ?, NULL, NULL, ?, ?)"; chunk.len()].join(", ");
+            self.counts.bump();
+            let inserted = with_pool!(&self.pool, |p, b, Id| {
+                let conflict = match b {
+                    crate::db::Backend::MySql => {
+                        "ON DUPLICATE KEY UPDATE schema_name = schema_name"
+                    }
+                    _ => "ON CONFLICT (schema_name) DO NOTHING",
+                };
+                let sql = format!("INSERT INTO tenants ({COLUMNS}) VALUES {values} {conflict}");
+                let mut q = sqlx::query(placeholders(b, &sql)).persistent(false);
+                for ((schema, display, server), id) in chunk.iter().zip(&ids) {
+                    q = q
+                        .bind(Id::from(*id))
+                        .bind(*schema)
+                        .bind(*display)
+                        .bind(*server)
+                        .bind(t)
+                        .bind(t);
+                }
+                q.execute(p)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| DbError::sqlx("inserting tenants", e))
+            });
+            self.counts.bump();
+            inserted?;
+            let names: Vec<&str> = chunk.iter().map(|(s, _, _)| *s).collect();
+            let mut rows = self.tenants_named(&names).await?;
+            for ((schema, _, _), id) in chunk.iter().zip(&ids) {
+                let row = rows.remove(*schema).ok_or_else(|| {
+                    DbError::Unexpected(format!("tenant {schema} vanished after its insert"))
+                })?;
+                let mine = row.id == *id;
+                out.push((row, mine));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The rows of `names` that exist, by schema name.
+    async fn tenants_named(
+        &self,
+        names: &[&str],
+    ) -> Result<std::collections::HashMap<String, TenantRow>, DbError> {
+        if names.is_empty() {
+            return Ok(Default::default());
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM tenants WHERE schema_name IN ({})",
+            vec!["?"; names.len()].join(", ")
+        );
+        with_pool!(&self.pool, |p, b, Id| {
+            let mut q = sqlx::query(placeholders(b, &sql)).persistent(false);
+            for n in names {
+                q = q.bind(*n);
+            }
+            let rows = q
+                .fetch_all(p)
+                .await
+                .map_err(|e| DbError::sqlx("reading tenants", e))?;
+            rows.iter()
+                .map(|r| decode_tenant!(r, Id).map(|t| (t.schema_name.clone(), t)))
+                .collect()
+        })
+    }
+
+    /// Removes the rows of `names` that are still `provisioning` (tenants a `create` inserted
+    /// but never started), [`BATCH`] per statement.
+    pub async fn delete_unstarted(&self, names: &[&str]) -> Result<(), DbError> {
+        for chunk in names.chunks(BATCH) {
+            let sql = format!(
+                "DELETE FROM tenants WHERE status = 'provisioning' AND schema_name IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            self.counts.bump();
+            let deleted = with_pool!(&self.pool, |p, b, _Id| {
+                let mut q = sqlx::query(placeholders(b, &sql)).persistent(false);
+                for n in chunk {
+                    q = q.bind(*n);
+                }
+                q.execute(p)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| DbError::sqlx("deleting tenants", e))
+            });
+            self.counts.bump();
+            deleted?;
+        }
+        Ok(())
+    }
+
+    /// Marks `tenants` (schema, version) `active` at their versions, clearing their errors,
+    /// in one statement per version and [`BATCH`] tenants.
+    pub async fn set_tenants_active(&self, tenants: &[(&str, Option<i64>)]) -> Result<(), DbError> {
+        let mut by_version: std::collections::BTreeMap<Option<i64>, Vec<&str>> = Default::default();
+        for (schema, version) in tenants {
+            by_version.entry(*version).or_default().push(schema);
+        }
+        for (version, names) in by_version {
+            for chunk in names.chunks(BATCH) {
+                let sql = format!(
+                    "UPDATE tenants SET status = 'active', schema_version = ?, last_error = NULL, \
+                     updated_at = ? WHERE schema_name IN ({})",
+                    vec!["?"; chunk.len()].join(", ")
+                );
+                self.counts.bump();
+                let updated = with_pool!(&self.pool, |p, b, _Id| {
+                    let mut q = sqlx::query(placeholders(b, &sql))
+                        .persistent(false)
+                        .bind(version)
+                        .bind(now());
+                    for n in chunk {
+                        q = q.bind(*n);
+                    }
+                    q.execute(p)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| DbError::sqlx("updating tenants", e))
+                });
+                self.counts.bump();
+                updated?;
+            }
+        }
+        Ok(())
     }
 
     /// Records the outcome of provisioning or upgrading `schema`.

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::db::{Backend, Conn, DbError, MigrationRef, placeholders, with_conn};
+use crate::db::{AppliedRow, Backend, Conn, DbError, MigrationRef, placeholders, with_conn};
 
 /// The state a history row records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -349,6 +349,34 @@ impl HistoryTable {
     ) -> Result<(), DbError> {
         let stmt = self.insert_sql(m, state, started, duration_ms, error);
         self.write(conn, "writing", stmt).await.map(|_| ())
+    }
+
+    /// The statement recording every migration a new tenant was built with as applied, in
+    /// one `INSERT` (none when `rows` is empty).
+    pub fn insert_applied_sql(&self, rows: &[AppliedRow<'_>]) -> Option<Stmt> {
+        if rows.is_empty() {
+            return None;
+        }
+        Some(Stmt {
+            sql: format!(
+                "INSERT INTO {} ({COLUMNS}, statements_done) VALUES {}",
+                self.qualified,
+                vec![ROW_PARAMS; rows.len()].join(", ")
+            ),
+            args: rows
+                .iter()
+                .flat_map(|r| {
+                    row_values(
+                        r.migration,
+                        RowState::Applied,
+                        r.started,
+                        Some(r.finished),
+                        Some(r.duration_ms),
+                        None,
+                    )
+                })
+                .collect(),
+        })
     }
 
     /// Records `migrations` as [`RowState::Baselined`] in one statement (`adopt`): all of

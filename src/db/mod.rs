@@ -172,6 +172,17 @@ pub trait Dialect: Send + Sync + 'static {
         lock_timeout: Duration,
     ) -> Result<Box<dyn SchemaSession>, DbError>;
 
+    /// Provisioning in one piece: creates the schema under its migration lock and opens a
+    /// [`FreshSession`] in which everything of the new tenant is built (one transaction on
+    /// PostgreSQL and SQLite). When the schema already exists nothing is created: the
+    /// session returned is an ordinary locked one on it, for the caller to decide whether it
+    /// may be resumed.
+    async fn create_fresh(
+        &self,
+        target: &Target,
+        lock_timeout: Duration,
+    ) -> Result<Opened, DbError>;
+
     /// Describes a schema's tables (drift checks).
     async fn structure(&self, target: &Target) -> Result<Structure, DbError>;
 
@@ -345,8 +356,52 @@ pub trait SchemaSession: Send {
         table.mark_applied(conn, version, checksum).await
     }
 
+    /// Drops the session's schema and everything in it, on the session's own connection and
+    /// under its lock (an unfinished build that `create` replaces). The lock stays held.
+    async fn drop_own_schema(&mut self) -> Result<(), DbError>;
+
+    /// Turns a session on a schema that holds nothing at all into a build of it in place, where
+    /// the backend cannot drop and make the schema again without letting another process in
+    /// between (SQLite: the file stays, and the build runs in the session's transaction).
+    /// Elsewhere the session comes back unchanged: drop the schema and create it afresh.
+    fn into_fresh(self: Box<Self>) -> Result<Box<dyn FreshSession>, Box<dyn SchemaSession>>;
+
     /// Releases the lock and returns the connection to the pool.
     async fn release(self: Box<Self>) -> Result<(), DbError>;
+}
+
+/// What [`Dialect::create_fresh`] found.
+pub enum Opened {
+    /// The schema was made now, by this session.
+    Fresh(Box<dyn FreshSession>),
+    /// The schema existed: a locked session on it, nothing changed.
+    Existing(Box<dyn SchemaSession>),
+}
+
+/// One history row of a migration applied while a new tenant was built.
+#[derive(Debug, Clone, Copy)]
+pub struct AppliedRow<'a> {
+    pub migration: MigrationRef<'a>,
+    pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+    pub duration_ms: i64,
+}
+
+/// A schema being built by [`Dialect::create_fresh`], holding its lock. Nothing of it counts
+/// until [`FreshSession::finish`]: its history table and rows are written last, so a schema
+/// without them is an unfinished build.
+#[async_trait]
+pub trait FreshSession: Send {
+    /// Runs one statement of a migration.
+    async fn execute(&mut self, sql: &str) -> Result<(), DbError>;
+
+    /// Writes the history table with `rows`, makes the schema durable (commits where DDL is
+    /// transactional) and releases the lock.
+    async fn finish(self: Box<Self>, rows: &[AppliedRow<'_>]) -> Result<(), DbError>;
+
+    /// Undoes the build (a rollback; on MySQL, drops the database this session made) and
+    /// releases the lock: nothing of the schema stays.
+    async fn discard(self: Box<Self>) -> Result<(), DbError>;
 }
 
 /// How [`connect`] checks the servers before handing out the (lazy) pools.

@@ -24,9 +24,9 @@ use super::history::{HistoryTable, RowState, Stmt};
 use super::history_read::{self, BatchSql};
 use super::lock::mysql_lock_name;
 use super::{
-    ACQUIRE_TIMEOUT, BOOKKEEPING_TABLES, Backend, ColumnShape, Conn, DbError, DbPool, Dialect,
-    Fact, ForeignKeyShape, HISTORY_TABLE, IndexShape, MigrationRef, RunningInfo, SchemaSession,
-    SchemaState, StepError, Structure, Target, foreign_schema,
+    ACQUIRE_TIMEOUT, AppliedRow, BOOKKEEPING_TABLES, Backend, ColumnShape, Conn, DbError, DbPool,
+    Dialect, Fact, ForeignKeyShape, FreshSession, HISTORY_TABLE, IndexShape, MigrationRef, Opened,
+    RunningInfo, SchemaSession, SchemaState, StepError, Structure, Target, foreign_schema,
 };
 use crate::config::{Config, ConfigError, DbLocation, TenantLocation, redact_url};
 
@@ -145,6 +145,54 @@ impl MySqlDialect {
             label: server_label(server),
             pool_size,
         })
+    }
+
+    /// A session holding `target`'s migration lock, waiting at most `lock_timeout` for
+    /// another run to finish with it; not yet in the schema (which need not exist).
+    async fn locked(
+        &self,
+        target: &Target,
+        lock_timeout: Duration,
+    ) -> Result<MySqlSession, DbError> {
+        let schema = self.schema_of(target).to_owned();
+        let pool = match target {
+            Target::Catalog => &self.catalog,
+            Target::Tenant(_) => &self.tenants,
+        };
+        let conn = pool
+            .acquire()
+            .await
+            .map_err(|e| DbError::sqlx(ctx("connecting for", &schema), e))?;
+        let mut session = MySqlSession {
+            history: HistoryTable::new(Backend::MySql, Some(&schema), HISTORY_TABLE),
+            conn: Conn::MySql(conn),
+            lock: mysql_lock_name(&schema),
+            schema: schema.clone(),
+            released: false,
+            pending: None,
+        };
+        let lock = session.lock.clone();
+        let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
+            .bind(&lock)
+            .bind(lock_timeout.as_secs_f64())
+            .fetch_one(session.conn())
+            .await
+            .map_err(|e| DbError::sqlx(ctx("locking", &schema), e))?;
+        if got != Some(1) {
+            let holder: Option<i64> = sqlx::query_scalar("SELECT IS_USED_LOCK(?)")
+                .bind(&lock)
+                .fetch_one(session.conn())
+                .await
+                .ok()
+                .flatten();
+            session.released = true;
+            return Err(DbError::LockTimeout {
+                schema,
+                waited: lock_timeout,
+                holder: holder.map(|id| format!("connection {id}")),
+            });
+        }
+        Ok(session)
     }
 
     fn schema_of<'a>(&'a self, target: &'a Target) -> &'a str {
@@ -271,54 +319,40 @@ impl Dialect for MySqlDialect {
         target: &Target,
         lock_timeout: Duration,
     ) -> Result<Box<dyn SchemaSession>, DbError> {
-        let schema = self.schema_of(target).to_owned();
-        let pool = match target {
-            Target::Catalog => &self.catalog,
-            Target::Tenant(_) => &self.tenants,
-        };
-        let conn = pool
-            .acquire()
+        let session = self.locked(target, lock_timeout).await?;
+        session
+            .enter()
             .await
-            .map_err(|e| DbError::sqlx(ctx("connecting for", &schema), e))?;
-        let mut session = MySqlSession {
-            history: HistoryTable::new(Backend::MySql, Some(&schema), HISTORY_TABLE),
-            conn: Conn::MySql(conn),
-            lock: mysql_lock_name(&schema),
-            released: false,
-            pending: None,
-        };
-        let lock = session.lock.clone();
-        let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
-            .bind(&lock)
-            .bind(lock_timeout.as_secs_f64())
-            .fetch_one(session.conn())
-            .await
-            .map_err(|e| DbError::sqlx(ctx("locking", &schema), e))?;
-        if got != Some(1) {
-            let holder: Option<i64> = sqlx::query_scalar("SELECT IS_USED_LOCK(?)")
-                .bind(&lock)
-                .fetch_one(session.conn())
-                .await
-                .ok()
-                .flatten();
-            session.released = true;
-            return Err(DbError::LockTimeout {
-                schema,
-                waited: lock_timeout,
-                holder: holder.map(|id| format!("connection {id}")),
-            });
+            .map(|s| Box::new(s) as Box<dyn SchemaSession>)
+    }
+
+    async fn create_fresh(
+        &self,
+        target: &Target,
+        lock_timeout: Duration,
+    ) -> Result<Opened, DbError> {
+        let mut session = self.locked(target, lock_timeout).await?;
+        let schema = self.schema_of(target);
+        let sql = format!(
+            "CREATE DATABASE {} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+            Backend::MySql.quote(schema)
+        );
+        match session.raw(&sql).await {
+            Ok(()) => {
+                let session = session.enter().await?;
+                Ok(Opened::Fresh(Box::new(MySqlFresh(session))))
+            }
+            Err(e) => {
+                let err = DbError::sqlx(ctx("creating schema", schema), e);
+                if matches!(&err, DbError::Sqlx { code: Some(c), .. } if c == DB_CREATE_EXISTS) {
+                    let session = session.enter().await?;
+                    Ok(Opened::Existing(Box::new(session)))
+                } else {
+                    let _ = Box::new(session).release().await;
+                    Err(err)
+                }
+            }
         }
-        let use_sql = format!("USE {}", Backend::MySql.quote(&schema));
-        if let Err(e) = session.raw(&use_sql).await {
-            let _ = Box::new(session).release().await;
-            let err = DbError::sqlx(ctx("opening schema", &schema), e);
-            return Err(if err.is_missing_object() {
-                DbError::SchemaMissing(schema)
-            } else {
-                err
-            });
-        }
-        Ok(Box::new(session))
     }
 
     async fn structure(&self, target: &Target) -> Result<Structure, DbError> {
@@ -486,6 +520,8 @@ impl Dialect for MySqlDialect {
 struct MySqlSession {
     conn: Conn,
     history: HistoryTable,
+    /// The schema (database) the session is for.
+    schema: String,
     lock: String,
     released: bool,
     /// The `applied` update of the last migration, sent together with the next migration's
@@ -499,6 +535,23 @@ impl MySqlSession {
             Conn::MySql(c) => c,
             _ => unreachable!("a MySQL session holds a MySQL connection"),
         }
+    }
+
+    /// `USE`s the session's schema; a schema that does not exist releases the lock and says
+    /// so.
+    async fn enter(mut self) -> Result<Self, DbError> {
+        let use_sql = format!("USE {}", Backend::MySql.quote(&self.schema));
+        if let Err(e) = self.raw(&use_sql).await {
+            let schema = self.schema.clone();
+            let _ = Box::new(self).release().await;
+            let err = DbError::sqlx(ctx("opening schema", &schema), e);
+            return Err(if err.is_missing_object() {
+                DbError::SchemaMissing(schema)
+            } else {
+                err
+            });
+        }
+        Ok(self)
     }
 
     /// Sends a deferred `applied` update, if any.
@@ -548,21 +601,7 @@ impl SchemaSession for MySqlSession {
     }
 
     async fn create_history_table(&mut self) -> Result<(), DbError> {
-        let sql = format!(
-            "CREATE TABLE IF NOT EXISTS {} (
-                version BIGINT NOT NULL PRIMARY KEY,
-                name VARCHAR(255) NOT NULL,
-                checksum CHAR(64) NOT NULL,
-                state VARCHAR(16) NOT NULL,
-                statements_done BIGINT NULL,
-                started_at DATETIME(6) NOT NULL,
-                finished_at DATETIME(6) NULL,
-                duration_ms BIGINT NULL,
-                error TEXT NULL,
-                resumed_after BIGINT NULL
-            ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
-            self.history.qualified
-        );
+        let sql = history_ddl(&self.history.qualified);
         let label = self.history.label.clone();
         self.raw(&sql)
             .await
@@ -788,6 +827,21 @@ impl SchemaSession for MySqlSession {
         }
     }
 
+    fn into_fresh(self: Box<Self>) -> Result<Box<dyn FreshSession>, Box<dyn SchemaSession>> {
+        Err(self)
+    }
+
+    async fn drop_own_schema(&mut self) -> Result<(), DbError> {
+        let sql = format!(
+            "DROP DATABASE IF EXISTS {}",
+            Backend::MySql.quote(&self.schema)
+        );
+        let schema = self.schema.clone();
+        self.raw(&sql)
+            .await
+            .map_err(|e| DbError::sqlx(ctx("dropping schema", &schema), e))
+    }
+
     async fn release(mut self: Box<Self>) -> Result<(), DbError> {
         // If this fails, Drop closes the connection (freeing the lock) and the migration's row
         // stays `running`: reported dirty, never silently taken as applied.
@@ -806,5 +860,57 @@ impl SchemaSession for MySqlSession {
             // Drop closes the connection, which frees the lock on the server.
             Err(e) => Err(DbError::sqlx(ctx("unlocking", &self.history.label), e)),
         }
+    }
+}
+
+/// `ER_DB_CREATE_EXISTS`: `CREATE DATABASE` of a database that exists.
+const DB_CREATE_EXISTS: &str = "1007";
+
+/// The history table's DDL.
+fn history_ddl(qualified: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {qualified} (
+            version BIGINT NOT NULL PRIMARY KEY,
+            name VARCHAR(255) NOT NULL,
+            checksum CHAR(64) NOT NULL,
+            state VARCHAR(16) NOT NULL,
+            statements_done BIGINT NULL,
+            started_at DATETIME(6) NOT NULL,
+            finished_at DATETIME(6) NULL,
+            duration_ms BIGINT NULL,
+            error TEXT NULL,
+            resumed_after BIGINT NULL
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"
+    )
+}
+
+/// A database this session created, being built: no `running` markers (it holds nothing to
+/// protect). Its history table and rows come last, in one round trip, so a database without
+/// them is an unfinished build that the next `create` may drop and build again.
+struct MySqlFresh(MySqlSession);
+
+#[async_trait]
+impl FreshSession for MySqlFresh {
+    async fn execute(&mut self, sql: &str) -> Result<(), DbError> {
+        self.0.execute(sql).await
+    }
+
+    async fn finish(self: Box<Self>, rows: &[AppliedRow<'_>]) -> Result<(), DbError> {
+        let MySqlFresh(mut s) = *self;
+        let ddl = history_ddl(&s.history.qualified);
+        let label = s.history.label.clone();
+        s.raw(&ddl)
+            .await
+            .map_err(|e| DbError::sqlx(ctx("creating history table in", &label), e))?;
+        if let Some(insert) = s.history.insert_applied_sql(rows) {
+            s.history.write(&mut s.conn, "writing", insert).await?;
+        }
+        Box::new(s).release().await
+    }
+
+    async fn discard(self: Box<Self>) -> Result<(), DbError> {
+        let MySqlFresh(mut s) = *self;
+        s.drop_own_schema().await?;
+        Box::new(s).release().await
     }
 }

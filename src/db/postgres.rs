@@ -20,9 +20,9 @@ use super::history::{HistoryTable, RowState};
 use super::history_read::{self, BatchSql};
 use super::lock::postgres_lock_key;
 use super::{
-    ACQUIRE_TIMEOUT, BOOKKEEPING_TABLES, Backend, ColumnShape, Conn, DbError, DbPool, Dialect,
-    ForeignKeyShape, HISTORY_TABLE, IndexShape, MigrationRef, SchemaSession, SchemaState,
-    Structure, Target, foreign_schema,
+    ACQUIRE_TIMEOUT, AppliedRow, BOOKKEEPING_TABLES, Backend, ColumnShape, Conn, DbError, DbPool,
+    Dialect, ForeignKeyShape, FreshSession, HISTORY_TABLE, IndexShape, MigrationRef, Opened,
+    SchemaSession, SchemaState, Structure, Target, foreign_schema,
 };
 use crate::config::{Config, ConfigError, DbLocation, TenantLocation, redact_url};
 
@@ -121,6 +121,54 @@ impl PgDialect {
             label: redact_url(tenant_url),
             pool_size: config.pool_size,
         })
+    }
+
+    /// A session on `target`'s schema holding its advisory lock, waiting at most
+    /// `lock_timeout` for another run to finish with it (the schema need not exist).
+    async fn locked(&self, target: &Target, lock_timeout: Duration) -> Result<PgSession, DbError> {
+        let schema = self.schema_of(target).to_owned();
+        let conn = self
+            .pool_of(target)
+            .acquire()
+            .await
+            .map_err(|e| DbError::sqlx(ctx("connecting for", &schema), e))?;
+        let key = postgres_lock_key(&schema);
+        let mut session = PgSession {
+            history: HistoryTable::new(Backend::Postgres, Some(&schema), HISTORY_TABLE),
+            quoted: Backend::Postgres.quote(&schema),
+            conn: Conn::Postgres(conn),
+            key,
+            schema: schema.clone(),
+            released: false,
+            create_history: None,
+        };
+        let set_timeout = format!("SET lock_timeout = {}", lock_timeout.as_millis().max(1));
+        session
+            .conn()
+            .execute(AssertSqlSafe(set_timeout))
+            .await
+            .map_err(|e| DbError::sqlx(ctx("locking", &schema), e))?;
+        let locked = sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(key)
+            .execute(session.conn())
+            .await;
+        let reset = session.conn().execute("RESET lock_timeout").await;
+        if let Err(e) = locked {
+            let err = DbError::sqlx(ctx("locking", &schema), e);
+            return Err(match &err {
+                DbError::Sqlx { code: Some(c), .. } if c == "55P03" => {
+                    session.released = reset.is_ok();
+                    DbError::LockTimeout {
+                        schema,
+                        waited: lock_timeout,
+                        holder: None,
+                    }
+                }
+                _ => err,
+            });
+        }
+        reset.map_err(|e| DbError::sqlx(ctx("locking", &schema), e))?;
+        Ok(session)
     }
 
     fn schema_of<'a>(&'a self, target: &'a Target) -> &'a str {
@@ -254,60 +302,41 @@ impl Dialect for PgDialect {
         target: &Target,
         lock_timeout: Duration,
     ) -> Result<Box<dyn SchemaSession>, DbError> {
-        let schema = self.schema_of(target).to_owned();
-        let conn = self
-            .pool_of(target)
-            .acquire()
-            .await
-            .map_err(|e| DbError::sqlx(ctx("connecting for", &schema), e))?;
-        let key = postgres_lock_key(&schema);
-        let mut session = PgSession {
-            history: HistoryTable::new(Backend::Postgres, Some(&schema), HISTORY_TABLE),
-            quoted: Backend::Postgres.quote(&schema),
-            conn: Conn::Postgres(conn),
-            key,
-            schema: schema.clone(),
-            released: false,
-            create_history: None,
-        };
-        let set_timeout = format!("SET lock_timeout = {}", lock_timeout.as_millis().max(1));
-        session
-            .conn()
-            .execute(AssertSqlSafe(set_timeout))
-            .await
-            .map_err(|e| DbError::sqlx(ctx("locking", &schema), e))?;
-        let locked = sqlx::query("SELECT pg_advisory_lock($1)")
-            .bind(key)
-            .execute(session.conn())
-            .await;
-        let reset = session.conn().execute("RESET lock_timeout").await;
-        if let Err(e) = locked {
-            let err = DbError::sqlx(ctx("locking", &schema), e);
-            return Err(match &err {
-                DbError::Sqlx { code: Some(c), .. } if c == "55P03" => {
-                    session.released = reset.is_ok();
-                    DbError::LockTimeout {
-                        schema,
-                        waited: lock_timeout,
-                        holder: None,
-                    }
-                }
-                _ => err,
-            });
-        }
-        reset.map_err(|e| DbError::sqlx(ctx("locking", &schema), e))?;
-        let exists: Result<i64, sqlx::Error> =
-            sqlx::query_scalar("SELECT COUNT(*) FROM pg_namespace WHERE nspname = $1")
-                .bind(&schema)
-                .fetch_one(session.conn())
-                .await;
-        match exists {
-            Ok(1) => Ok(Box::new(session)),
-            Ok(_) => {
+        let mut session = self.locked(target, lock_timeout).await?;
+        match session.exists().await {
+            Ok(true) => Ok(Box::new(session)),
+            Ok(false) => {
+                let schema = session.schema.clone();
                 let _ = Box::new(session).release().await;
                 Err(DbError::SchemaMissing(schema))
             }
-            Err(e) => Err(DbError::sqlx(ctx("opening schema", &schema), e)),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create_fresh(
+        &self,
+        target: &Target,
+        lock_timeout: Duration,
+    ) -> Result<Opened, DbError> {
+        let mut session = self.locked(target, lock_timeout).await?;
+        let created = session
+            .raw(format!(
+                "BEGIN; CREATE SCHEMA {q}; SET LOCAL search_path TO {q}",
+                q = session.quoted
+            ))
+            .await;
+        match created {
+            Ok(()) => Ok(Opened::Fresh(Box::new(PgFresh(session)))),
+            Err(e) => {
+                // Never leave an aborted transaction open on a connection going back to the pool.
+                session.raw("ROLLBACK".into()).await?;
+                if matches!(&e, DbError::Sqlx { code: Some(c), .. } if c == DUPLICATE_SCHEMA) {
+                    Ok(Opened::Existing(Box::new(session)))
+                } else {
+                    Err(e)
+                }
+            }
         }
     }
 
@@ -457,6 +486,17 @@ impl PgSession {
         }
     }
 
+    /// True when the session's schema exists.
+    async fn exists(&mut self) -> Result<bool, DbError> {
+        let schema = self.schema.clone();
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM pg_namespace WHERE nspname = $1")
+            .bind(&schema)
+            .fetch_one(self.conn())
+            .await
+            .map(|n| n > 0)
+            .map_err(|e| DbError::sqlx(ctx("opening schema", &schema), e))
+    }
+
     async fn raw(&mut self, sql: String) -> Result<(), DbError> {
         let schema = self.schema.clone();
         self.conn()
@@ -498,21 +538,7 @@ impl SchemaSession for PgSession {
     }
 
     async fn create_history_table(&mut self) -> Result<(), DbError> {
-        let sql = format!(
-            "CREATE TABLE IF NOT EXISTS {} (
-                version BIGINT NOT NULL PRIMARY KEY,
-                name TEXT NOT NULL,
-                checksum CHAR(64) NOT NULL,
-                state TEXT NOT NULL CHECK (state IN ('applied', 'failed', 'running', 'baselined')),
-                started_at TIMESTAMPTZ NOT NULL,
-                finished_at TIMESTAMPTZ NULL,
-                duration_ms BIGINT NULL,
-                error TEXT NULL,
-                statements_done BIGINT NULL,
-                resumed_after BIGINT NULL
-            )",
-            self.history.qualified
-        );
+        let sql = history_ddl(&self.history.qualified);
         self.create_history = Some(sql);
         Ok(())
     }
@@ -573,6 +599,15 @@ impl SchemaSession for PgSession {
         self.raw("ROLLBACK".into()).await
     }
 
+    fn into_fresh(self: Box<Self>) -> Result<Box<dyn FreshSession>, Box<dyn SchemaSession>> {
+        Err(self)
+    }
+
+    async fn drop_own_schema(&mut self) -> Result<(), DbError> {
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.quoted);
+        self.raw(sql).await
+    }
+
     async fn release(mut self: Box<Self>) -> Result<(), DbError> {
         let key = self.key;
         let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
@@ -586,6 +621,62 @@ impl SchemaSession for PgSession {
             }
             Err(e) => Err(DbError::sqlx(ctx("unlocking", &self.schema), e)),
         }
+    }
+}
+
+/// SQLSTATE `duplicate_schema`.
+const DUPLICATE_SCHEMA: &str = "42P06";
+
+/// The history table's DDL.
+fn history_ddl(qualified: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {qualified} (
+            version BIGINT NOT NULL PRIMARY KEY,
+            name TEXT NOT NULL,
+            checksum CHAR(64) NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('applied', 'failed', 'running', 'baselined')),
+            started_at TIMESTAMPTZ NOT NULL,
+            finished_at TIMESTAMPTZ NULL,
+            duration_ms BIGINT NULL,
+            error TEXT NULL,
+            statements_done BIGINT NULL,
+            resumed_after BIGINT NULL
+        )"
+    )
+}
+
+/// A new schema built in the one transaction that created it: a failure or a lost
+/// connection leaves nothing of it.
+struct PgFresh(PgSession);
+
+#[async_trait]
+impl FreshSession for PgFresh {
+    async fn execute(&mut self, sql: &str) -> Result<(), DbError> {
+        self.0.raw(sql.to_owned()).await
+    }
+
+    async fn finish(self: Box<Self>, rows: &[AppliedRow<'_>]) -> Result<(), DbError> {
+        let PgFresh(mut s) = *self;
+        let ddl = history_ddl(&s.history.qualified);
+        let written = async {
+            s.raw(ddl).await?;
+            if let Some(insert) = s.history.insert_applied_sql(rows) {
+                s.history.write(&mut s.conn, "writing", insert).await?;
+            }
+            s.raw("COMMIT".into()).await
+        }
+        .await;
+        if let Err(e) = written {
+            let _ = s.raw("ROLLBACK".into()).await;
+            return Err(e);
+        }
+        Box::new(s).release().await
+    }
+
+    async fn discard(self: Box<Self>) -> Result<(), DbError> {
+        let PgFresh(mut s) = *self;
+        s.raw("ROLLBACK".into()).await?;
+        Box::new(s).release().await
     }
 }
 

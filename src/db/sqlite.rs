@@ -22,8 +22,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::history::{HistoryTable, RowState};
 use super::{
-    BOOKKEEPING_TABLES, Backend, ColumnShape, Conn, DbError, DbPool, Dialect, ForeignKeyShape,
-    HISTORY_TABLE, IndexShape, MigrationRef, SchemaSession, SchemaState, Structure, Target,
+    AppliedRow, BOOKKEEPING_TABLES, Backend, ColumnShape, Conn, DbError, DbPool, Dialect,
+    ForeignKeyShape, FreshSession, HISTORY_TABLE, IndexShape, MigrationRef, Opened, SchemaSession,
+    SchemaState, Structure, Target,
 };
 use crate::config::{Config, ConfigError, DbLocation, TenantLocation};
 
@@ -82,6 +83,16 @@ impl SqliteDialect {
         }
     }
 
+    /// Removes a database file with its journal files.
+    fn remove_files(path: &Path) -> Result<(), DbError> {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut p = path.to_path_buf().into_os_string();
+            p.push(suffix);
+            remove_if_present(Path::new(&p))?;
+        }
+        Ok(())
+    }
+
     fn label_of(target: &Target) -> String {
         match target {
             Target::Catalog => "catalog".into(),
@@ -96,6 +107,46 @@ impl SqliteDialect {
             .busy_timeout(busy)
             .foreign_keys(true);
         SqliteConnection::connect_with(&opts).await
+    }
+
+    /// A session on `target`'s file holding its write lock (`BEGIN IMMEDIATE`), waiting at
+    /// most `lock_timeout` for another writer; `create` makes the file when it is missing.
+    async fn locked(
+        &self,
+        target: &Target,
+        lock_timeout: Duration,
+        create: bool,
+    ) -> Result<SqliteSession, DbError> {
+        let path = self.path_of(target);
+        let label = Self::label_of(target);
+        let permit = self.permits.clone().acquire_owned().await.map_err(closed)?;
+        let opts = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(create)
+            .busy_timeout(lock_timeout)
+            .foreign_keys(true);
+        let mut conn = SqliteConnection::connect_with(&opts)
+            .await
+            .map_err(|e| DbError::sqlx(format!("opening {label}"), e))?;
+        if let Err(e) = conn.execute("BEGIN IMMEDIATE").await {
+            let err = DbError::sqlx(format!("locking {label}"), e);
+            return Err(if err.is_transient() {
+                DbError::LockTimeout {
+                    schema: label,
+                    waited: lock_timeout,
+                    holder: Some("another writer of the file".into()),
+                }
+            } else {
+                err
+            });
+        }
+        Ok(SqliteSession {
+            conn: Conn::Sqlite(Box::new(conn)),
+            history: HistoryTable::new(Backend::Sqlite, None, HISTORY_TABLE),
+            label,
+            path,
+            _permit: permit,
+        })
     }
 
     async fn read_one(&self, target: &Target) -> Result<SchemaState, DbError> {
@@ -197,13 +248,7 @@ impl Dialect for SqliteDialect {
     }
 
     async fn drop_schema(&self, target: &Target) -> Result<(), DbError> {
-        let path = self.path_of(target);
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let mut p = path.clone().into_os_string();
-            p.push(suffix);
-            remove_if_present(Path::new(&p))?;
-        }
-        Ok(())
+        Self::remove_files(&self.path_of(target))
     }
 
     async fn read_states(&self, targets: &[Target]) -> Result<Vec<SchemaState>, DbError> {
@@ -230,32 +275,51 @@ impl Dialect for SqliteDialect {
         lock_timeout: Duration,
     ) -> Result<Box<dyn SchemaSession>, DbError> {
         let path = self.path_of(target);
-        let label = Self::label_of(target);
         if !path.exists() {
-            return Err(DbError::SchemaMissing(label));
+            return Err(DbError::SchemaMissing(Self::label_of(target)));
         }
-        let permit = self.permits.clone().acquire_owned().await.map_err(closed)?;
-        let mut conn = Self::open(&path, lock_timeout)
-            .await
-            .map_err(|e| DbError::sqlx(format!("opening {label}"), e))?;
-        if let Err(e) = conn.execute("BEGIN IMMEDIATE").await {
-            let err = DbError::sqlx(format!("locking {label}"), e);
-            return Err(if err.is_transient() {
-                DbError::LockTimeout {
-                    schema: label,
-                    waited: lock_timeout,
-                    holder: Some("another writer of the file".into()),
-                }
-            } else {
-                err
-            });
+        let session = self.locked(target, lock_timeout, false).await?;
+        // A build that failed removes its file while it still holds the write lock: a session
+        // that waited for that lock finds the file gone.
+        if !path.exists() {
+            return Err(DbError::SchemaMissing(session.label.clone()));
         }
-        Ok(Box::new(SqliteSession {
-            conn: Conn::Sqlite(Box::new(conn)),
-            history: HistoryTable::new(Backend::Sqlite, None, HISTORY_TABLE),
-            label,
-            _permit: permit,
-        }))
+        Ok(Box::new(session))
+    }
+
+    async fn create_fresh(
+        &self,
+        target: &Target,
+        lock_timeout: Duration,
+    ) -> Result<Opened, DbError> {
+        let path = self.path_of(target);
+        if path.exists() {
+            match self.open_session(target, lock_timeout).await {
+                // Removed by a build that failed while this one waited for its lock: the
+                // name is free again.
+                Err(DbError::SchemaMissing(_)) => {}
+                other => return other.map(Opened::Existing),
+            }
+        }
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| DbError::io(format!("creating {}", dir.display()), e))?;
+        }
+        let mut session = self.locked(target, lock_timeout, true).await?;
+        // Another `create` of the same name may have made the file first: then it is not
+        // this session's to build.
+        let objects: Result<i64, sqlx::Error> =
+            sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master")
+                .fetch_one(session.conn())
+                .await;
+        match objects {
+            Ok(0) => Ok(Opened::Fresh(Box::new(SqliteFresh { session }))),
+            Ok(_) => Ok(Opened::Existing(Box::new(session))),
+            Err(e) => {
+                let _ = session.raw("ROLLBACK".into()).await;
+                Err(DbError::sqlx(format!("opening {}", session.label), e))
+            }
+        }
     }
 
     async fn schemas_with_table(
@@ -423,6 +487,8 @@ struct SqliteSession {
     conn: Conn,
     history: HistoryTable,
     label: String,
+    /// The tenant's file.
+    path: PathBuf,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -435,6 +501,79 @@ impl SqliteSession {
             .await
             .map(|_| ())
             .map_err(|e| DbError::sqlx(format!("migrating {}", self.label), e))
+    }
+}
+
+impl SqliteSession {
+    fn conn(&mut self) -> &mut SqliteConnection {
+        match &mut self.conn {
+            Conn::Sqlite(c) => c,
+            _ => unreachable!("a SQLite session holds a SQLite connection"),
+        }
+    }
+}
+
+/// The history table's DDL.
+fn history_ddl() -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
+            version INTEGER NOT NULL PRIMARY KEY,
+            name TEXT NOT NULL,
+            checksum TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('applied', 'failed', 'running', 'baselined')),
+            started_at TEXT NOT NULL,
+            finished_at TEXT NULL,
+            duration_ms INTEGER NULL,
+            error TEXT NULL,
+            statements_done INTEGER NULL,
+            resumed_after INTEGER NULL
+        )"
+    )
+}
+
+/// A tenant file this session created, built in one transaction: a failure removes the
+/// file (while the write lock is still held), and a crash leaves an empty file, which the
+/// next `create` recognises as an unfinished build.
+struct SqliteFresh {
+    session: SqliteSession,
+}
+
+#[async_trait]
+impl FreshSession for SqliteFresh {
+    async fn execute(&mut self, sql: &str) -> Result<(), DbError> {
+        self.session.raw(sql.to_owned()).await
+    }
+
+    async fn finish(self: Box<Self>, rows: &[AppliedRow<'_>]) -> Result<(), DbError> {
+        let SqliteFresh { mut session, .. } = *self;
+        let written = async {
+            session.raw(history_ddl()).await?;
+            match session.history.insert_applied_sql(rows) {
+                Some(insert) => session
+                    .history
+                    .write(&mut session.conn, "writing", insert)
+                    .await
+                    .map(|_| ()),
+                None => Ok(()),
+            }
+        }
+        .await;
+        if let Err(e) = written {
+            let _ = session.raw("ROLLBACK".into()).await;
+            return Err(e);
+        }
+        Box::new(session).release().await
+    }
+
+    async fn discard(self: Box<Self>) -> Result<(), DbError> {
+        let SqliteFresh { mut session } = *self;
+        let removed = session.drop_own_schema().await;
+        let rolled_back = session.raw("ROLLBACK".into()).await;
+        let SqliteSession { conn, .. } = session;
+        if let Conn::Sqlite(c) = conn {
+            let _ = c.close().await;
+        }
+        removed.and(rolled_back)
     }
 }
 
@@ -453,21 +592,7 @@ impl SchemaSession for SqliteSession {
     }
 
     async fn create_history_table(&mut self) -> Result<(), DbError> {
-        self.raw(format!(
-            "CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
-                version INTEGER NOT NULL PRIMARY KEY,
-                name TEXT NOT NULL,
-                checksum TEXT NOT NULL,
-                state TEXT NOT NULL CHECK (state IN ('applied', 'failed', 'running', 'baselined')),
-                started_at TEXT NOT NULL,
-                finished_at TEXT NULL,
-                duration_ms INTEGER NULL,
-                error TEXT NULL,
-                statements_done INTEGER NULL,
-                resumed_after INTEGER NULL
-            )"
-        ))
-        .await
+        self.raw(history_ddl()).await
     }
 
     async fn begin(&mut self, m: MigrationRef<'_>, _started: DateTime<Utc>) -> Result<(), DbError> {
@@ -508,6 +633,14 @@ impl SchemaSession for SqliteSession {
         let sp = savepoint(m.version);
         self.raw(format!("ROLLBACK TO {sp}")).await?;
         self.raw(format!("RELEASE {sp}")).await
+    }
+
+    async fn drop_own_schema(&mut self) -> Result<(), DbError> {
+        SqliteDialect::remove_files(&self.path)
+    }
+
+    fn into_fresh(self: Box<Self>) -> Result<Box<dyn FreshSession>, Box<dyn SchemaSession>> {
+        Ok(Box::new(SqliteFresh { session: *self }))
     }
 
     async fn release(mut self: Box<Self>) -> Result<(), DbError> {

@@ -133,7 +133,9 @@ impl Start {
             match t.status.as_str() {
                 "not_attempted" => continue,
                 "migrated" | "created" | "planned" => prior.succeeded += 1,
-                "failed" | "dirty" | "checksum_mismatch" | "missing" => prior.failed += 1,
+                "failed" | "dirty" | "checksum_mismatch" | "missing" | "foreign" => {
+                    prior.failed += 1
+                }
                 _ => prior.skipped += 1,
             }
             done.insert(t.schema_name);

@@ -98,12 +98,69 @@ pub fn failure_report(schema: &str, e: &MigrateError) -> TenantReport {
         }
         MigrateError::Blocked(_) => OutcomeStatus::ChecksumMismatch,
         MigrateError::SchemaMissing(_) => OutcomeStatus::Missing,
+        MigrateError::Foreign { .. } => OutcomeStatus::Foreign,
         e if e.is_dirty() => OutcomeStatus::Dirty,
         _ => OutcomeStatus::Failed,
     };
     let mut r = TenantReport::new(schema, status);
     r.error = Some(e.to_string());
     r
+}
+
+/// What a fan-out does to each tenant, and how it records the outcome: the one runner (per
+/// server limits that adapt to refused connections, failure budget, cancellation, servers
+/// found down) serves both `upgrade-all` ([`Upgrade`]) and `create`.
+#[async_trait::async_trait]
+pub trait Action: Sync {
+    /// Works on one tenant (`row`, seen at version `from`). A connection the server refused
+    /// because of its connection limit comes back as [`Refused`]: nothing of the tenant ran,
+    /// and it is queued again.
+    async fn run(
+        &self,
+        fleet: &Fleet<'_>,
+        server: &TenantServer,
+        name: &SchemaName,
+        row: &TenantRow,
+        from: Option<i64>,
+        opts: &FleetOptions,
+    ) -> Result<TenantReport, Refused>;
+
+    /// Records a finished tenant's outcome.
+    async fn record(
+        &self,
+        fleet: &Fleet<'_>,
+        row: &TenantRow,
+        r: &TenantReport,
+        opts: &FleetOptions,
+    );
+}
+
+/// Brings tenants to the target version (`upgrade-all`).
+pub struct Upgrade;
+
+#[async_trait::async_trait]
+impl Action for Upgrade {
+    async fn run(
+        &self,
+        fleet: &Fleet<'_>,
+        server: &TenantServer,
+        name: &SchemaName,
+        _row: &TenantRow,
+        from: Option<i64>,
+        opts: &FleetOptions,
+    ) -> Result<TenantReport, Refused> {
+        fleet.try_one(server, name, from, &opts.run).await
+    }
+
+    async fn record(
+        &self,
+        fleet: &Fleet<'_>,
+        row: &TenantRow,
+        r: &TenantReport,
+        opts: &FleetOptions,
+    ) {
+        fleet.record(row, r, opts).await;
+    }
 }
 
 /// Everything one run needs from the engine, and the servers the run found down.
@@ -133,7 +190,7 @@ impl<'a> Fleet<'a> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn mark_down(&self, server: &str, why: &str) {
+    pub fn mark_down(&self, server: &str, why: &str) {
         let mut down = self.down();
         if !down.contains_key(server) {
             warn!(server = %server, reason = %why, "a tenant server is down; its remaining tenants fail");
@@ -304,7 +361,10 @@ impl<'a> Fleet<'a> {
                     with_work = first.len(),
                     "canary wave starting"
                 );
-                reports.extend(self.wave(first, opts, &budget, limits, progress).await);
+                reports.extend(
+                    self.wave(first, opts, &budget, limits, progress, &Upgrade)
+                        .await,
+                );
                 let failed = reports
                     .iter()
                     .filter(|r| members.contains(&r.schema) && r.status.is_failure())
@@ -328,7 +388,10 @@ impl<'a> Fleet<'a> {
             }
         };
         if !fleet_wave.is_empty() {
-            reports.extend(self.wave(fleet_wave, opts, &budget, limits, progress).await);
+            reports.extend(
+                self.wave(fleet_wave, opts, &budget, limits, progress, &Upgrade)
+                    .await,
+            );
         }
         for (server, limit) in limits {
             if limit.current() < limit.max() {
@@ -369,6 +432,30 @@ impl<'a> Fleet<'a> {
         Ok(report)
     }
 
+    /// Works on `work` (tenant, catalog row, version it is at) with `action`: each server's
+    /// tenants `opts.concurrency` at a time under an adaptive limit, the servers side by side,
+    /// until done or the failure budget is spent (the rest are `not_attempted`).
+    pub async fn fan_out(
+        &self,
+        work: Vec<(SchemaName, TenantRow, Option<i64>)>,
+        opts: &FleetOptions,
+        progress: &dyn Progress,
+        action: &dyn Action,
+    ) -> Vec<TenantReport> {
+        let budget = Budget::new(opts.max_failures, opts.continue_on_error, 0);
+        let limits: BTreeMap<String, AdaptiveLimit> = work
+            .iter()
+            .map(|(_, row, _)| {
+                (
+                    row.server.clone(),
+                    AdaptiveLimit::new(opts.concurrency, opts.refusal_patience),
+                )
+            })
+            .collect();
+        self.wave(work, opts, &budget, &limits, progress, action)
+            .await
+    }
+
     /// Works on one wave's tenants, each server's at most its adaptive limit at a time and
     /// the servers side by side, until they are done or the budget is spent (the rest are
     /// `not_attempted`).
@@ -379,6 +466,7 @@ impl<'a> Fleet<'a> {
         budget: &Budget,
         limits: &BTreeMap<String, AdaptiveLimit>,
         progress: &dyn Progress,
+        action: &dyn Action,
     ) -> Vec<TenantReport> {
         let mut by_server: BTreeMap<String, Vec<(SchemaName, TenantRow, Option<i64>)>> =
             BTreeMap::new();
@@ -392,12 +480,13 @@ impl<'a> Fleet<'a> {
             // Every tenant with work passed the server read, so its server is known.
             let server = self.servers.get(&server)?;
             let limit = limits.get(&server.name)?;
-            Some(self.server_wave(server, items, opts, budget, limit, progress))
+            Some(self.server_wave(server, items, opts, budget, limit, progress, action))
         });
         join_all(servers).await.into_iter().flatten().collect()
     }
 
     /// One server's share of a wave.
+    #[allow(clippy::too_many_arguments)]
     async fn server_wave(
         &self,
         server: &TenantServer,
@@ -406,11 +495,14 @@ impl<'a> Fleet<'a> {
         budget: &Budget,
         limit: &AdaptiveLimit,
         progress: &dyn Progress,
+        action: &dyn Action,
     ) -> Vec<TenantReport> {
         stream::iter(work)
             .map(|(name, row, from)| async move {
                 let r = self
-                    .turn(server, &name, &row, from, opts, budget, limit, progress)
+                    .turn(
+                        server, &name, &row, from, opts, budget, limit, progress, action,
+                    )
                     .await;
                 if r.status == OutcomeStatus::NotAttempted {
                     progress.tenant_finished(&r);
@@ -418,7 +510,7 @@ impl<'a> Fleet<'a> {
                 }
                 // Counted before anything else awaits, so no tenant starts past the budget.
                 budget.record(r.status);
-                self.record(&row, &r, opts).await;
+                action.record(self, &row, &r, opts).await;
                 progress.tenant_finished(&r);
                 r
             })
@@ -487,6 +579,7 @@ impl<'a> Fleet<'a> {
         budget: &Budget,
         limit: &AdaptiveLimit,
         progress: &dyn Progress,
+        action: &dyn Action,
     ) -> TenantReport {
         let (started, refused_attempts) = (&AtomicBool::new(false), &AtomicU32::new(0));
         let finished = limit
@@ -500,7 +593,7 @@ impl<'a> Fleet<'a> {
                 if !started.swap(true, Ordering::SeqCst) {
                     progress.tenant_started(name.as_str());
                 }
-                match self.try_one(server, name, from, &opts.run).await {
+                match action.run(self, server, name, row, from, opts).await {
                     Ok(r) => limit::Attempt::Admitted(Ok(r)),
                     Err(refused) => {
                         refused_attempts.fetch_add(refused.attempts, Ordering::SeqCst);
@@ -706,9 +799,9 @@ impl<'a> Fleet<'a> {
 
 /// A try at a tenant whose connection the server refused because of a connection limit:
 /// nothing of it ran.
-struct Refused {
-    error: MigrateError,
-    attempts: u32,
+pub struct Refused {
+    pub error: MigrateError,
+    pub attempts: u32,
 }
 
 impl Refused {

@@ -34,6 +34,9 @@ pub enum OutcomeStatus {
     NotAttempted,
     /// Left alone on purpose (being provisioned by `create`, or archived).
     Skipped,
+    /// `create` of a name whose schema exists and was not made by this tool: refused,
+    /// nothing changed.
+    Foreign,
 }
 
 impl OutcomeStatus {
@@ -50,6 +53,7 @@ impl OutcomeStatus {
             OutcomeStatus::Missing => "missing",
             OutcomeStatus::NotAttempted => "not_attempted",
             OutcomeStatus::Skipped => "skipped",
+            OutcomeStatus::Foreign => "foreign",
         }
     }
 
@@ -61,6 +65,7 @@ impl OutcomeStatus {
                 | OutcomeStatus::Dirty
                 | OutcomeStatus::ChecksumMismatch
                 | OutcomeStatus::Missing
+                | OutcomeStatus::Foreign
         )
     }
 }

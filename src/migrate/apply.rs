@@ -176,6 +176,20 @@ pub async fn migrate_target_counted(
     set: &MigrationSet,
     opts: &RunOptions,
 ) -> (Result<TargetResult, MigrateError>, u32) {
+    with_retries(dialect, opts, || migrate_once(dialect, target, set, opts)).await
+}
+
+/// Runs `once` until it succeeds, fails for good, or spends [`MAX_ATTEMPTS`]; returns its
+/// outcome and the number of attempts made.
+pub(crate) async fn with_retries<F, Fut>(
+    dialect: &dyn Dialect,
+    opts: &RunOptions,
+    mut once: F,
+) -> (Result<TargetResult, MigrateError>, u32)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<TargetResult, MigrateError>>,
+{
     let mut delays = ExponentialBuilder::default()
         .with_min_delay(opts.retry_delay)
         .with_max_delay(opts.retry_delay * 20)
@@ -185,7 +199,7 @@ pub async fn migrate_target_counted(
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        match migrate_once(dialect, target, set, opts).await {
+        match once().await {
             Ok(mut r) => {
                 r.attempts = attempts;
                 return (Ok(r), attempts);
@@ -269,7 +283,7 @@ fn interrupted<'a>(
 }
 
 /// Everything that happens while the schema's lock is held.
-async fn run_locked(
+pub(crate) async fn run_locked(
     session: &mut dyn SchemaSession,
     target_schema: &Target,
     set: &MigrationSet,
@@ -525,7 +539,7 @@ async fn failed_step(
     err
 }
 
-fn first_line(sql: &str) -> &str {
+pub(crate) fn first_line(sql: &str) -> &str {
     let line = sql.lines().next().unwrap_or_default();
     match line.char_indices().nth(100) {
         Some((i, _)) => &line[..i],

@@ -19,6 +19,19 @@ pub enum MigrateError {
     /// The schema does not exist.
     #[error("schema {0} does not exist")]
     SchemaMissing(String),
+    /// `create` found the schema already there, not made by this tool (no history of it, and
+    /// objects no migration creates, or no catalog row of an earlier `create`): it is never
+    /// migrated into.
+    #[error(
+        "schema {schema} already exists and was not made by tenant-migrator ({}); nothing was changed: choose another name, or adopt the schema on purpose (`adopt`)",
+        if .tables.is_empty() { "it has no tenant-migrator history".to_owned() } else { format!("it holds tables no migration creates: {}", .tables.join(", ")) }
+    )]
+    Foreign {
+        schema: String,
+        /// Its tables that no migration creates (empty when it holds none, or only those of
+        /// the migrations but without a catalog row of an earlier `create`).
+        tables: Vec<String>,
+    },
     /// A statement of a migration failed.
     #[error(
         "migration {version:04}_{name} failed at statement {statement} (line {line}): {message}{}",

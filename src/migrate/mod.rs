@@ -8,6 +8,7 @@ pub mod error;
 pub mod observe;
 pub mod placeholders;
 pub mod plan;
+pub mod provision;
 pub mod source;
 pub mod split;
 
@@ -17,4 +18,5 @@ pub use crate::db::{history, lock};
 pub use apply::{RunOptions, StepReport, TargetResult, migrate_target, migrate_target_counted};
 pub use error::MigrateError;
 pub use plan::{Plan, Problem};
+pub use provision::{RowOrigin, provision_target_counted};
 pub use source::{Migration, MigrationSet, MigrationSource, Scope};

@@ -513,6 +513,60 @@ pub fn classify(sql: &str) -> Kind {
     }
 }
 
+/// The tables and views a statement creates, or renames something to (names as written,
+/// without a schema qualifier): what a schema built by the migrations may hold.
+pub fn tables_created(sql: &str) -> Vec<String> {
+    let toks = tokenize(sql);
+    let mut c = Cursor {
+        toks: &toks,
+        pos: 0,
+    };
+    match c.peek_kw() {
+        Some("CREATE") => {
+            c.pos += 1;
+            c.kws(&["OR", "REPLACE"]);
+            let _ = c.kw("TEMPORARY") || c.kw("TEMP") || c.kw("UNLOGGED");
+            c.skip_create_options();
+            c.kw("MATERIALIZED");
+            if !(c.kw("TABLE") || c.kw("VIEW")) {
+                return Vec::new();
+            }
+            c.kws(&["IF", "NOT", "EXISTS"]);
+            c.qualified().map(|(_, t)| vec![t]).unwrap_or_default()
+        }
+        Some("RENAME") => {
+            c.pos += 1;
+            if !c.kw("TABLE") && !c.kw("TABLES") {
+                return Vec::new();
+            }
+            let mut made = Vec::new();
+            while let Some(_from) = c.qualified() {
+                if !c.kw("TO") {
+                    break;
+                }
+                let Some((_, to)) = c.qualified() else { break };
+                made.push(to);
+                if !c.punct(',') {
+                    break;
+                }
+            }
+            made
+        }
+        Some("ALTER") => {
+            // `ALTER TABLE a RENAME TO b` / `RENAME AS b`.
+            let words: Vec<&Tok> = toks.iter().collect();
+            let at = words.windows(2).position(|w| {
+                matches!(w[0], Tok::Word(u, _) if u == "RENAME")
+                    && matches!(w[1], Tok::Word(u, _) if u == "TO" || u == "AS")
+            });
+            let Some(at) = at else { return Vec::new() };
+            c.pos = at + 2;
+            c.qualified().map(|(_, t)| vec![t]).unwrap_or_default()
+        }
+        _ => Vec::new(),
+    }
+}
+
 fn classify_create(c: &mut Cursor<'_>) -> Kind {
     let or_replace = c.kws(&["OR", "REPLACE"]);
     c.kw("TEMPORARY");

@@ -270,6 +270,7 @@ pub async fn show(
         (status = 201, description = "Provisioned now", body = ProvisionResponse, headers(("Location" = String, description = "/tenants/{schema}"))),
         (status = 200, description = "Already existed (repeat request), or the plan of a dry run", body = ProvisionResponse),
         (status = 403, description = "Needs the operator role", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The schema already exists and was not made by tenant-migrator; nothing was changed", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid schema name or body, or a server that is unknown or draining; nothing was created", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Provisioning failed; the tenant is marked failed and a repeat resumes it", body = Problem, content_type = "application/problem+json"),
     )
@@ -329,6 +330,14 @@ pub async fn create(
     };
     // Provisioning finishes (and is recorded) even if the client stops waiting for it.
     let (result, tenant) = detached(work).await??;
+    if result.status == OutcomeStatus::Foreign {
+        return Err(ApiError::Conflict {
+            detail: result.error.unwrap_or_else(|| {
+                format!("schema {name} already exists and was not made by tenant-migrator")
+            }),
+            job_id: None,
+        });
+    }
     if result.status.is_failure() {
         tracing::error!(schema = %name, error = result.error.as_deref().unwrap_or_default(), "provisioning failed");
         return Err(ApiError::Internal(format!(

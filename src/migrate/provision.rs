@@ -1,0 +1,275 @@
+//! Provisioning a tenant in one piece: the schema, every migration and the history are built
+//! by one [`FreshSession`] that made the schema itself — one transaction on PostgreSQL and
+//! SQLite, and on MySQL a database without per-migration `running` markers whose history
+//! table and rows are written last. A failure undoes the build; a build interrupted by a
+//! crash is recognised by the next `create` (the schema holds no history rows and nothing but
+//! tables its migrations create) and built again from scratch.
+//!
+//! A schema that exists with a history of this tool is resumed with the ordinary, per-migration
+//! path; one that was not made by this tool is refused and left untouched. A SQLite file that
+//! holds nothing at all is built in place under its write lock (another `create` may have
+//! made it a moment before taking that lock).
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use chrono::Utc;
+use tracing::{info, instrument, warn};
+
+use super::apply::{RunOptions, StepReport, TargetResult, first_line, run_locked, with_retries};
+use super::error::MigrateError;
+use super::observe::tables_created;
+use super::plan::plan;
+use super::source::{Migration, MigrationSet};
+use crate::db::{AppliedRow, Dialect, FreshSession, Opened, SchemaSession, Target};
+
+/// Who made the catalog row of the tenant being provisioned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowOrigin {
+    /// This `create` inserted it: a schema that already exists was made by someone else.
+    New,
+    /// An earlier `create` did (the tenant is `provisioning` or `failed`): an existing schema
+    /// without history may be that create's unfinished build.
+    Earlier,
+}
+
+/// Builds `target` (a new tenant) up to `opts.target` in one piece, or resumes a tenant an
+/// earlier `create` left unfinished; retries transient failures. Returns the outcome and the
+/// number of attempts.
+#[instrument(skip_all, fields(schema = %label))]
+pub async fn provision_target_counted(
+    dialect: &dyn Dialect,
+    target: &Target,
+    label: &str,
+    set: &MigrationSet,
+    opts: &RunOptions,
+    origin: RowOrigin,
+) -> (Result<TargetResult, MigrateError>, u32) {
+    // After an attempt of this run built part of the schema, what it left is this run's own.
+    let origin = std::sync::Mutex::new(origin);
+    with_retries(dialect, opts, || async {
+        let o = *origin
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (result, built) = provision_once(dialect, target, set, opts, o).await;
+        if built {
+            *origin
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = RowOrigin::Earlier;
+        }
+        result
+    })
+    .await
+}
+
+/// One attempt; also says whether it started a build of its own.
+async fn provision_once(
+    dialect: &dyn Dialect,
+    target: &Target,
+    set: &MigrationSet,
+    opts: &RunOptions,
+    origin: RowOrigin,
+) -> (Result<TargetResult, MigrateError>, bool) {
+    let mut built = false;
+    // An unfinished build that is dropped is followed by a fresh one: at most twice, as
+    // another `create` may be racing this one for the name.
+    for _ in 0..3 {
+        let opened = match dialect.create_fresh(target, opts.lock_timeout).await {
+            Ok(o) => o,
+            Err(e) => return (Err(e.into()), built),
+        };
+        match opened {
+            Opened::Fresh(fresh) => {
+                built = true;
+                return (build(fresh, target, set, opts.target).await, built);
+            }
+            Opened::Existing(mut session) => {
+                let origin = if built { RowOrigin::Earlier } else { origin };
+                let outcome =
+                    existing(session.as_mut(), dialect, target, set, opts.target, origin).await;
+                let outcome = match outcome {
+                    Ok(Leftover::Empty) => match session.into_fresh() {
+                        Ok(fresh) => {
+                            built = true;
+                            return (build(fresh, target, set, opts.target).await, built);
+                        }
+                        // On a server, an empty schema this tool did not make is refused like
+                        // any other; an unfinished build of its own is dropped and made again.
+                        Err(back) => {
+                            session = back;
+                            if origin == RowOrigin::New {
+                                Err(MigrateError::Foreign {
+                                    schema: label_of(target),
+                                    tables: Vec::new(),
+                                })
+                            } else {
+                                session
+                                    .drop_own_schema()
+                                    .await
+                                    .map(|()| None)
+                                    .map_err(Into::into)
+                            }
+                        }
+                    },
+                    Ok(Leftover::Partial) => session
+                        .drop_own_schema()
+                        .await
+                        .map(|()| None)
+                        .map_err(Into::into),
+                    Ok(Leftover::Resumed(done)) => Ok(Some(done)),
+                    Err(e) => Err(e),
+                };
+                let released = session.release().await;
+                match (outcome, released) {
+                    (Ok(Some(done)), Ok(())) => return (Ok(done), built),
+                    (Ok(Some(_)), Err(e)) => return (Err(e.into()), built),
+                    (Ok(None), _) => continue,
+                    (Err(e), _) => return (Err(e), built),
+                }
+            }
+        }
+    }
+    let schema = label_of(target);
+    (
+        Err(MigrateError::Db(crate::db::DbError::Unexpected(format!(
+            "schema {schema} kept reappearing while its unfinished build was being replaced; try again"
+        )))),
+        built,
+    )
+}
+
+/// Runs every pending migration in the fresh session and finishes it; on a failure, discards
+/// the build.
+async fn build(
+    mut fresh: Box<dyn FreshSession>,
+    target: &Target,
+    set: &MigrationSet,
+    to: Option<i64>,
+) -> Result<TargetResult, MigrateError> {
+    let p = plan(set, &[], to);
+    if !p.problems.is_empty() {
+        discard(fresh).await;
+        return Err(MigrateError::Blocked(p.problems));
+    }
+    let mut migrations = Vec::with_capacity(p.pending.len());
+    for version in &p.pending {
+        if let Some(m) = set.get_for(*version, target) {
+            migrations.push(m);
+        }
+    }
+    let mut applied = Vec::with_capacity(migrations.len());
+    let mut result = TargetResult {
+        from: None,
+        to: None,
+        steps: Vec::with_capacity(migrations.len()),
+        attempts: 1,
+    };
+    for m in &migrations {
+        let started = Utc::now();
+        let clock = Instant::now();
+        for (i, stmt) in m.statements.iter().enumerate() {
+            if let Err(e) = fresh.execute(&stmt.sql).await {
+                let err = MigrateError::Statement {
+                    version: m.version,
+                    name: m.name.clone(),
+                    statement: i + 1,
+                    line: stmt.line,
+                    message: e.server_message(),
+                    partial: false,
+                    resumable: false,
+                    transient: e.is_transient(),
+                };
+                warn!(version = m.version, statement = i + 1, sql = %first_line(&stmt.sql), error = %err, "building the tenant failed; undoing it");
+                discard(fresh).await;
+                return Err(err);
+            }
+        }
+        let duration_ms = clock.elapsed().as_millis() as i64;
+        applied.push(AppliedRow {
+            migration: Migration::as_ref(m),
+            started,
+            finished: Utc::now(),
+            duration_ms,
+        });
+        result.to = Some(m.version);
+        result.steps.push(StepReport {
+            version: m.version,
+            name: m.name.clone(),
+            file: m.file.clone(),
+            duration_ms,
+            resumed_after: None,
+        });
+    }
+    fresh.finish(&applied).await?;
+    info!(version = ?result.to, migrations = applied.len(), "tenant built");
+    Ok(result)
+}
+
+async fn discard(fresh: Box<dyn FreshSession>) {
+    if let Err(e) = fresh.discard().await {
+        // The session's connection is closed instead (ending its transaction); on MySQL, the
+        // next `create` finds the unfinished build and replaces it.
+        warn!(error = %e, "could not undo the unfinished build");
+    }
+}
+
+/// What an existing schema turned out to be.
+enum Leftover {
+    /// This tool's schema, brought to the target.
+    Resumed(TargetResult),
+    /// Holding nothing at all: an unfinished build, or an empty schema or file.
+    Empty,
+    /// An unfinished build holding some of the migrations' tables.
+    Partial,
+}
+
+/// With the lock of a schema that exists: resumes it when this tool's history is there,
+/// says whether it is an unfinished build of an earlier `create` (to build again), and
+/// refuses anything else.
+async fn existing(
+    session: &mut dyn SchemaSession,
+    dialect: &dyn Dialect,
+    target: &Target,
+    set: &MigrationSet,
+    to: Option<i64>,
+    origin: RowOrigin,
+) -> Result<Leftover, MigrateError> {
+    let history = session.history().await?;
+    if history.as_ref().is_some_and(|rows| !rows.is_empty()) {
+        return run_locked(session, target, set, to)
+            .await
+            .map(Leftover::Resumed);
+    }
+    let schema = label_of(target);
+    let structure = dialect.structure(target).await?;
+    let ours: BTreeSet<String> = set
+        .migrations
+        .iter()
+        .flat_map(|m| m.statements.iter())
+        .flat_map(|s| tables_created(&s.sql))
+        .map(|t| t.to_lowercase())
+        .collect();
+    let present: BTreeSet<String> = structure.columns.iter().map(|c| c.table.clone()).collect();
+    let foreign: Vec<String> = present
+        .iter()
+        .filter(|t| !ours.contains(&t.to_lowercase()))
+        .cloned()
+        .collect();
+    if present.is_empty() && history.is_none() {
+        // Nothing at all: an unfinished build, an empty file (SQLite: another `create` that
+        // made it has not taken its lock yet), or an empty schema someone made.
+        return Ok(Leftover::Empty);
+    }
+    if origin == RowOrigin::New || !foreign.is_empty() {
+        return Err(MigrateError::Foreign {
+            schema,
+            tables: foreign,
+        });
+    }
+    warn!(schema = %schema, tables = present.len(), "an earlier create did not finish this tenant; building it again");
+    Ok(Leftover::Partial)
+}
+
+fn label_of(target: &Target) -> String {
+    target.tenant().map(|s| s.to_string()).unwrap_or_default()
+}
