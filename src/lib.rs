@@ -6,6 +6,7 @@
 //! and checks drift. The CLI ([`cli`]) and the HTTP service are thin layers over it.
 
 pub mod auth;
+pub mod backend;
 pub mod catalog;
 pub mod cli;
 pub mod config;

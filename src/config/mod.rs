@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::db::Backend;
+use crate::backend::Backend;
 
 pub use http::{HttpConfig, LoginSettings, ServiceSettings, TokenSettings};
 pub use servers::{DEFAULT_SERVER, ServerSpec, is_server_name};

@@ -132,75 +132,9 @@ pub fn placeholders(backend: Backend, sql: &str) -> AssertSqlSafe<Cow<'static, s
     AssertSqlSafe(Cow::Owned(out))
 }
 
-/// A value written into SQL text as a literal (for statements sent unprepared).
-#[derive(Debug, Clone, Copy)]
-pub enum Lit<'a> {
-    Null,
-    Int(i64),
-    Text(&'a str),
-    Time(chrono::DateTime<chrono::Utc>),
-}
-
-impl<'a> From<Option<&'a str>> for Lit<'a> {
-    fn from(v: Option<&'a str>) -> Self {
-        v.map_or(Lit::Null, Lit::Text)
-    }
-}
-
-impl From<Option<i64>> for Lit<'_> {
-    fn from(v: Option<i64>) -> Self {
-        v.map_or(Lit::Null, Lit::Int)
-    }
-}
-
-impl Lit<'_> {
-    /// The literal as `backend` parses it. Text can never break out of its literal: MySQL
-    /// gets a hex literal with a utf8mb4 introducer, PostgreSQL an `E''` string with `\` and
-    /// `'` escaped, SQLite a `''` string with quotes doubled.
-    pub fn render(&self, backend: Backend) -> String {
-        match *self {
-            Lit::Null => "NULL".into(),
-            Lit::Int(n) => n.to_string(),
-            Lit::Text(s) => match backend {
-                Backend::MySql => format!("_utf8mb4 X'{}'", hex::encode(s.as_bytes())),
-                Backend::Postgres => format!(
-                    "E'{}'",
-                    s.replace('\0', "")
-                        .replace('\\', "\\\\")
-                        .replace('\'', "''")
-                ),
-                Backend::Sqlite => format!("'{}'", s.replace('\0', "").replace('\'', "''")),
-            },
-            Lit::Time(t) => match backend {
-                Backend::MySql => format!("'{}'", t.format("%Y-%m-%d %H:%M:%S%.6f")),
-                Backend::Postgres => {
-                    format!("'{}'::timestamptz", t.format("%Y-%m-%d %H:%M:%S%.6f+00"))
-                }
-                Backend::Sqlite => format!(
-                    "'{}'",
-                    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
-                ),
-            },
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn text_literals_cannot_escape() {
-        let evil = "x'); DROP TABLE t; -- \\' \0";
-        assert_eq!(
-            Lit::Text("a'b").render(Backend::MySql),
-            "_utf8mb4 X'612762'"
-        );
-        let pg = Lit::Text(evil).render(Backend::Postgres);
-        assert!(pg.starts_with("E'") && !pg.contains('\0'), "{pg}");
-        assert_eq!(Lit::Text("it's").render(Backend::Sqlite), "'it''s'");
-        assert_eq!(Lit::Text(r"a\'b").render(Backend::Postgres), r"E'a\\''b'");
-    }
 
     #[test]
     fn postgres_gets_numbered_parameters() {

@@ -8,6 +8,10 @@
 
 mod conn;
 mod error;
+mod fact;
+pub mod history;
+mod history_read;
+pub mod lock;
 pub mod mysql;
 pub mod postgres;
 pub mod servers;
@@ -20,53 +24,20 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-pub use conn::{Conn, DbPool, Lit, placeholders};
+pub use crate::backend::Backend;
+pub use conn::{Conn, DbPool, placeholders};
 pub(crate) use conn::{with_conn, with_pool};
 pub use error::{DbError, is_transient};
+pub use fact::Fact;
 pub use servers::{Servers, TenantServer};
+
+use history::{HistoryRow, HistoryTable};
 
 use crate::config::Config;
 use crate::domain::SchemaName;
-use crate::migrate::history::{HistoryRow, HistoryTable};
 
 /// Name of the history table in every schema (catalog and tenants).
 pub const HISTORY_TABLE: &str = "_tenant_migrations";
-
-/// The three supported database kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    MySql,
-    Postgres,
-    Sqlite,
-}
-
-impl Backend {
-    /// Folder name of this backend's migrations (`migrations/<scope>/<folder>/`).
-    pub fn folder(self) -> &'static str {
-        match self {
-            Backend::MySql => "mysql",
-            Backend::Postgres => "postgres",
-            Backend::Sqlite => "sqlite",
-        }
-    }
-
-    pub const ALL: [Backend; 3] = [Backend::MySql, Backend::Postgres, Backend::Sqlite];
-
-    /// Quotes an identifier for this backend (doubling any embedded quote character).
-    pub fn quote(self, ident: &str) -> String {
-        match self {
-            Backend::MySql => format!("`{}`", ident.replace('`', "``")),
-            Backend::Postgres | Backend::Sqlite => format!("\"{}\"", ident.replace('"', "\"\"")),
-        }
-    }
-}
-
-impl std::fmt::Display for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.folder())
-    }
-}
 
 /// Which schema an operation is about: the catalog itself or one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -306,7 +277,7 @@ pub trait SchemaSession: Send {
         match table.read(conn).await {
             Ok(rows) => Ok(Some(rows)),
             Err(e) if e.is_missing_object() => Ok(None),
-            Err(e) if crate::migrate::history::is_missing_column(&e) => {
+            Err(e) if history::is_missing_column(&e) => {
                 table.add_progress_columns(conn).await?;
                 table.read(conn).await.map(Some)
             }
@@ -345,10 +316,7 @@ pub trait SchemaSession: Send {
     }
 
     /// For each fact, whether the object exists in the live schema (MySQL resume checks).
-    async fn observe(
-        &mut self,
-        _facts: &[crate::migrate::observe::Fact],
-    ) -> Result<Vec<bool>, DbError> {
+    async fn observe(&mut self, _facts: &[Fact]) -> Result<Vec<bool>, DbError> {
         Err(DbError::Unexpected(
             "this backend has no statement-level progress to check".into(),
         ))

@@ -16,17 +16,15 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Executor, PgPool, Row};
 
+use super::history::{HistoryTable, RowState};
+use super::history_read::{self, BatchSql};
+use super::lock::postgres_lock_key;
 use super::{
     ACQUIRE_TIMEOUT, AppliedRow, BOOKKEEPING_TABLES, Backend, ColumnShape, Conn, DbError, DbPool,
     Dialect, ForeignKeyShape, FreshSession, HISTORY_TABLE, IndexShape, MigrationRef, Opened,
     SchemaSession, SchemaState, Structure, Target, foreign_schema,
 };
 use crate::config::{Config, ConfigError, DbLocation, TenantLocation, redact_url};
-use crate::migrate::history::{COLUMNS, HistoryRow, HistoryTable, RowState, decode_row};
-use crate::migrate::lock::postgres_lock_key;
-
-/// Schemas read per `UNION ALL` query when checking a fleet's histories.
-const READ_BATCH: usize = 500;
 
 pub struct PgDialect {
     catalog: PgPool,
@@ -186,84 +184,15 @@ impl PgDialect {
             Target::Tenant(_) => &self.tenants,
         }
     }
+}
 
-    async fn union_read(
-        conn: &mut sqlx::PgConnection,
-        schemas: &[&str],
-    ) -> Result<HashMap<String, Vec<HistoryRow>>, DbError> {
-        let mut out: HashMap<String, Vec<HistoryRow>> = HashMap::new();
-        if schemas.is_empty() {
-            return Ok(out);
-        }
-        let sql = schemas
-            .iter()
-            .map(|s| {
-                format!(
-                    "SELECT '{s}'::text AS s, {COLUMNS} FROM {}.{}",
-                    Backend::Postgres.quote(s),
-                    Backend::Postgres.quote(HISTORY_TABLE)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" UNION ALL ");
-        let rows = sqlx::raw_sql(AssertSqlSafe(sql))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| DbError::sqlx("reading histories", e))?;
-        for r in &rows {
-            let schema: String = r
-                .try_get(0)
-                .map_err(|e| DbError::sqlx("decoding histories", e))?;
-            let row = decode_row(r, 1).map_err(|e| DbError::sqlx("decoding histories", e))?;
-            out.entry(schema).or_default().push(row);
-        }
-        for rows in out.values_mut() {
-            rows.sort_by_key(|r| r.version);
-        }
-        Ok(out)
-    }
-
-    async fn read_batch(
-        conn: &mut sqlx::PgConnection,
-        schemas: &[&str],
-        found: &mut HashMap<String, SchemaState>,
-    ) -> Result<(), DbError> {
-        let rows = match Self::union_read(conn, schemas).await {
-            Ok(rows) => {
-                for s in schemas {
-                    found.insert((*s).to_owned(), SchemaState::History(Vec::new()));
-                }
-                rows
-            }
-            Err(e) if e.is_missing_object() => {
-                let names: Vec<String> = schemas.iter().map(|s| (*s).to_owned()).collect();
-                let existing: Vec<String> = sqlx::query_scalar(
-                    "SELECT nspname::text FROM pg_namespace WHERE nspname = ANY($1)",
-                )
-                .bind(&names)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(|e| DbError::sqlx("listing schemas", e))?;
-                let with_table: Vec<String> = sqlx::query_scalar(
-                    "SELECT table_schema::text FROM information_schema.tables \
-                     WHERE table_name = $1 AND table_schema = ANY($2)",
-                )
-                .bind(HISTORY_TABLE)
-                .bind(&names)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(|e| DbError::sqlx("listing history tables", e))?;
-                super::classify(schemas, &existing, &with_table, found);
-                let readable: Vec<&str> = with_table.iter().map(String::as_str).collect();
-                Self::union_read(conn, &readable).await?
-            }
-            Err(e) => return Err(e),
-        };
-        for (schema, history) in rows {
-            found.insert(schema, SchemaState::History(history));
-        }
-        Ok(())
-    }
+/// The fleet's history reads (`history_read`): PostgreSQL's catalogs.
+impl BatchSql for PgDialect {
+    const BACKEND: Backend = Backend::Postgres;
+    const NAME_CAST: &'static str = "::text";
+    const EXISTING: &'static str = "SELECT nspname::text FROM pg_namespace WHERE nspname IN";
+    const WITH_TABLE: &'static str = "SELECT table_schema::text FROM information_schema.tables \
+         WHERE table_name = ? AND table_schema IN";
 }
 
 fn ctx(what: &str, schema: &str) -> String {
@@ -338,24 +267,25 @@ impl Dialect for PgDialect {
             .map(|s| s.as_str())
             .collect();
         if !tenants.is_empty() {
-            let mut conn = self
-                .tenants
-                .acquire()
-                .await
-                .map_err(|e| DbError::sqlx("reading histories", e))?;
-            for chunk in tenants.chunks(READ_BATCH) {
-                Self::read_batch(&mut conn, chunk, &mut found).await?;
-            }
+            let mut conn = Conn::Postgres(
+                self.tenants
+                    .acquire()
+                    .await
+                    .map_err(|e| DbError::sqlx("reading histories", e))?,
+            );
+            history_read::read_into::<Self>(&mut conn, &tenants, &mut found).await?;
         }
         let mut catalog_state = None;
         if targets.contains(&Target::Catalog) {
-            let mut conn = self
-                .catalog
-                .acquire()
-                .await
-                .map_err(|e| DbError::sqlx("reading catalog history", e))?;
+            let mut conn = Conn::Postgres(
+                self.catalog
+                    .acquire()
+                    .await
+                    .map_err(|e| DbError::sqlx("reading catalog history", e))?,
+            );
             let mut one = HashMap::new();
-            Self::read_batch(&mut conn, &[self.catalog_schema.as_str()], &mut one).await?;
+            let catalog = [self.catalog_schema.as_str()];
+            history_read::read_into::<Self>(&mut conn, &catalog, &mut one).await?;
             catalog_state = one.remove(&self.catalog_schema);
         }
         Ok(targets
@@ -727,13 +657,16 @@ impl FreshSession for PgFresh {
 
     async fn finish(self: Box<Self>, rows: &[AppliedRow<'_>]) -> Result<(), DbError> {
         let PgFresh(mut s) = *self;
-        let mut sql = history_ddl(&s.history.qualified);
-        if let Some(insert) = s.history.insert_applied_sql(Backend::Postgres, rows) {
-            sql.push_str("; ");
-            sql.push_str(&insert);
+        let ddl = history_ddl(&s.history.qualified);
+        let written = async {
+            s.raw(ddl).await?;
+            if let Some(insert) = s.history.insert_applied_sql(rows) {
+                s.history.write(&mut s.conn, "writing", insert).await?;
+            }
+            s.raw("COMMIT".into()).await
         }
-        sql.push_str("; COMMIT");
-        if let Err(e) = s.raw(sql).await {
+        .await;
+        if let Err(e) = written {
             let _ = s.raw("ROLLBACK".into()).await;
             return Err(e);
         }

@@ -20,13 +20,13 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{AssertSqlSafe, Connection, Executor, Row, SqliteConnection, SqlitePool};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::history::{HistoryTable, RowState};
 use super::{
     AppliedRow, BOOKKEEPING_TABLES, Backend, ColumnShape, Conn, DbError, DbPool, Dialect,
     ForeignKeyShape, FreshSession, HISTORY_TABLE, IndexShape, MigrationRef, Opened, SchemaSession,
     SchemaState, Structure, Target,
 };
 use crate::config::{Config, ConfigError, DbLocation, TenantLocation};
-use crate::migrate::history::{HistoryTable, RowState};
 
 /// How long catalog queries wait for the catalog file's write lock.
 const CATALOG_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -546,12 +546,19 @@ impl FreshSession for SqliteFresh {
 
     async fn finish(self: Box<Self>, rows: &[AppliedRow<'_>]) -> Result<(), DbError> {
         let SqliteFresh { mut session, .. } = *self;
-        let mut sql = history_ddl();
-        if let Some(insert) = session.history.insert_applied_sql(Backend::Sqlite, rows) {
-            sql.push_str(";\n");
-            sql.push_str(&insert);
+        let written = async {
+            session.raw(history_ddl()).await?;
+            match session.history.insert_applied_sql(rows) {
+                Some(insert) => session
+                    .history
+                    .write(&mut session.conn, "writing", insert)
+                    .await
+                    .map(|_| ()),
+                None => Ok(()),
+            }
         }
-        if let Err(e) = session.raw(sql).await {
+        .await;
+        if let Err(e) = written {
             let _ = session.raw("ROLLBACK".into()).await;
             return Err(e);
         }

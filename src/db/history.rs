@@ -1,11 +1,15 @@
 //! The history table (`_tenant_migrations`) every migrated schema carries: its row type and
 //! the row-level SQL, written once for all backends. Table DDL is each dialect's own.
+//!
+//! Rows are written with their values bound ([`Stmt`]), as prepared statements the connection
+//! does not keep: the texts name their schema, and a cached statement must neither pile up
+//! per schema nor serve another schema (on MySQL a prepared statement keeps its database).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::db::{AppliedRow, Backend, Conn, DbError, Lit, MigrationRef, with_conn};
+use crate::db::{AppliedRow, Backend, Conn, DbError, MigrationRef, placeholders, with_conn};
 
 /// The state a history row records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -130,34 +134,47 @@ pub fn is_missing_column(e: &DbError) -> bool {
     matches!(code.as_deref(), Some("1054" | "42703")) || db.message().starts_with("no such column")
 }
 
-/// One history row as the `VALUES` tuple of [`COLUMNS`] and `statements_done` (0 for a
+/// A value bound to a history statement's parameter (`None` binds `NULL`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arg {
+    Int(Option<i64>),
+    Text(Option<String>),
+    Time(Option<DateTime<Utc>>),
+}
+
+/// One history statement: its text, with a `?` for each of its `args` in order (numbered
+/// for PostgreSQL when it is sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stmt {
+    pub sql: String,
+    pub args: Vec<Arg>,
+}
+
+/// The parameters of one row: [`COLUMNS`] and `statements_done`.
+const ROW_PARAMS: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// One history row's values, in the order of [`COLUMNS`] and `statements_done` (0 for a
 /// `running` row, which counts its statements; `NULL` otherwise).
 fn row_values(
-    b: Backend,
     m: MigrationRef<'_>,
     state: RowState,
     started: DateTime<Utc>,
     finished: Option<DateTime<Utc>>,
     duration_ms: Option<i64>,
     error: Option<&str>,
-) -> String {
+) -> Vec<Arg> {
     let done = (state == RowState::Running).then_some(0);
-    let error = error.map(clip);
-    let values: Vec<String> = [
-        Lit::Int(m.version),
-        Lit::Text(m.name),
-        Lit::Text(m.checksum),
-        Lit::Text(state.as_str()),
-        Lit::Time(started),
-        finished.map_or(Lit::Null, Lit::Time),
-        duration_ms.into(),
-        error.as_deref().into(),
-        done.into(),
+    vec![
+        Arg::Int(Some(m.version)),
+        Arg::Text(Some(m.name.to_owned())),
+        Arg::Text(Some(m.checksum.to_owned())),
+        Arg::Text(Some(state.as_str().to_owned())),
+        Arg::Time(Some(started)),
+        Arg::Time(finished),
+        Arg::Int(duration_ms),
+        Arg::Text(error.map(clip)),
+        Arg::Int(done),
     ]
-    .iter()
-    .map(|l| l.render(b))
-    .collect();
-    format!("({})", values.join(", "))
 }
 
 /// A schema's history table, addressed by its qualified name.
@@ -261,26 +278,40 @@ impl HistoryTable {
                 "BEGIN; ALTER TABLE {q} ADD COLUMN statements_done INTEGER NULL; ALTER TABLE {q} ADD COLUMN resumed_after INTEGER NULL; COMMIT"
             ),
         };
-        self.write(conn, "upgrading", sql).await.map(|_| ())
-    }
-
-    /// The statement recording that `done` statements of `version` have completed.
-    pub fn progress_sql(&self, b: Backend, version: i64, done: usize) -> String {
-        format!(
-            "UPDATE {} SET statements_done = {} WHERE version = {}",
-            self.qualified,
-            Lit::Int(done as i64).render(b),
-            Lit::Int(version).render(b),
-        )
-    }
-
-    /// Runs one unprepared statement. History writes are sent as text with literals: one round
-    /// trip, nothing left in the statement cache, and no one-shot prepared statement whose
-    /// unanswered close packet would stall the next query behind Nagle's algorithm.
-    pub async fn write(&self, conn: &mut Conn, what: &str, sql: String) -> Result<u64, DbError> {
         with_conn!(conn, |c, _b| {
             sqlx::raw_sql(AssertSqlSafe(sql))
                 .execute(&mut *c)
+                .await
+                .map(|_| ())
+                .map_err(|e| DbError::sqlx(self.ctx("upgrading"), e))
+        })
+    }
+
+    /// The statement recording that `done` statements of `version` have completed.
+    pub fn progress_sql(&self, version: i64, done: usize) -> Stmt {
+        Stmt {
+            sql: format!(
+                "UPDATE {} SET statements_done = ? WHERE version = ?",
+                self.qualified
+            ),
+            args: vec![Arg::Int(Some(done as i64)), Arg::Int(Some(version))],
+        }
+    }
+
+    /// Runs one history statement with its values bound, as a prepared statement the
+    /// connection does not keep (see the module's documentation).
+    pub async fn write(&self, conn: &mut Conn, what: &str, stmt: Stmt) -> Result<u64, DbError> {
+        let sql = placeholders(conn.backend(), &stmt.sql);
+        with_conn!(conn, |c, _b| {
+            let mut q = sqlx::query(sql).persistent(false);
+            for arg in stmt.args {
+                q = match arg {
+                    Arg::Int(v) => q.bind(v),
+                    Arg::Text(v) => q.bind(v),
+                    Arg::Time(v) => q.bind(v),
+                };
+            }
+            q.execute(&mut *c)
                 .await
                 .map(|r| r.rows_affected())
                 .map_err(|e| DbError::sqlx(self.ctx(what), e))
@@ -290,19 +321,20 @@ impl HistoryTable {
     /// The statement inserting a row for `m` in `state`.
     pub fn insert_sql(
         &self,
-        b: Backend,
         m: MigrationRef<'_>,
         state: RowState,
         started: DateTime<Utc>,
         duration_ms: Option<i64>,
         error: Option<&str>,
-    ) -> String {
+    ) -> Stmt {
         let finished = (state != RowState::Running).then(Utc::now);
-        let values = row_values(b, m, state, started, finished, duration_ms, error);
-        format!(
-            "INSERT INTO {} ({COLUMNS}, statements_done) VALUES {values}",
-            self.qualified
-        )
+        Stmt {
+            sql: format!(
+                "INSERT INTO {} ({COLUMNS}, statements_done) VALUES {ROW_PARAMS}",
+                self.qualified
+            ),
+            args: row_values(m, state, started, finished, duration_ms, error),
+        }
     }
 
     /// Inserts a row for `m` in `state`.
@@ -315,35 +347,36 @@ impl HistoryTable {
         duration_ms: Option<i64>,
         error: Option<&str>,
     ) -> Result<(), DbError> {
-        let sql = self.insert_sql(conn.backend(), m, state, started, duration_ms, error);
-        self.write(conn, "writing", sql).await.map(|_| ())
+        let stmt = self.insert_sql(m, state, started, duration_ms, error);
+        self.write(conn, "writing", stmt).await.map(|_| ())
     }
 
     /// The statement recording every migration a new tenant was built with as applied, in
     /// one `INSERT` (none when `rows` is empty).
-    pub fn insert_applied_sql(&self, b: Backend, rows: &[AppliedRow<'_>]) -> Option<String> {
+    pub fn insert_applied_sql(&self, rows: &[AppliedRow<'_>]) -> Option<Stmt> {
         if rows.is_empty() {
             return None;
         }
-        let values: Vec<String> = rows
-            .iter()
-            .map(|r| {
-                row_values(
-                    b,
-                    r.migration,
-                    RowState::Applied,
-                    r.started,
-                    Some(r.finished),
-                    Some(r.duration_ms),
-                    None,
-                )
-            })
-            .collect();
-        Some(format!(
-            "INSERT INTO {} ({COLUMNS}, statements_done) VALUES {}",
-            self.qualified,
-            values.join(", ")
-        ))
+        Some(Stmt {
+            sql: format!(
+                "INSERT INTO {} ({COLUMNS}, statements_done) VALUES {}",
+                self.qualified,
+                vec![ROW_PARAMS; rows.len()].join(", ")
+            ),
+            args: rows
+                .iter()
+                .flat_map(|r| {
+                    row_values(
+                        r.migration,
+                        RowState::Applied,
+                        r.started,
+                        Some(r.finished),
+                        Some(r.duration_ms),
+                        None,
+                    )
+                })
+                .collect(),
+        })
     }
 
     /// Records `migrations` as [`RowState::Baselined`] in one statement (`adopt`): all of
@@ -354,46 +387,54 @@ impl HistoryTable {
         migrations: &[MigrationRef<'_>],
         at: DateTime<Utc>,
     ) -> Result<(), DbError> {
-        let b = conn.backend();
-        let rows: Vec<String> = migrations
-            .iter()
-            .map(|m| row_values(b, *m, RowState::Baselined, at, Some(at), None, None))
-            .collect();
-        if rows.is_empty() {
+        if migrations.is_empty() {
             return Ok(());
         }
-        let sql = format!(
-            "INSERT INTO {} ({COLUMNS}, statements_done) VALUES {}",
-            self.qualified,
-            rows.join(", ")
-        );
-        self.write(conn, "baselining", sql).await.map(|_| ())
+        let stmt = Stmt {
+            sql: format!(
+                "INSERT INTO {} ({COLUMNS}, statements_done) VALUES {}",
+                self.qualified,
+                vec![ROW_PARAMS; migrations.len()].join(", ")
+            ),
+            args: migrations
+                .iter()
+                .flat_map(|m| row_values(*m, RowState::Baselined, at, Some(at), None, None))
+                .collect(),
+        };
+        self.write(conn, "baselining", stmt).await.map(|_| ())
     }
 
     /// The statement moving the row of `version` to `state`, recording when and how it ended
     /// (and, for a resumed migration, after how many statements it resumed).
     pub fn finish_sql(
         &self,
-        b: Backend,
         version: i64,
         state: RowState,
         duration_ms: i64,
         error: Option<&str>,
         resumed_after: Option<usize>,
-    ) -> String {
-        let error = error.map(clip);
-        let resumed = resumed_after
-            .map(|n| format!(", resumed_after = {}", Lit::Int(n as i64).render(b)))
-            .unwrap_or_default();
-        format!(
-            "UPDATE {} SET state = {}, finished_at = {}, duration_ms = {}, error = {}{resumed} WHERE version = {}",
-            self.qualified,
-            Lit::Text(state.as_str()).render(b),
-            Lit::Time(Utc::now()).render(b),
-            Lit::Int(duration_ms).render(b),
-            Lit::from(error.as_deref()).render(b),
-            Lit::Int(version).render(b),
-        )
+    ) -> Stmt {
+        let mut args = vec![
+            Arg::Text(Some(state.as_str().to_owned())),
+            Arg::Time(Some(Utc::now())),
+            Arg::Int(Some(duration_ms)),
+            Arg::Text(error.map(clip)),
+        ];
+        let resumed = match resumed_after {
+            Some(n) => {
+                args.push(Arg::Int(Some(n as i64)));
+                ", resumed_after = ?"
+            }
+            None => "",
+        };
+        args.push(Arg::Int(Some(version)));
+        Stmt {
+            sql: format!(
+                "UPDATE {} SET state = ?, finished_at = ?, duration_ms = ?, error = ?{resumed} WHERE version = ?",
+                self.qualified
+            ),
+            args,
+        }
     }
 
     /// Moves the row of `version` to `state`, recording when and how it ended.
@@ -405,8 +446,8 @@ impl HistoryTable {
         duration_ms: i64,
         error: Option<&str>,
     ) -> Result<(), DbError> {
-        let sql = self.finish_sql(conn.backend(), version, state, duration_ms, error, None);
-        self.write(conn, "updating", sql).await.map(|_| ())
+        let stmt = self.finish_sql(version, state, duration_ms, error, None);
+        self.write(conn, "updating", stmt).await.map(|_| ())
     }
 
     /// Deletes the rows of `versions`.
@@ -414,13 +455,15 @@ impl HistoryTable {
         if versions.is_empty() {
             return Ok(0);
         }
-        let list = versions
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!("DELETE FROM {} WHERE version IN ({list})", self.qualified);
-        self.write(conn, "repairing", sql).await
+        let stmt = Stmt {
+            sql: format!(
+                "DELETE FROM {} WHERE version IN ({})",
+                self.qualified,
+                vec!["?"; versions.len()].join(", ")
+            ),
+            args: versions.iter().map(|v| Arg::Int(Some(*v))).collect(),
+        };
+        self.write(conn, "repairing", stmt).await
     }
 
     /// Marks `version` applied with `checksum`, clearing its error (a baselined row stays
@@ -431,15 +474,18 @@ impl HistoryTable {
         version: i64,
         checksum: &str,
     ) -> Result<u64, DbError> {
-        let b = conn.backend();
-        let sql = format!(
-            "UPDATE {} SET state = CASE WHEN state = 'baselined' THEN 'baselined' ELSE 'applied' END, \
-             checksum = {}, error = NULL, finished_at = {} WHERE version = {}",
-            self.qualified,
-            Lit::Text(checksum).render(b),
-            Lit::Time(Utc::now()).render(b),
-            Lit::Int(version).render(b),
-        );
-        self.write(conn, "repairing", sql).await
+        let stmt = Stmt {
+            sql: format!(
+                "UPDATE {} SET state = CASE WHEN state = 'baselined' THEN 'baselined' ELSE 'applied' END, \
+                 checksum = ?, error = NULL, finished_at = ? WHERE version = ?",
+                self.qualified,
+            ),
+            args: vec![
+                Arg::Text(Some(checksum.to_owned())),
+                Arg::Time(Some(Utc::now())),
+                Arg::Int(Some(version)),
+            ],
+        };
+        self.write(conn, "repairing", stmt).await
     }
 }
