@@ -338,16 +338,7 @@ impl<'a> Fleet<'a> {
             opts.continue_on_error,
             reports.iter().filter(|r| r.status.is_failure()).count(),
         );
-        // One limit per server: each works `opts.concurrency` tenants at a time, side by side.
-        let limits: BTreeMap<String, AdaptiveLimit> = work
-            .iter()
-            .map(|(_, row, _)| {
-                (
-                    row.server.clone(),
-                    AdaptiveLimit::new(opts.concurrency, opts.refusal_patience),
-                )
-            })
-            .collect();
+        let limits = limits_for(&work, opts);
         let limits = &limits;
         let mut halted = None;
         let fleet_wave = match &canary {
@@ -443,15 +434,7 @@ impl<'a> Fleet<'a> {
         action: &dyn Action,
     ) -> Vec<TenantReport> {
         let budget = Budget::new(opts.max_failures, opts.continue_on_error, 0);
-        let limits: BTreeMap<String, AdaptiveLimit> = work
-            .iter()
-            .map(|(_, row, _)| {
-                (
-                    row.server.clone(),
-                    AdaptiveLimit::new(opts.concurrency, opts.refusal_patience),
-                )
-            })
-            .collect();
+        let limits = limits_for(&work, opts);
         self.wave(work, opts, &budget, &limits, progress, action)
             .await
     }
@@ -795,6 +778,22 @@ impl<'a> Fleet<'a> {
             warn!(schema = %row.schema_name, error = %e, "could not record the tenant's outcome in the catalog");
         }
     }
+}
+
+/// One adaptive limit per server holding some of `work`: each works `opts.concurrency`
+/// tenants at a time, the servers side by side.
+fn limits_for(
+    work: &[(SchemaName, TenantRow, Option<i64>)],
+    opts: &FleetOptions,
+) -> BTreeMap<String, AdaptiveLimit> {
+    work.iter()
+        .map(|(_, row, _)| {
+            (
+                row.server.clone(),
+                AdaptiveLimit::new(opts.concurrency, opts.refusal_patience),
+            )
+        })
+        .collect()
 }
 
 /// A try at a tenant whose connection the server refused because of a connection limit:
