@@ -7,6 +7,8 @@ FROM rust:1.95.0-slim-bookworm AS build
 WORKDIR /src
 # Dependencies first, so source edits do not rebuild them.
 COPY Cargo.toml Cargo.lock ./
+# Build settings (the embedded SQLite's compile flags).
+COPY .cargo ./.cargo
 # Patched dependencies (see vendor/README.md), needed to resolve the lock file.
 COPY vendor ./vendor
 RUN mkdir -p src migrations \

@@ -80,18 +80,17 @@ peak_reset() {
   case $BACKEND in
     mysql) "${MY[@]}" -e "FLUSH STATUS" ;;
     postgres)
-      echo 0 > "$WORK/peak"
-      ( while :; do
-          n=$(psql -qAt -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = '${P}'" 2>/dev/null || echo 0)
-          if [ "$n" -gt "$(cat "$WORK/peak")" ]; then echo "$n" > "$WORK/peak"; fi
-          sleep 0.05
-        done ) & SAMPLER=$! ;;
+      # One session polling with \watch: a client started per sample would itself take a
+      # good share of this 2-core machine away from the run it measures.
+      printf '%s\n%s\n' "SELECT count(*) FROM pg_stat_activity WHERE application_name = '${P}';" '\watch 0.05' \
+        | psql -qAt > "$WORK/peak_samples" 2>/dev/null & SAMPLER=$! ;;
   esac
 }
 peak_read() {
   case $BACKEND in
     mysql) "${MY[@]}" -e "SHOW GLOBAL STATUS LIKE 'Max_used_connections'" | awk '{print $2 - 1}' ;;  # minus this session
-    postgres) kill "$SAMPLER" 2>/dev/null; wait "$SAMPLER" 2>/dev/null || true; cat "$WORK/peak" ;;
+    postgres) pkill -P "$SAMPLER" psql 2>/dev/null; kill "$SAMPLER" 2>/dev/null; wait "$SAMPLER" 2>/dev/null || true
+      sort -n "$WORK/peak_samples" | tail -1 ;;
     sqlite) echo "n/a (files)" ;;
   esac
 }
@@ -143,17 +142,23 @@ printf 'fleet benchmark: backend=%s N=%d concurrency=%d pool=%d (%s)\n' "$BACKEN
 # Floor and tool alternate, each keeping its best run.
 min() { awk "BEGIN{ print ($1 < $2) ? $1 : $2 }"; }
 F_PROV=999999 T_PROV=999999 PROV_RUNS=""
+# Each timed run starts from a checkpoint, so none pays for the dirty pages of the one before.
+settle() { [ "$BACKEND" = postgres ] && psql -qAt -c CHECKPOINT >/dev/null; sync; }
 for r in $(seq 1 "$RUNS"); do
+  settle
   F=$(floor_provision)
   use_fleet "${P}r$r"
+  settle
   peak_reset
   s=$(now); $BIN create $NAMES --concurrency $CONC --output json > "$WORK/create.json"; e=$(now)
   T=$(secs "$s" "$e"); PEAK_PROV=$(peak_read)
   python3 -c "import json,sys; r=json.load(open('$WORK/create.json')); assert r['successful_migrations']==$N and r['failed']==0, (r['successful_migrations'], r['failed'])"
   PROV_RUNS="$PROV_RUNS run$r: tool ${T}s floor ${F}s ($(ratio "$T" "$F")x);"
+  PAIR_RATIOS="${PAIR_RATIOS:-} $(ratio "$T" "$F")"
   F_PROV=$(min "$F_PROV" "$F"); T_PROV=$(min "$T_PROV" "$T")
 done
 echo "provisioning runs:$PROV_RUNS"
+echo "provisioning: median of the pairs' ratios $(echo $PAIR_RATIOS | tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}')x"
 
 # Floor and tool alternate twice and each keeps its best run: neither gets only a cold or
 # only a warm server.

@@ -288,14 +288,11 @@ impl Catalog {
         }
         let sql = format!(
             "SELECT {COLUMNS} FROM tenants WHERE schema_name IN ({})",
-            vec!["?"; names.len()].join(", ")
+            in_list(names.len())
         );
         with_pool!(&self.pool, |p, b, Id| {
-            let mut q = sqlx::query(placeholders(b, &sql)).persistent(false);
-            for n in names {
-                q = q.bind(*n);
-            }
-            let rows = q
+            let q = sqlx::query(placeholders(b, &sql)).persistent(false);
+            let rows = bind_names(q, names)
                 .fetch_all(p)
                 .await
                 .map_err(|e| DbError::sqlx("reading tenants", e))?;
@@ -311,15 +308,13 @@ impl Catalog {
         for chunk in names.chunks(BATCH) {
             let sql = format!(
                 "DELETE FROM tenants WHERE status = 'provisioning' AND schema_name IN ({})",
-                vec!["?"; chunk.len()].join(", ")
+                in_list(chunk.len())
             );
             self.counts.bump();
             let deleted = with_pool!(&self.pool, |p, b, _Id| {
-                let mut q = sqlx::query(placeholders(b, &sql)).persistent(false);
-                for n in chunk {
-                    q = q.bind(*n);
-                }
-                q.execute(p)
+                let q = sqlx::query(placeholders(b, &sql)).persistent(false);
+                bind_names(q, chunk)
+                    .execute(p)
                     .await
                     .map(|_| ())
                     .map_err(|e| DbError::sqlx("deleting tenants", e))
@@ -342,18 +337,16 @@ impl Catalog {
                 let sql = format!(
                     "UPDATE tenants SET status = 'active', schema_version = ?, last_error = NULL, \
                      updated_at = ? WHERE schema_name IN ({})",
-                    vec!["?"; chunk.len()].join(", ")
+                    in_list(chunk.len())
                 );
                 self.counts.bump();
                 let updated = with_pool!(&self.pool, |p, b, _Id| {
-                    let mut q = sqlx::query(placeholders(b, &sql))
+                    let q = sqlx::query(placeholders(b, &sql))
                         .persistent(false)
                         .bind(version)
                         .bind(now());
-                    for n in chunk {
-                        q = q.bind(*n);
-                    }
-                    q.execute(p)
+                    bind_names(q, chunk)
+                        .execute(p)
                         .await
                         .map(|_| ())
                         .map_err(|e| DbError::sqlx("updating tenants", e))
@@ -516,4 +509,21 @@ impl Catalog {
             Ok(rows)
         })
     }
+}
+
+/// `?, ?, …`: the placeholders of an `IN` list of `n` values.
+fn in_list(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// Binds `names` in turn: the values of an `IN` list written by [`in_list`].
+fn bind_names<'q, DB>(
+    q: sqlx::query::Query<'q, DB, DB::Arguments>,
+    names: &[&'q str],
+) -> sqlx::query::Query<'q, DB, DB::Arguments>
+where
+    DB: sqlx::Database,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    names.iter().fold(q, |q, n| q.bind(*n))
 }

@@ -41,12 +41,39 @@ pub async fn main() -> ExitCode {
         && cli.command.is_fleet();
     crate::telemetry::init(cli.global.verbose, show_bar);
     let output = cli.global.output;
-    match run(cli).await {
+    let code = match run(cli).await {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             render::error(output, &e);
             ExitCode::from(e.exit_code() as u8)
         }
+    };
+    close_engines().await;
+    code
+}
+
+/// The engines the command opened, closed before the process exits: the servers see each
+/// connection end cleanly instead of logging it as reset by the peer.
+static OPENED: std::sync::Mutex<Vec<Engine>> = std::sync::Mutex::new(Vec::new());
+
+fn opened(engine: Engine) -> Engine {
+    OPENED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(engine.clone());
+    engine
+}
+
+async fn close_engines() {
+    let engines = std::mem::take(
+        &mut *OPENED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    for engine in engines {
+        // A connection still held by a task that outlived the command would keep `close`
+        // waiting: exit regardless after a moment.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), engine.close()).await;
     }
 }
 
@@ -55,14 +82,14 @@ fn config(g: &GlobalArgs) -> Result<Config, ConfigError> {
 }
 
 async fn engine(g: &GlobalArgs) -> Result<Engine, EngineError> {
-    Engine::connect(config(g)?).await
+    Engine::connect(config(g)?).await.map(opened)
 }
 
 /// The engine for commands about what the catalog holds (listing, status, drift, repair, one
 /// tenant's upgrade): they refuse a catalog that does not exist (exit 2) and create nothing,
 /// so a mistyped `DATABASE_URL` never leaves an empty catalog behind.
 async fn existing(g: &GlobalArgs) -> Result<Engine, EngineError> {
-    Engine::connect_existing(config(g)?).await
+    Engine::connect_existing(config(g)?).await.map(opened)
 }
 
 fn schema_names(raw: &[String]) -> Result<Vec<SchemaName>, ValidationError> {
@@ -286,9 +313,7 @@ async fn adopt_alembic(g: &GlobalArgs, args: &AdoptAlembicArgs) -> Result<u8, En
             .max(1),
         server: g.server.clone(),
     };
-    let report = engine.adopt_alembic(&opts).await;
-    engine.close().await;
-    let report = report?;
+    let report = engine.adopt_alembic(&opts).await?;
     render::adopt(g.output, &report);
     Ok(if report.all_good() { 0 } else { 1 })
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::history::{COLUMNS, HistoryRow, decode_row};
-use super::{Backend, Conn, DbError, HISTORY_TABLE, SchemaState, placeholders, with_conn};
+use super::{Backend, Conn, DbError, HISTORY_TABLE, SchemaState, Target, placeholders, with_conn};
 
 /// Schemas read per `UNION ALL` query when checking a fleet's histories.
 pub(crate) const READ_BATCH: usize = 500;
@@ -26,6 +26,52 @@ pub(crate) trait BatchSql {
     /// Schemas holding the table named by the first parameter, among the `IN` list that
     /// follows the text.
     const WITH_TABLE: &'static str;
+}
+
+/// The state of every target, in order: the tenants' histories batched through the connection
+/// `tenants` resolves to, the catalog's through the one `catalog` resolves to (each awaited
+/// only when a target needs it). A catalog whose database does not exist yet is `Missing`.
+pub(crate) async fn read_states<S: BatchSql>(
+    targets: &[Target],
+    tenants: impl Future<Output = Result<Conn, sqlx::Error>>,
+    catalog: impl Future<Output = Result<Conn, sqlx::Error>>,
+    catalog_name: &str,
+) -> Result<Vec<SchemaState>, DbError> {
+    let mut found: HashMap<String, SchemaState> = HashMap::with_capacity(targets.len());
+    let names: Vec<&str> = targets
+        .iter()
+        .filter_map(Target::tenant)
+        .map(|s| s.as_str())
+        .collect();
+    if !names.is_empty() {
+        let mut conn = tenants
+            .await
+            .map_err(|e| DbError::sqlx("reading histories", e))?;
+        read_into::<S>(&mut conn, &names, &mut found).await?;
+    }
+    let mut catalog_state = SchemaState::Missing;
+    if targets.contains(&Target::Catalog) {
+        match catalog.await {
+            Ok(mut conn) => {
+                let mut one = HashMap::new();
+                read_into::<S>(&mut conn, &[catalog_name], &mut one).await?;
+                catalog_state = one.remove(catalog_name).unwrap_or(SchemaState::Missing);
+            }
+            Err(e) => {
+                let e = DbError::sqlx("reading catalog history", e);
+                if !e.is_missing_object() {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(targets
+        .iter()
+        .map(|t| match t {
+            Target::Catalog => catalog_state.clone(),
+            Target::Tenant(s) => found.remove(s.as_str()).unwrap_or(SchemaState::Missing),
+        })
+        .collect())
 }
 
 /// Reads the histories of `schemas` into `found`, [`READ_BATCH`] at a time.

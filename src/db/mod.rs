@@ -392,8 +392,15 @@ pub struct AppliedRow<'a> {
 /// without them is an unfinished build.
 #[async_trait]
 pub trait FreshSession: Send {
-    /// Runs one statement of a migration.
+    /// Runs one statement of a migration, or (when [`FreshSession::atomic`]) a script of
+    /// several.
     async fn execute(&mut self, sql: &str) -> Result<(), DbError>;
+
+    /// True when the whole build is one transaction, which a failure leaves nothing of: then
+    /// a migration's statements may go to the server as one script.
+    fn atomic(&self) -> bool {
+        false
+    }
 
     /// Writes the history table with `rows`, makes the schema durable (commits where DDL is
     /// transactional) and releases the lock.

@@ -12,7 +12,6 @@
 //! crash mid-migration leaves the row `running` with its count: the next run resumes it,
 //! checking the one statement in doubt against `information_schema` (`observe`).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -270,48 +269,13 @@ impl Dialect for MySqlDialect {
     }
 
     async fn read_states(&self, targets: &[Target]) -> Result<Vec<SchemaState>, DbError> {
-        let mut found: HashMap<String, SchemaState> = HashMap::with_capacity(targets.len());
-        let tenants: Vec<&str> = targets
-            .iter()
-            .filter_map(Target::tenant)
-            .map(|s| s.as_str())
-            .collect();
-        if !tenants.is_empty() {
-            let mut conn = Conn::MySql(
-                self.tenants
-                    .acquire()
-                    .await
-                    .map_err(|e| DbError::sqlx("reading histories", e))?,
-            );
-            history_read::read_into::<Self>(&mut conn, &tenants, &mut found).await?;
-        }
-        let mut catalog_state = None;
-        if targets.contains(&Target::Catalog) {
-            // Through the catalog's own server; its database may not exist yet.
-            catalog_state = Some(match self.catalog.acquire().await {
-                Ok(conn) => {
-                    let mut one = HashMap::new();
-                    let catalog = [self.catalog_db.as_str()];
-                    history_read::read_into::<Self>(&mut Conn::MySql(conn), &catalog, &mut one)
-                        .await?;
-                    one.remove(&self.catalog_db).unwrap_or(SchemaState::Missing)
-                }
-                Err(e) => {
-                    let e = DbError::sqlx("reading catalog history", e);
-                    if !e.is_missing_object() {
-                        return Err(e);
-                    }
-                    SchemaState::Missing
-                }
-            });
-        }
-        Ok(targets
-            .iter()
-            .map(|t| match t {
-                Target::Catalog => catalog_state.clone().unwrap_or(SchemaState::Missing),
-                Target::Tenant(s) => found.remove(s.as_str()).unwrap_or(SchemaState::Missing),
-            })
-            .collect())
+        history_read::read_states::<Self>(
+            targets,
+            async { self.tenants.acquire().await.map(Conn::MySql) },
+            async { self.catalog.acquire().await.map(Conn::MySql) },
+            &self.catalog_db,
+        )
+        .await
     }
 
     async fn open_session(

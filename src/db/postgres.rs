@@ -8,7 +8,6 @@
 //! row, so a failure leaves the schema exactly at its previous version and a connection goes
 //! back to the pool with its default search path.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -126,49 +125,29 @@ impl PgDialect {
     /// A session on `target`'s schema holding its advisory lock, waiting at most
     /// `lock_timeout` for another run to finish with it (the schema need not exist).
     async fn locked(&self, target: &Target, lock_timeout: Duration) -> Result<PgSession, DbError> {
+        let mut session = self.session(target).await?;
+        session.lock(lock_timeout).await?;
+        Ok(session)
+    }
+
+    /// A session on `target`'s schema holding no lock yet.
+    async fn session(&self, target: &Target) -> Result<PgSession, DbError> {
         let schema = self.schema_of(target).to_owned();
         let conn = self
             .pool_of(target)
             .acquire()
             .await
             .map_err(|e| DbError::sqlx(ctx("connecting for", &schema), e))?;
-        let key = postgres_lock_key(&schema);
-        let mut session = PgSession {
+        Ok(PgSession {
             history: HistoryTable::new(Backend::Postgres, Some(&schema), HISTORY_TABLE),
             quoted: Backend::Postgres.quote(&schema),
             conn: Conn::Postgres(conn),
-            key,
-            schema: schema.clone(),
+            key: postgres_lock_key(&schema),
+            schema,
             released: false,
+            session_lock: false,
             create_history: None,
-        };
-        let set_timeout = format!("SET lock_timeout = {}", lock_timeout.as_millis().max(1));
-        session
-            .conn()
-            .execute(AssertSqlSafe(set_timeout))
-            .await
-            .map_err(|e| DbError::sqlx(ctx("locking", &schema), e))?;
-        let locked = sqlx::query("SELECT pg_advisory_lock($1)")
-            .bind(key)
-            .execute(session.conn())
-            .await;
-        let reset = session.conn().execute("RESET lock_timeout").await;
-        if let Err(e) = locked {
-            let err = DbError::sqlx(ctx("locking", &schema), e);
-            return Err(match &err {
-                DbError::Sqlx { code: Some(c), .. } if c == "55P03" => {
-                    session.released = reset.is_ok();
-                    DbError::LockTimeout {
-                        schema,
-                        waited: lock_timeout,
-                        holder: None,
-                    }
-                }
-                _ => err,
-            });
-        }
-        reset.map_err(|e| DbError::sqlx(ctx("locking", &schema), e))?;
-        Ok(session)
+        })
     }
 
     fn schema_of<'a>(&'a self, target: &'a Target) -> &'a str {
@@ -260,41 +239,13 @@ impl Dialect for PgDialect {
     }
 
     async fn read_states(&self, targets: &[Target]) -> Result<Vec<SchemaState>, DbError> {
-        let mut found: HashMap<String, SchemaState> = HashMap::with_capacity(targets.len());
-        let tenants: Vec<&str> = targets
-            .iter()
-            .filter_map(Target::tenant)
-            .map(|s| s.as_str())
-            .collect();
-        if !tenants.is_empty() {
-            let mut conn = Conn::Postgres(
-                self.tenants
-                    .acquire()
-                    .await
-                    .map_err(|e| DbError::sqlx("reading histories", e))?,
-            );
-            history_read::read_into::<Self>(&mut conn, &tenants, &mut found).await?;
-        }
-        let mut catalog_state = None;
-        if targets.contains(&Target::Catalog) {
-            let mut conn = Conn::Postgres(
-                self.catalog
-                    .acquire()
-                    .await
-                    .map_err(|e| DbError::sqlx("reading catalog history", e))?,
-            );
-            let mut one = HashMap::new();
-            let catalog = [self.catalog_schema.as_str()];
-            history_read::read_into::<Self>(&mut conn, &catalog, &mut one).await?;
-            catalog_state = one.remove(&self.catalog_schema);
-        }
-        Ok(targets
-            .iter()
-            .map(|t| match t {
-                Target::Catalog => catalog_state.clone().unwrap_or(SchemaState::Missing),
-                Target::Tenant(s) => found.remove(s.as_str()).unwrap_or(SchemaState::Missing),
-            })
-            .collect())
+        history_read::read_states::<Self>(
+            targets,
+            async { self.tenants.acquire().await.map(Conn::Postgres) },
+            async { self.catalog.acquire().await.map(Conn::Postgres) },
+            &self.catalog_schema,
+        )
+        .await
     }
 
     async fn open_session(
@@ -314,15 +265,20 @@ impl Dialect for PgDialect {
         }
     }
 
+    /// One round trip opens the build: the transaction takes the schema's advisory lock
+    /// (released by its own end), creates the schema and points the search path at it.
     async fn create_fresh(
         &self,
         target: &Target,
         lock_timeout: Duration,
     ) -> Result<Opened, DbError> {
-        let mut session = self.locked(target, lock_timeout).await?;
+        let mut session = self.session(target).await?;
         let created = session
             .raw(format!(
-                "BEGIN; CREATE SCHEMA {q}; SET LOCAL search_path TO {q}",
+                "BEGIN; SET LOCAL lock_timeout = {ms}; SELECT pg_advisory_xact_lock({key}); \
+                 SET LOCAL lock_timeout TO DEFAULT; CREATE SCHEMA {q}; SET LOCAL search_path TO {q}",
+                ms = lock_timeout.as_millis().max(1),
+                key = session.key,
                 q = session.quoted
             ))
             .await;
@@ -332,9 +288,12 @@ impl Dialect for PgDialect {
                 // Never leave an aborted transaction open on a connection going back to the pool.
                 session.raw("ROLLBACK".into()).await?;
                 if matches!(&e, DbError::Sqlx { code: Some(c), .. } if c == DUPLICATE_SCHEMA) {
+                    // Not this run's to build: what follows holds the lock for the session.
+                    session.lock(lock_timeout).await?;
                     Ok(Opened::Existing(Box::new(session)))
                 } else {
-                    Err(e)
+                    session.released = true;
+                    Err(lock_error(e, &session.schema, lock_timeout))
                 }
             }
         }
@@ -473,6 +432,9 @@ struct PgSession {
     schema: String,
     key: i64,
     released: bool,
+    /// The advisory lock is held at session level (unlocked by `release`); otherwise by the
+    /// open transaction, which ends it.
+    session_lock: bool,
     /// The history table's DDL, run inside the first migration's transaction (DDL is
     /// transactional here, so one commit covers both).
     create_history: Option<String>,
@@ -484,6 +446,35 @@ impl PgSession {
             Conn::Postgres(c) => c,
             _ => unreachable!("a PostgreSQL session holds a PostgreSQL connection"),
         }
+    }
+
+    /// Takes the schema's advisory lock for the session, waiting at most `lock_timeout`.
+    async fn lock(&mut self, lock_timeout: Duration) -> Result<(), DbError> {
+        let set_timeout = format!("SET lock_timeout = {}", lock_timeout.as_millis().max(1));
+        self.conn()
+            .execute(AssertSqlSafe(set_timeout))
+            .await
+            .map_err(|e| DbError::sqlx(ctx("locking", &self.schema), e))?;
+        let key = self.key;
+        let locked = sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(key)
+            .execute(self.conn())
+            .await;
+        let reset = self.conn().execute("RESET lock_timeout").await;
+        if let Err(e) = locked {
+            let err = lock_error(
+                DbError::sqlx(ctx("locking", &self.schema), e),
+                &self.schema,
+                lock_timeout,
+            );
+            if matches!(err, DbError::LockTimeout { .. }) {
+                self.released = reset.is_ok();
+            }
+            return Err(err);
+        }
+        reset.map_err(|e| DbError::sqlx(ctx("locking", &self.schema), e))?;
+        self.session_lock = true;
+        Ok(())
     }
 
     /// True when the session's schema exists.
@@ -609,6 +600,10 @@ impl SchemaSession for PgSession {
     }
 
     async fn release(mut self: Box<Self>) -> Result<(), DbError> {
+        if !self.session_lock {
+            self.released = true;
+            return Ok(());
+        }
         let key = self.key;
         let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(key)
@@ -621,6 +616,19 @@ impl SchemaSession for PgSession {
             }
             Err(e) => Err(DbError::sqlx(ctx("unlocking", &self.schema), e)),
         }
+    }
+}
+
+/// `e`, or [`DbError::LockTimeout`] when it is the server giving up waiting for a lock
+/// (SQLSTATE `lock_not_available`).
+fn lock_error(e: DbError, schema: &str, waited: Duration) -> DbError {
+    match &e {
+        DbError::Sqlx { code: Some(c), .. } if c == "55P03" => DbError::LockTimeout {
+            schema: schema.to_owned(),
+            waited,
+            holder: None,
+        },
+        _ => e,
     }
 }
 
@@ -651,6 +659,10 @@ struct PgFresh(PgSession);
 
 #[async_trait]
 impl FreshSession for PgFresh {
+    fn atomic(&self) -> bool {
+        true
+    }
+
     async fn execute(&mut self, sql: &str) -> Result<(), DbError> {
         self.0.raw(sql.to_owned()).await
     }

@@ -540,6 +540,10 @@ struct SqliteFresh {
 
 #[async_trait]
 impl FreshSession for SqliteFresh {
+    fn atomic(&self) -> bool {
+        true
+    }
+
     async fn execute(&mut self, sql: &str) -> Result<(), DbError> {
         self.session.raw(sql.to_owned()).await
     }

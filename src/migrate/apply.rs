@@ -511,16 +511,7 @@ async fn failed_step(
     let transactional = session.transactional();
     let settled = transactional || (server_refused && !transient);
     let partial = !transactional && (i > 0 || !server_refused);
-    let err = MigrateError::Statement {
-        version: m.version,
-        name: m.name.clone(),
-        statement: i + 1,
-        line: stmt.line,
-        message: e.server_message(),
-        partial,
-        resumable: !settled,
-        transient,
-    };
+    let err = MigrateError::statement(m, i, stmt, &e, partial, !settled);
     if settled {
         if partial && !transactional {
             // Statements before `i` all completed; uncounted ones among them are counted now.

@@ -1,7 +1,8 @@
 //! `MigrateError`: why a schema could not be brought to its target version.
 
 use super::plan::Problem;
-use super::source::SourceError;
+use super::source::{Migration, SourceError};
+use super::split::Statement;
 use crate::db::DbError;
 
 /// A failed migration run on one schema.
@@ -78,6 +79,28 @@ impl From<DbError> for MigrateError {
 }
 
 impl MigrateError {
+    /// Statement `i` (0-based) of migration `m` failed with `e`: `partial` when statements of it
+    /// committed, `resumable` when the next run picks up where it stopped.
+    pub(crate) fn statement(
+        m: &Migration,
+        i: usize,
+        stmt: &Statement,
+        e: &DbError,
+        partial: bool,
+        resumable: bool,
+    ) -> Self {
+        MigrateError::Statement {
+            version: m.version,
+            name: m.name.clone(),
+            statement: i + 1,
+            line: stmt.line,
+            message: e.server_message(),
+            partial,
+            resumable,
+            transient: e.is_transient(),
+        }
+    }
+
     /// True when running the whole schema again may succeed and cannot double-apply anything:
     /// a temporary failure before any statement of the failing migration committed.
     pub fn is_retryable(&self) -> bool {

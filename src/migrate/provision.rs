@@ -71,9 +71,12 @@ async fn provision_once(
     origin: RowOrigin,
 ) -> (Result<TargetResult, MigrateError>, bool) {
     let mut built = false;
+    // A fresh build sends each migration as one script where the build is atomic; when a
+    // script fails, the build is made again statement by statement to name the failing one.
+    let mut mode = Mode::Scripts;
     // An unfinished build that is dropped is followed by a fresh one: at most twice, as
-    // another `create` may be racing this one for the name.
-    for _ in 0..3 {
+    // another `create` may be racing this one for the name (and once more after a script).
+    for _ in 0..4 {
         let opened = match dialect.create_fresh(target, opts.lock_timeout).await {
             Ok(o) => o,
             Err(e) => return (Err(e.into()), built),
@@ -81,7 +84,11 @@ async fn provision_once(
         match opened {
             Opened::Fresh(fresh) => {
                 built = true;
-                return (build(fresh, target, set, opts.target).await, built);
+                match build(fresh, target, set, opts.target, mode).await {
+                    Err(Failed::Script) => mode = Mode::Statements,
+                    Err(Failed::Run(e)) => return (Err(e), built),
+                    Ok(done) => return (Ok(done), built),
+                }
             }
             Opened::Existing(mut session) => {
                 let origin = if built { RowOrigin::Earlier } else { origin };
@@ -91,7 +98,14 @@ async fn provision_once(
                     Ok(Leftover::Empty) => match session.into_fresh() {
                         Ok(fresh) => {
                             built = true;
-                            return (build(fresh, target, set, opts.target).await, built);
+                            match build(fresh, target, set, opts.target, mode).await {
+                                Err(Failed::Script) => {
+                                    mode = Mode::Statements;
+                                    continue;
+                                }
+                                Err(Failed::Run(e)) => return (Err(e), built),
+                                Ok(done) => return (Ok(done), built),
+                            }
                         }
                         // On a server, an empty schema this tool did not make is refused like
                         // any other; an unfinished build of its own is dropped and made again.
@@ -138,6 +152,37 @@ async fn provision_once(
     )
 }
 
+/// How a fresh build sends a migration's statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Each migration as one script, where the session is atomic: a round trip per
+    /// migration instead of one per statement.
+    Scripts,
+    /// Statement by statement, which names the one that fails.
+    Statements,
+}
+
+/// Why a build did not finish.
+enum Failed {
+    /// A migration's script failed and the build was undone: build again statement by
+    /// statement to find out which one.
+    Script,
+    /// The build failed (and was undone where it could be).
+    Run(MigrateError),
+}
+
+impl From<MigrateError> for Failed {
+    fn from(e: MigrateError) -> Self {
+        Failed::Run(e)
+    }
+}
+
+impl From<crate::db::DbError> for Failed {
+    fn from(e: crate::db::DbError) -> Self {
+        Failed::Run(e.into())
+    }
+}
+
 /// Runs every pending migration in the fresh session and finishes it; on a failure, discards
 /// the build.
 async fn build(
@@ -145,12 +190,14 @@ async fn build(
     target: &Target,
     set: &MigrationSet,
     to: Option<i64>,
-) -> Result<TargetResult, MigrateError> {
+    mode: Mode,
+) -> Result<TargetResult, Failed> {
     let p = plan(set, &[], to);
     if !p.problems.is_empty() {
         discard(fresh).await;
-        return Err(MigrateError::Blocked(p.problems));
+        return Err(MigrateError::Blocked(p.problems).into());
     }
+    let scripts = mode == Mode::Scripts && fresh.atomic();
     let mut migrations = Vec::with_capacity(p.pending.len());
     for version in &p.pending {
         if let Some(m) = set.get_for(*version, target) {
@@ -167,21 +214,20 @@ async fn build(
     for m in &migrations {
         let started = Utc::now();
         let clock = Instant::now();
-        for (i, stmt) in m.statements.iter().enumerate() {
-            if let Err(e) = fresh.execute(&stmt.sql).await {
-                let err = MigrateError::Statement {
-                    version: m.version,
-                    name: m.name.clone(),
-                    statement: i + 1,
-                    line: stmt.line,
-                    message: e.server_message(),
-                    partial: false,
-                    resumable: false,
-                    transient: e.is_transient(),
-                };
-                warn!(version = m.version, statement = i + 1, sql = %first_line(&stmt.sql), error = %err, "building the tenant failed; undoing it");
+        if scripts && m.statements.len() > 1 {
+            if let Err(e) = fresh.execute(&script(m)).await {
+                info!(version = m.version, error = %e, "a migration's script failed; building the tenant again statement by statement");
                 discard(fresh).await;
-                return Err(err);
+                return Err(Failed::Script);
+            }
+        } else {
+            for (i, stmt) in m.statements.iter().enumerate() {
+                if let Err(e) = fresh.execute(&stmt.sql).await {
+                    let err = MigrateError::statement(m, i, stmt, &e, false, false);
+                    warn!(version = m.version, statement = i + 1, sql = %first_line(&stmt.sql), error = %err, "building the tenant failed; undoing it");
+                    discard(fresh).await;
+                    return Err(err.into());
+                }
             }
         }
         let duration_ms = clock.elapsed().as_millis() as i64;
@@ -203,6 +249,17 @@ async fn build(
     fresh.finish(&applied).await?;
     info!(version = ?result.to, migrations = applied.len(), "tenant built");
     Ok(result)
+}
+
+/// A migration's statements as one script. Each ends on a line of its own, so a trailing
+/// `--` comment cannot swallow the delimiter.
+fn script(m: &Migration) -> String {
+    let mut out = String::with_capacity(m.statements.iter().map(|s| s.sql.len() + 3).sum());
+    for stmt in &m.statements {
+        out.push_str(&stmt.sql);
+        out.push_str("\n;\n");
+    }
+    out
 }
 
 async fn discard(fresh: Box<dyn FreshSession>) {
