@@ -57,15 +57,22 @@ use_fleet() {
 use_fleet "$P"
 
 RESTORE_CACHE=
+# Drops every schema (database, file) whose name starts with $1 (SQLite: the fleet folder $1
+# without its trailing underscore).
+drop_prefix() {
+  local like=${1//_/\\_}
+  case $BACKEND in
+    mysql) "${MY[@]}" -e "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '${like}%'" \
+             | sed 's/.*/DROP DATABASE `&`;/' | "${MY[@]}" ;;
+    postgres) psql -qAt -c "SELECT nspname FROM pg_namespace WHERE nspname LIKE '${like}%'" \
+             | sed 's/.*/DROP SCHEMA "&" CASCADE;/' | psql -q >/dev/null 2>&1 ;;
+    sqlite) rm -rf "${WORK:?}/${1%_}" ;;
+  esac
+}
 cleanup() {
   [ -n "$RESTORE_CACHE" ] && "${MY[@]}" -e "$RESTORE_CACHE"
   [ "$KEEP" = 1 ] && { echo "kept schemas with prefix $P"; return; }
-  case $BACKEND in
-    mysql) "${MY[@]}" -e "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '${P}%'" \
-             | sed 's/.*/DROP DATABASE `&`;/' | "${MY[@]}" ;;
-    postgres) psql -qAt -c "SELECT nspname FROM pg_namespace WHERE nspname LIKE '${P}%'" \
-             | sed 's/.*/DROP SCHEMA "&" CASCADE;/' | psql -q >/dev/null 2>&1 ;;
-  esac
+  drop_prefix "$P"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -142,8 +149,17 @@ printf 'fleet benchmark: backend=%s N=%d concurrency=%d pool=%d (%s)\n' "$BACKEN
 # Floor and tool alternate, each keeping its best run.
 min() { awk "BEGIN{ print ($1 < $2) ? $1 : $2 }"; }
 F_PROV=999999 T_PROV=999999 PROV_RUNS=""
-# Each timed run starts from a checkpoint, so none pays for the dirty pages of the one before.
-settle() { [ "$BACKEND" = postgres ] && psql -qAt -c CHECKPOINT >/dev/null; sync; }
+# Each timed run starts from vacuumed system catalogs and a checkpoint, so none pays for the
+# dead catalog rows (autovacuum) or the dirty pages the run before it left (a floor drops its
+# schemas right after its timing).
+settle() {
+  if [ "$BACKEND" = postgres ]; then
+    psql -qAt -c "VACUUM pg_catalog.pg_class, pg_catalog.pg_attribute, pg_catalog.pg_depend, \
+      pg_catalog.pg_type, pg_catalog.pg_constraint, pg_catalog.pg_index, pg_catalog.pg_namespace, \
+      pg_catalog.pg_attrdef, pg_catalog.pg_sequence, pg_catalog.pg_shdepend" -c CHECKPOINT >/dev/null
+  fi
+  sync
+}
 for r in $(seq 1 "$RUNS"); do
   settle
   F=$(floor_provision)
@@ -156,6 +172,9 @@ for r in $(seq 1 "$RUNS"); do
   PROV_RUNS="$PROV_RUNS run$r: tool ${T}s floor ${F}s ($(ratio "$T" "$F")x);"
   PAIR_RATIOS="${PAIR_RATIOS:-} $(ratio "$T" "$F")"
   F_PROV=$(min "$F_PROV" "$F"); T_PROV=$(min "$T_PROV" "$T")
+  # As the floor drops its schemas after each run, so does the tool (but the last fleet, which
+  # the upgrades use): no run works in a server fuller than its pair's.
+  [ "$r" -lt "$RUNS" ] && drop_prefix "${P}r${r}_"
 done
 echo "provisioning runs:$PROV_RUNS"
 echo "provisioning: median of the pairs' ratios $(echo $PAIR_RATIOS | tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}')x"
