@@ -108,7 +108,12 @@ async fn killed_create_is_resumed_by_the_next_create(b: Backend) {
     }
 
     std::fs::write(env.migration_file("tenant", b, "0004_loyalty.sql"), CARDS).expect("write");
-    let run = env.cli(&["--output", "json", "create", &x]);
+    // With a pool of one connection: what the unfinished build holds is read through the
+    // session's own connection, never a second one from the pool.
+    let run = env.cli_with(
+        &["--output", "json", "create", &x],
+        &[("TENANT_ENGINE_POOL_SIZE", "1")],
+    );
     run.expect_code(0);
     let r = run.json();
     assert_eq!(tenant_of(&r, &x)["status"], "created", "{r:#}");

@@ -226,6 +226,38 @@ impl HistoryTable {
         format!("{what} history of {}", self.label)
     }
 
+    /// The names of the tables (and views) beside the history table in its schema, without the
+    /// bookkeeping tables ([`super::BOOKKEEPING_TABLES`]). Read through the session's own
+    /// connection: a session must never wait on its pool for a second one.
+    pub async fn neighbours(&self, conn: &mut Conn) -> Result<Vec<String>, DbError> {
+        let sql = match (self.backend, &self.schema) {
+            (Backend::Sqlite, _) | (_, None) => {
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') \
+                 AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+            }
+            (Backend::Postgres, _) => {
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = ?"
+            }
+            (Backend::MySql, _) => {
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?"
+            }
+        };
+        let names: Vec<String> = with_conn!(conn, |c, b| {
+            let q = sqlx::query_scalar::<_, String>(placeholders(b, sql)).persistent(false);
+            let q = match &self.schema {
+                Some(schema) if b != Backend::Sqlite => q.bind(schema.as_str()),
+                _ => q,
+            };
+            q.fetch_all(&mut *c)
+                .await
+                .map_err(|e| DbError::sqlx(format!("listing the tables of {}", self.label), e))?
+        });
+        Ok(names
+            .into_iter()
+            .filter(|n| !super::BOOKKEEPING_TABLES.contains(&n.as_str()))
+            .collect())
+    }
+
     /// All rows with their progress columns, ordered by version. Sent unprepared: the text
     /// names the schema, and a prepared statement must never be reused across schemas.
     pub async fn read(&self, conn: &mut Conn) -> Result<Vec<HistoryRow>, DbError> {

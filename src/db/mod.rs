@@ -285,6 +285,13 @@ pub trait SchemaSession: Send {
         }
     }
 
+    /// The schema's tables and views other than the bookkeeping ones, read through this
+    /// session's connection.
+    async fn tables(&mut self) -> Result<Vec<String>, DbError> {
+        let (conn, table) = self.parts();
+        table.neighbours(conn).await
+    }
+
     /// Creates the history table.
     async fn create_history_table(&mut self) -> Result<(), DbError>;
 

@@ -92,8 +92,7 @@ async fn provision_once(
             }
             Opened::Existing(mut session) => {
                 let origin = if built { RowOrigin::Earlier } else { origin };
-                let outcome =
-                    existing(session.as_mut(), dialect, target, set, opts.target, origin).await;
+                let outcome = existing(session.as_mut(), target, set, opts.target, origin).await;
                 let outcome = match outcome {
                     Ok(Leftover::Empty) => match session.into_fresh() {
                         Ok(fresh) => {
@@ -285,7 +284,6 @@ enum Leftover {
 /// refuses anything else.
 async fn existing(
     session: &mut dyn SchemaSession,
-    dialect: &dyn Dialect,
     target: &Target,
     set: &MigrationSet,
     to: Option<i64>,
@@ -298,7 +296,7 @@ async fn existing(
             .map(Leftover::Resumed);
     }
     let schema = label_of(target);
-    let structure = dialect.structure(target).await?;
+    let present: BTreeSet<String> = session.tables().await?.into_iter().collect();
     let ours: BTreeSet<String> = set
         .migrations
         .iter()
@@ -306,7 +304,6 @@ async fn existing(
         .flat_map(|s| tables_created(&s.sql))
         .map(|t| t.to_lowercase())
         .collect();
-    let present: BTreeSet<String> = structure.columns.iter().map(|c| c.table.clone()).collect();
     let foreign: Vec<String> = present
         .iter()
         .filter(|t| !ours.contains(&t.to_lowercase()))
