@@ -230,23 +230,27 @@ impl HistoryTable {
     /// bookkeeping tables ([`super::BOOKKEEPING_TABLES`]). Read through the session's own
     /// connection: a session must never wait on its pool for a second one.
     pub async fn neighbours(&self, conn: &mut Conn) -> Result<Vec<String>, DbError> {
-        let sql = match (self.backend, &self.schema) {
-            (Backend::Sqlite, _) | (_, None) => {
+        // The query, and the schema it takes (a SQLite file is its own schema).
+        let (sql, schema) = match (self.backend, self.schema.as_deref()) {
+            (Backend::Postgres, Some(schema)) => (
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = ?",
+                Some(schema),
+            ),
+            (Backend::MySql, Some(schema)) => (
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
+                Some(schema),
+            ),
+            _ => (
                 "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') \
-                 AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
-            }
-            (Backend::Postgres, _) => {
-                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = ?"
-            }
-            (Backend::MySql, _) => {
-                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?"
-            }
+                 AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+                None,
+            ),
         };
         let names: Vec<String> = with_conn!(conn, |c, b| {
             let q = sqlx::query_scalar::<_, String>(placeholders(b, sql)).persistent(false);
-            let q = match &self.schema {
-                Some(schema) if b != Backend::Sqlite => q.bind(schema.as_str()),
-                _ => q,
+            let q = match schema {
+                Some(s) => q.bind(s),
+                None => q,
             };
             q.fetch_all(&mut *c)
                 .await

@@ -76,70 +76,61 @@ async fn provision_once(
     let mut mode = Mode::Scripts;
     // An unfinished build that is dropped is followed by a fresh one: at most twice, as
     // another `create` may be racing this one for the name (and once more after a script).
-    for _ in 0..4 {
+    'attempts: for _ in 0..4 {
         let opened = match dialect.create_fresh(target, opts.lock_timeout).await {
             Ok(o) => o,
             Err(e) => return (Err(e.into()), built),
         };
-        match opened {
-            Opened::Fresh(fresh) => {
-                built = true;
-                match build(fresh, target, set, opts.target, mode).await {
-                    Err(Failed::Script) => mode = Mode::Statements,
-                    Err(Failed::Run(e)) => return (Err(e), built),
-                    Ok(done) => return (Ok(done), built),
-                }
-            }
-            Opened::Existing(mut session) => {
-                let origin = if built { RowOrigin::Earlier } else { origin };
-                let outcome = existing(session.as_mut(), target, set, opts.target, origin).await;
-                let outcome = match outcome {
-                    Ok(Leftover::Empty) => match session.into_fresh() {
-                        Ok(fresh) => {
-                            built = true;
-                            match build(fresh, target, set, opts.target, mode).await {
-                                Err(Failed::Script) => {
-                                    mode = Mode::Statements;
-                                    continue;
-                                }
-                                Err(Failed::Run(e)) => return (Err(e), built),
-                                Ok(done) => return (Ok(done), built),
-                            }
+        // The session to build in: a new schema, or an empty one this run may build in place.
+        let fresh = 'fresh: {
+            let mut session = match opened {
+                Opened::Fresh(fresh) => break 'fresh fresh,
+                Opened::Existing(session) => session,
+            };
+            let origin = if built { RowOrigin::Earlier } else { origin };
+            let outcome = existing(session.as_mut(), target, set, opts.target, origin).await;
+            let outcome = match outcome {
+                Ok(Leftover::Empty) => match session.into_fresh() {
+                    Ok(fresh) => break 'fresh fresh,
+                    // On a server, an empty schema this tool did not make is refused like any
+                    // other; an unfinished build of its own is dropped and made again.
+                    Err(back) => {
+                        session = back;
+                        if origin == RowOrigin::New {
+                            Err(MigrateError::Foreign {
+                                schema: label_of(target),
+                                tables: Vec::new(),
+                            })
+                        } else {
+                            session
+                                .drop_own_schema()
+                                .await
+                                .map(|()| None)
+                                .map_err(Into::into)
                         }
-                        // On a server, an empty schema this tool did not make is refused like
-                        // any other; an unfinished build of its own is dropped and made again.
-                        Err(back) => {
-                            session = back;
-                            if origin == RowOrigin::New {
-                                Err(MigrateError::Foreign {
-                                    schema: label_of(target),
-                                    tables: Vec::new(),
-                                })
-                            } else {
-                                session
-                                    .drop_own_schema()
-                                    .await
-                                    .map(|()| None)
-                                    .map_err(Into::into)
-                            }
-                        }
-                    },
-                    Ok(Leftover::Partial) => session
-                        .drop_own_schema()
-                        .await
-                        .map(|()| None)
-                        .map_err(Into::into),
-                    Ok(Leftover::Resumed(done)) => Ok(Some(done)),
-                    Err(e) => Err(e),
-                };
-                let released = session.release().await;
-                match (outcome, released) {
-                    (Ok(Some(done)), Ok(())) => return (Ok(done), built),
-                    (Ok(Some(_)), Err(e)) => return (Err(e.into()), built),
-                    (Ok(None), _) => continue,
-                    (Err(e), _) => return (Err(e), built),
-                }
+                    }
+                },
+                Ok(Leftover::Partial) => session
+                    .drop_own_schema()
+                    .await
+                    .map(|()| None)
+                    .map_err(Into::into),
+                Ok(Leftover::Resumed(done)) => Ok(Some(done)),
+                Err(e) => Err(e),
+            };
+            let released = session.release().await;
+            match (outcome, released) {
+                (Ok(Some(done)), Ok(())) => return (Ok(done), built),
+                (Ok(Some(_)), Err(e)) => return (Err(e.into()), built),
+                (Ok(None), _) => continue 'attempts,
+                (Err(e), _) => return (Err(e), built),
             }
+        };
+        built = true;
+        match build(fresh, target, set, opts.target, mode).await {
+            Err(Failed::Script) => mode = Mode::Statements,
+            Err(Failed::Run(e)) => return (Err(e), built),
+            Ok(done) => return (Ok(done), built),
         }
     }
     let schema = label_of(target);
