@@ -16,6 +16,7 @@ pub mod engine;
 pub mod http;
 pub mod jobs;
 pub mod migrate;
+pub mod schema;
 pub mod telemetry;
 
 pub use config::{Config, ConfigError, Settings};

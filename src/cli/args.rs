@@ -171,8 +171,16 @@ pub enum Command {
     },
     /// Version, pending migrations, dirty state and checksum problems per schema.
     Status { schema: Option<String> },
-    /// Compare every up-to-date tenant's tables with a freshly migrated reference.
-    CheckStructure,
+    /// Compare every up-to-date tenant's tables with a freshly migrated reference; with a
+    /// schema, that tenant against the reference at its own version.
+    CheckStructure {
+        /// Only this tenant.
+        schema: Option<String>,
+        /// Print the statements that would bring the tenant back to its version's structure
+        /// (printed, never run). Needs a schema.
+        #[arg(long, requires = "schema")]
+        fix_sql: bool,
+    },
     /// After a human fixed a dirty schema: forget (or mark applied) its failed migration.
     Repair {
         schema: String,
@@ -209,6 +217,13 @@ pub enum Command {
     /// Take over tenants another migration tool manages, without touching their data.
     #[command(subcommand)]
     Adopt(AdoptCommand),
+    /// Write the next migration from a desired schema file (`schema/<scope>/<dialect>.sql`):
+    /// builds scratch schemas from the migrations and from the file, writes the statements
+    /// between them, and proves the result before writing. Exit 0 written or nothing to do,
+    /// 1 refused (destructive, unsupported, proof failed), 2 usage or configuration errors.
+    Diff(DiffArgs),
+    /// Print a live schema's structure as the DDL that creates it (a baseline migration).
+    Dump { schema: String },
     /// Create the next-numbered empty migration file in every dialect folder.
     NewMigration {
         #[arg(long, value_enum)]
@@ -216,6 +231,47 @@ pub enum Command {
         /// snake_case name, e.g. add_loyalty_points
         name: String,
     },
+}
+
+/// `diff`'s arguments.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[arg(long, value_enum)]
+    pub scope: ScopeArg,
+    /// snake_case name of the new migration, e.g. add_loyalty_points
+    #[arg(long)]
+    pub name: String,
+    /// The desired schema file (one dialect: --dialect, else the configured database's).
+    #[arg(long, value_name = "PATH")]
+    pub desired: Option<PathBuf>,
+    /// Only this dialect (mysql, postgres, sqlite).
+    #[arg(long, value_enum)]
+    pub dialect: Option<DialectArg>,
+    /// Write drops of tables, columns and indexes and narrowing type changes too.
+    #[arg(long)]
+    pub allow_destructive: bool,
+    /// A server for another dialect's scratch schemas (mysql://… or postgres://…); SQLite
+    /// needs none. Repeat for each.
+    #[arg(long, value_name = "URL")]
+    pub dev_url: Vec<String>,
+}
+
+/// A dialect named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DialectArg {
+    Mysql,
+    Postgres,
+    Sqlite,
+}
+
+impl From<DialectArg> for crate::db::Backend {
+    fn from(d: DialectArg) -> Self {
+        match d {
+            DialectArg::Mysql => crate::db::Backend::MySql,
+            DialectArg::Postgres => crate::db::Backend::Postgres,
+            DialectArg::Sqlite => crate::db::Backend::Sqlite,
+        }
+    }
 }
 
 /// Canary waves and the failure budget of `upgrade-all`.

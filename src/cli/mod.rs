@@ -21,6 +21,7 @@ pub use args::{
 use crate::catalog::{TenantFilter, TenantStatus};
 use crate::config::{Config, ConfigError};
 use crate::domain::{DisplayName, SchemaName, ValidationError};
+use crate::engine::autogen::DiffOptions;
 use crate::engine::{AdoptOptions, AlembicMap, Engine, EngineError, RepairOptions, Selection};
 use crate::jobs::{Canary, FleetOptions, FleetReport};
 use crate::migrate::Scope;
@@ -90,6 +91,14 @@ async fn engine(g: &GlobalArgs) -> Result<Engine, EngineError> {
 /// so a mistyped `DATABASE_URL` never leaves an empty catalog behind.
 async fn existing(g: &GlobalArgs) -> Result<Engine, EngineError> {
     Engine::connect_existing(config(g)?).await.map(opened)
+}
+
+/// The migrations folder files are written to: `--migrations-dir`, else `MIGRATIONS_DIR`,
+/// else `./migrations`.
+fn migrations_dir(g: &GlobalArgs) -> Result<std::path::PathBuf, ConfigError> {
+    Ok(g.settings()?
+        .migrations_dir
+        .unwrap_or_else(|| std::path::PathBuf::from("migrations")))
 }
 
 fn schema_names(raw: &[String]) -> Result<Vec<SchemaName>, ValidationError> {
@@ -236,11 +245,21 @@ async fn run(cli: Cli) -> Result<u8, EngineError> {
                 && tenants.iter().all(|t| t.healthy());
             Ok(if healthy { 0 } else { 1 })
         }
-        Command::CheckStructure => {
+        Command::CheckStructure { schema, fix_sql } => {
+            let name = schema.as_deref().map(SchemaName::parse).transpose()?;
             let engine = existing(g).await?;
-            let report = engine.check_structure().await?;
-            render::drift(g.output, &report);
-            Ok(if report.drifted.is_empty() { 0 } else { 1 })
+            match name {
+                None => {
+                    let report = engine.check_structure().await?;
+                    render::drift(g.output, &report);
+                    Ok(if report.drifted.is_empty() { 0 } else { 1 })
+                }
+                Some(name) => {
+                    let fix = engine.structure_fix(&name).await?;
+                    render::tenant_fix(g.output, &fix, *fix_sql);
+                    Ok(if fix.drift.is_none() { 0 } else { 1 })
+                }
+            }
         }
         Command::Repair {
             schema,
@@ -273,11 +292,41 @@ async fn run(cli: Cli) -> Result<u8, EngineError> {
         }
         Command::Healthcheck { bind } => Ok(serve::healthcheck(bind.as_deref()).await),
         Command::Adopt(AdoptCommand::Alembic(args)) => adopt_alembic(g, args).await,
+        Command::Diff(args) => {
+            let config = config(g)?;
+            let opts = DiffOptions {
+                scope: Scope::from(args.scope),
+                name: args.name.clone(),
+                migrations_dir: migrations_dir(g)?,
+                desired: args.desired.clone(),
+                dialect: args.dialect.map(Into::into),
+                allow_destructive: args.allow_destructive,
+                dev_urls: args.dev_url.clone(),
+                dry_run: g.dry_run,
+            };
+            let report = crate::engine::autogen::diff(&config, &opts).await?;
+            render::diff(g.output, &report);
+            Ok(if report.refused.is_some() { 1 } else { 0 })
+        }
+        Command::Dump { schema } => {
+            let name = SchemaName::parse(schema)?;
+            let config = config(g)?;
+            let dialect = crate::db::connect(
+                &config,
+                crate::db::ConnectMode {
+                    probe_catalog: false,
+                    strict_tenants: true,
+                },
+            )
+            .await?;
+            let dumped = crate::engine::autogen::dump_schema(dialect.as_ref(), &name).await;
+            dialect.close().await;
+            let dump = dumped?;
+            render::dump(g.output, &dump);
+            Ok(if dump.unsupported.is_empty() { 0 } else { 1 })
+        }
         Command::NewMigration { scope, name } => {
-            let dir = g
-                .migrations_dir
-                .clone()
-                .unwrap_or_else(|| std::path::PathBuf::from("migrations"));
+            let dir = migrations_dir(g)?;
             let created = scaffold::new_migration(&dir, Scope::from(*scope), name, g.dry_run)?;
             render::created_files(g.output, &created);
             Ok(0)

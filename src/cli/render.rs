@@ -375,3 +375,125 @@ pub fn created_files(output: OutputFormat, files: &[std::path::PathBuf]) {
         say!("created {}", f.display());
     }
 }
+
+/// The statements of a script, each ending with `;` (ready for the database's own client).
+fn script(statements: &[String]) {
+    for s in statements {
+        say!("{s};\n");
+    }
+}
+
+pub fn diff(output: OutputFormat, r: &crate::engine::autogen::DiffReport) {
+    if output == OutputFormat::Json {
+        return json(r);
+    }
+    for d in &r.dialects {
+        if d.changes.is_empty() {
+            say!(
+                "{}/{}: no differences from {}",
+                r.scope,
+                d.dialect,
+                d.desired
+            );
+            continue;
+        }
+        say!(
+            "{}/{}: {} change(s) from the migrations to {}",
+            r.scope,
+            d.dialect,
+            d.changes.len(),
+            d.desired
+        );
+        for c in &d.changes {
+            say!("  {c}");
+        }
+        for c in &d.cautions {
+            say!("  caution: {c}");
+        }
+    }
+    if let Some(why) = &r.refused {
+        say!("nothing was written:");
+        for line in why.lines() {
+            say!("  {line}");
+        }
+        if r.dialects.iter().any(|d| !d.destructive.is_empty()) {
+            say!(
+                "destructive changes are written only with --allow-destructive (a rename \
+                 cannot be told from a drop and an add: rename by hand to keep the data)"
+            );
+        }
+        return;
+    }
+    if r.version.is_none() {
+        say!("no differences: nothing written");
+        return;
+    }
+    let verb = if r.written {
+        "wrote"
+    } else {
+        "would write (dry run)"
+    };
+    for d in &r.dialects {
+        if let Some(f) = &d.file {
+            say!("{verb} {f}");
+        }
+    }
+    for p in &r.placeholders {
+        say!("{verb} {p} (no desired file for this dialect: write its statements by hand)");
+    }
+    if !r.written {
+        for d in r.dialects.iter().filter(|d| !d.statements.is_empty()) {
+            say!("-- {}", d.dialect);
+            script(&d.statements);
+        }
+    }
+}
+
+pub fn dump(output: OutputFormat, d: &crate::engine::autogen::Dump) {
+    if output == OutputFormat::Json {
+        return json(d);
+    }
+    say!(
+        "-- {}: structure of {} as written by `tenant-migrator dump`.",
+        d.dialect,
+        d.schema
+    );
+    for u in &d.unsupported {
+        say!("-- not written: {u}");
+    }
+    say!("");
+    script(&d.statements);
+}
+
+pub fn tenant_fix(output: OutputFormat, f: &crate::engine::TenantFix, fix_sql: bool) {
+    if output == OutputFormat::Json {
+        return json(f);
+    }
+    let Some(d) = &f.drift else {
+        say!("{}: matches version {}", f.schema, version(f.version));
+        return;
+    };
+    if !fix_sql {
+        say!("{}: drifted from version {}", f.schema, version(f.version));
+        for line in d.lines() {
+            say!("  {line}");
+        }
+        return;
+    }
+    say!(
+        "-- {}: statements that bring it back to version {} (printed, never run; review first).",
+        f.schema,
+        version(f.version)
+    );
+    for line in d.lines() {
+        say!("--   {line}");
+    }
+    for x in &f.destructive {
+        say!("-- destructive: {x}");
+    }
+    for u in &f.unsupported {
+        say!("-- not written: {u}");
+    }
+    say!("");
+    script(&f.statements);
+}

@@ -3,11 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::db::Backend;
-use crate::domain::ValidationError;
 use crate::engine::EngineError;
 use crate::migrate::Scope;
-use crate::migrate::source::parse_file_name;
+use crate::migrate::naming::{check_name, next_file};
 
 /// Creates `<dir>/<scope>/<dialect>/NNNN_<name>.sql` in each dialect folder (all three when the
 /// scope has none yet). Returns the files (not created in a dry run).
@@ -18,43 +16,9 @@ pub fn new_migration(
     dry_run: bool,
 ) -> Result<Vec<PathBuf>, EngineError> {
     let scope = scope.into();
-    if name.is_empty()
-        || name.len() > 100
-        || !name.starts_with(|c: char| c.is_ascii_lowercase())
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    {
-        return Err(ValidationError::new(
-            "name",
-            "must be snake_case: a-z, 0-9 and _, starting with a letter (e.g. add_loyalty_points)",
-        )
-        .into());
-    }
+    check_name(name)?;
     let scope_dir = dir.join(scope.folder());
-    let mut dialects: Vec<Backend> = Backend::ALL
-        .into_iter()
-        .filter(|b| scope_dir.join(b.folder()).is_dir())
-        .collect();
-    if dialects.is_empty() {
-        dialects = Backend::ALL.to_vec();
-    }
-    let mut newest = 0i64;
-    let mut width = 4usize;
-    for b in &dialects {
-        let Ok(entries) = std::fs::read_dir(scope_dir.join(b.folder())) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let file = entry.file_name().to_string_lossy().into_owned();
-            if let Ok((v, _)) = parse_file_name(&file) {
-                newest = newest.max(v);
-                width = width.max(file.split('_').next().map(str::len).unwrap_or(4));
-            }
-        }
-    }
-    let version = newest + 1;
-    let file = format!("{version:0width$}_{name}.sql");
+    let (dialects, _, file) = next_file(dir, scope, name);
     let mut created = Vec::new();
     for b in dialects {
         let folder = scope_dir.join(b.folder());

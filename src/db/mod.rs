@@ -7,6 +7,7 @@
 //! for each driver.
 
 mod conn;
+pub(crate) mod describe;
 mod error;
 mod fact;
 pub mod history;
@@ -22,7 +23,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
 pub use crate::backend::Backend;
 pub use conn::{Conn, DbPool, placeholders};
@@ -81,57 +81,7 @@ pub struct MigrationRef<'a> {
 /// table (an adopted tenant keeps it, untouched).
 pub const BOOKKEEPING_TABLES: [&str; 2] = [HISTORY_TABLE, "alembic_version"];
 
-/// One column of a table, as the server describes it (for drift checks).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
-pub struct ColumnShape {
-    pub table: String,
-    pub column: String,
-    /// The server's type, with what it says besides (`int(11) auto_increment`, an identity
-    /// or generated column).
-    pub data_type: String,
-    pub nullable: bool,
-    /// The default expression as the server prints it (schema names of the table's own
-    /// schema left out), `None` without one.
-    pub default: Option<String>,
-}
-
-/// One foreign key (for drift checks).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
-pub struct ForeignKeyShape {
-    pub table: String,
-    /// The constraint's name (empty on SQLite, which keeps none).
-    pub name: String,
-    /// Referencing columns, comma-separated in key order.
-    pub columns: String,
-    /// Schema of the referenced table; `None` for the table's own schema, so a tenant and
-    /// the reference schema compare equal.
-    pub ref_schema: Option<String>,
-    pub ref_table: String,
-    pub ref_columns: String,
-    /// Referential actions, lower-case (`cascade`, `restrict`, `no action`…).
-    pub on_update: String,
-    pub on_delete: String,
-}
-
-/// One index of a table (for drift checks).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
-pub struct IndexShape {
-    pub table: String,
-    pub index: String,
-    pub columns: String,
-    pub unique: bool,
-}
-
-/// The structure of one schema: its tables' columns, indexes and foreign keys, the
-/// [`BOOKKEEPING_TABLES`] excluded.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Structure {
-    pub columns: Vec<ColumnShape>,
-    pub indexes: Vec<IndexShape>,
-    pub foreign_keys: Vec<ForeignKeyShape>,
-}
-
-/// A referenced schema as [`ForeignKeyShape::ref_schema`] keeps it: `None` for `own`.
+/// A referenced schema as [`crate::schema::ForeignKey::ref_schema`] keeps it: `None` for `own`.
 pub(crate) fn foreign_schema(referenced: String, own: &str) -> Option<String> {
     (referenced != own).then_some(referenced)
 }
@@ -183,8 +133,8 @@ pub trait Dialect: Send + Sync + 'static {
         lock_timeout: Duration,
     ) -> Result<Opened, DbError>;
 
-    /// Describes a schema's tables (drift checks).
-    async fn structure(&self, target: &Target) -> Result<Structure, DbError>;
+    /// Reads a schema's tables into the model (drift checks, `diff`, `dump`).
+    async fn structure(&self, target: &Target) -> Result<crate::schema::Schema, DbError>;
 
     /// The schemas on the tenant server holding a table named `table` (`alembic_version`),
     /// whose names match the SQL `LIKE` pattern `like` when given, sorted.

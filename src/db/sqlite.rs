@@ -17,14 +17,13 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, Connection, Executor, Row, SqliteConnection, SqlitePool};
+use sqlx::{AssertSqlSafe, Connection, Executor, SqliteConnection, SqlitePool};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::history::{HistoryTable, RowState};
 use super::{
-    AppliedRow, BOOKKEEPING_TABLES, Backend, ColumnShape, Conn, DbError, DbPool, Dialect,
-    ForeignKeyShape, FreshSession, HISTORY_TABLE, IndexShape, MigrationRef, Opened, SchemaSession,
-    SchemaState, Structure, Target,
+    AppliedRow, Backend, Conn, DbError, DbPool, Dialect, FreshSession, HISTORY_TABLE, MigrationRef,
+    Opened, SchemaSession, SchemaState, Target,
 };
 use crate::config::{Config, ConfigError, DbLocation, TenantLocation};
 
@@ -120,11 +119,14 @@ impl SqliteDialect {
         let path = self.path_of(target);
         let label = Self::label_of(target);
         let permit = self.permits.clone().acquire_owned().await.map_err(closed)?;
+        // Migrations run with foreign key enforcement off, as SQLite's table rebuild needs
+        // (dropping a parent table would otherwise delete or refuse its children's rows);
+        // every migration's keys are checked before it commits (see `commit`).
         let opts = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(create)
             .busy_timeout(lock_timeout)
-            .foreign_keys(true);
+            .foreign_keys(false);
         let mut conn = SqliteConnection::connect_with(&opts)
             .await
             .map_err(|e| DbError::sqlx(format!("opening {label}"), e))?;
@@ -383,87 +385,15 @@ impl Dialect for SqliteDialect {
         Ok(found)
     }
 
-    async fn structure(&self, target: &Target) -> Result<Structure, DbError> {
+    async fn structure(&self, target: &Target) -> Result<crate::schema::Schema, DbError> {
         let path = self.path_of(target);
         let label = Self::label_of(target);
-        let err = |e| DbError::sqlx(format!("describing {label}"), e);
-        let [history, alembic] = BOOKKEEPING_TABLES;
-        let mut conn = Self::open(&path, CATALOG_BUSY_TIMEOUT).await.map_err(err)?;
-        // Every user table joined with one of its pragmas.
-        let tables = |pragma: &str| {
-            format!(
-                "FROM sqlite_master m JOIN {pragma} WHERE m.type = 'table' \
-                 AND m.name NOT LIKE 'sqlite_%' AND m.name NOT IN (?, ?)"
-            )
-        };
-        let cols = sqlx::query(AssertSqlSafe(format!(
-            "SELECT m.name, p.name, lower(p.type), p.\"notnull\", p.dflt_value {} \
-             ORDER BY m.name, p.cid",
-            tables("pragma_table_info(m.name) p")
-        )))
-        .bind(history)
-        .bind(alembic)
-        .fetch_all(&mut conn)
-        .await
-        .map_err(err)?;
-        let idx = sqlx::query(AssertSqlSafe(format!(
-            "SELECT m.name, il.name, \
-             (SELECT group_concat(ii.name, ',') FROM pragma_index_info(il.name) ii), il.\"unique\" \
-             {} ORDER BY m.name, il.name",
-            tables("pragma_index_list(m.name) il")
-        )))
-        .bind(history)
-        .bind(alembic)
-        .fetch_all(&mut conn)
-        .await
-        .map_err(err)?;
-        let fks = sqlx::query(AssertSqlSafe(format!(
-            "SELECT m.name, f.id, group_concat(f.\"from\", ','), f.\"table\", \
-             group_concat(coalesce(f.\"to\", ''), ','), f.on_update, f.on_delete {} \
-             GROUP BY m.name, f.id ORDER BY m.name, f.id",
-            tables("pragma_foreign_key_list(m.name) f")
-        )))
-        .bind(history)
-        .bind(alembic)
-        .fetch_all(&mut conn)
-        .await
-        .map_err(err)?;
+        let mut conn = Self::open(&path, CATALOG_BUSY_TIMEOUT)
+            .await
+            .map_err(|e| DbError::sqlx(format!("describing {label}"), e))?;
+        let described = super::describe::sqlite::describe(&mut conn, &label).await;
         let _ = conn.close().await;
-        let mut s = Structure::default();
-        for r in &cols {
-            s.columns.push(ColumnShape {
-                table: r.try_get(0).map_err(err)?,
-                column: r.try_get(1).map_err(err)?,
-                data_type: r.try_get(2).map_err(err)?,
-                nullable: r.try_get::<i64, _>(3).map_err(err)? == 0,
-                default: r.try_get(4).map_err(err)?,
-            });
-        }
-        for r in &idx {
-            s.indexes.push(IndexShape {
-                table: r.try_get(0).map_err(err)?,
-                index: r.try_get(1).map_err(err)?,
-                columns: r
-                    .try_get::<Option<String>, _>(2)
-                    .map_err(err)?
-                    .unwrap_or_default(),
-                unique: r.try_get::<i64, _>(3).map_err(err)? != 0,
-            });
-        }
-        for r in &fks {
-            s.foreign_keys.push(ForeignKeyShape {
-                table: r.try_get(0).map_err(err)?,
-                // SQLite keeps no constraint names.
-                name: String::new(),
-                columns: r.try_get(2).map_err(err)?,
-                ref_schema: None,
-                ref_table: r.try_get(3).map_err(err)?,
-                ref_columns: r.try_get(4).map_err(err)?,
-                on_update: r.try_get::<String, _>(5).map_err(err)?.to_ascii_lowercase(),
-                on_delete: r.try_get::<String, _>(6).map_err(err)?.to_ascii_lowercase(),
-            });
-        }
-        Ok(s)
+        described
     }
 
     async fn ping(&self) -> Result<(), DbError> {
@@ -511,6 +441,24 @@ impl SqliteSession {
             _ => unreachable!("a SQLite session holds a SQLite connection"),
         }
     }
+
+    /// The first rows (at most 3) whose foreign keys point nowhere, as
+    /// `table row N -> parent`; empty when every key holds.
+    async fn broken_keys(&mut self) -> Result<Vec<String>, DbError> {
+        let label = self.label.clone();
+        let rows: Vec<(String, Option<i64>, String)> =
+            sqlx::query_as("SELECT \"table\", rowid, parent FROM pragma_foreign_key_check LIMIT 3")
+                .fetch_all(self.conn())
+                .await
+                .map_err(|e| DbError::sqlx(format!("checking foreign keys of {label}"), e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(table, row, parent)| match row {
+                Some(r) => format!("{table} row {r} -> {parent}"),
+                None => format!("{table} -> {parent}"),
+            })
+            .collect())
+    }
 }
 
 /// The history table's DDL.
@@ -551,6 +499,14 @@ impl FreshSession for SqliteFresh {
     async fn finish(self: Box<Self>, rows: &[AppliedRow<'_>]) -> Result<(), DbError> {
         let SqliteFresh { mut session, .. } = *self;
         let written = async {
+            let broken = session.broken_keys().await?;
+            if !broken.is_empty() {
+                return Err(DbError::Unexpected(format!(
+                    "the build of {} leaves rows whose foreign keys point nowhere ({})",
+                    session.label,
+                    broken.join(", ")
+                )));
+            }
             session.raw(history_ddl()).await?;
             match session.history.insert_applied_sql(rows) {
                 Some(insert) => session
@@ -615,6 +571,16 @@ impl SchemaSession for SqliteSession {
         duration_ms: i64,
         _resumed_after: Option<usize>,
     ) -> Result<(), DbError> {
+        let broken = self.broken_keys().await?;
+        if !broken.is_empty() {
+            self.abort(m, started, None).await?;
+            return Err(DbError::Unexpected(format!(
+                "migration {} of {} leaves rows whose foreign keys point nowhere ({}); it was rolled back",
+                m.version,
+                self.label,
+                broken.join(", ")
+            )));
+        }
         self.history
             .insert(
                 &mut self.conn,

@@ -4,8 +4,10 @@
 
 pub mod access;
 mod adopt;
+pub mod autogen;
 mod error;
 pub mod jobs;
+pub mod scratch;
 mod servers;
 mod status;
 mod tenants;
@@ -23,8 +25,8 @@ pub use adopt::{
 pub use error::EngineError;
 pub use servers::{ServerStatus, VersionCount};
 pub use status::{
-    DriftReport, REFERENCE_PREFIX, RepairOptions, RepairReport, TenantDrift, TenantState,
-    diff_structure,
+    DriftReport, REFERENCE_PREFIX, RepairOptions, RepairReport, TenantDrift, TenantFix,
+    TenantState, diff_structure,
 };
 
 use crate::catalog::{Catalog, TenantFilter, TenantPage, TenantRow, TenantStatus};
@@ -319,13 +321,12 @@ impl Engine {
             })
             .collect();
         let existing = self.dialect().structure(&Target::Catalog).await?;
-        let mut clash: Vec<&str> = existing
-            .columns
-            .iter()
-            .map(|c| c.table.as_str())
+        let clash: Vec<&str> = existing
+            .tables
+            .keys()
+            .map(String::as_str)
             .filter(|t| ours.contains(&t.to_ascii_lowercase()))
             .collect();
-        clash.dedup();
         // A concurrent run may have made the history table, then its tables, between the two
         // reads: they are its own.
         if clash.is_empty() || self.catalog_state().await? != SchemaState::Uninitialised {

@@ -11,12 +11,13 @@ use tracing::{info, instrument, warn};
 
 use super::{Engine, EngineError};
 use crate::catalog::{TenantFilter, TenantRow, TenantStatus};
-use crate::db::{ColumnShape, ForeignKeyShape, IndexShape, SchemaState, Structure, Target};
+use crate::db::{SchemaState, Target};
 use crate::domain::SchemaName;
 use crate::migrate::history::RowState;
 use crate::migrate::observe::{self, Effects};
 use crate::migrate::plan::{Problem, plan};
-use crate::migrate::{MigrationSet, Scope, migrate_target};
+use crate::migrate::{MigrationSet, Scope};
+use crate::schema::Schema;
 
 /// Where one schema stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -124,117 +125,50 @@ pub struct DriftReport {
     pub drifted: Vec<TenantDrift>,
 }
 
-fn column_shape(c: &ColumnShape) -> String {
-    format!(
-        "{}{}{}",
-        c.data_type,
-        if c.nullable { " null" } else { " not null" },
-        c.default
-            .as_deref()
-            .map(|d| format!(" default {d}"))
-            .unwrap_or_default()
-    )
-}
-
-fn describe_column(c: &ColumnShape) -> String {
-    format!("column {}.{} {}", c.table, c.column, column_shape(c))
-}
-
-fn describe_index(i: &IndexShape) -> String {
-    format!(
-        "{}index {}.{} ({})",
-        if i.unique { "unique " } else { "" },
-        i.table,
-        i.index,
-        i.columns
-    )
-}
-
-fn describe_foreign_key(f: &ForeignKeyShape) -> String {
-    let target = match &f.ref_schema {
-        Some(schema) => format!("{schema}.{}", f.ref_table),
-        None => f.ref_table.clone(),
-    };
-    let name = if f.name.is_empty() {
-        String::new()
-    } else {
-        format!(" {}", f.name)
-    };
-    format!(
-        "foreign key {}{name} ({}) references {target} ({}) on update {} on delete {}",
-        f.table, f.columns, f.ref_columns, f.on_update, f.on_delete
-    )
-}
-
-/// Compares `actual` against `reference`: tables, columns (type, nullability, default),
-/// indexes and foreign keys. A table missing (or extra) as a whole is named once, not column
-/// by column.
+/// Compares `actual` against `reference` with the schema model's [`schema::diff`]: each
+/// change that would bring the tenant back, sorted into what it lacks, what it has besides
+/// and what differs. A table missing (or extra) as a whole is named once, not its columns
+/// and keys one by one.
 pub fn diff_structure(
     schema: &str,
-    reference: &Structure,
-    actual: &Structure,
+    reference: &crate::schema::Schema,
+    actual: &crate::schema::Schema,
 ) -> Option<TenantDrift> {
-    let key = |c: &ColumnShape| (c.table.clone(), c.column.clone());
-    let refc: BTreeMap<_, _> = reference.columns.iter().map(|c| (key(c), c)).collect();
-    let actc: BTreeMap<_, _> = actual.columns.iter().map(|c| (key(c), c)).collect();
-    let tables =
-        |s: &Structure| -> BTreeSet<String> { s.columns.iter().map(|c| c.table.clone()).collect() };
-    let (ref_tables, act_tables) = (tables(reference), tables(actual));
+    use crate::schema::{Change, Direction};
+    let changes = crate::schema::diff(actual, reference);
+    let whole: BTreeSet<&str> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::CreateTable(t) | Change::DropTable(t) => Some(t.name.as_str()),
+            _ => None,
+        })
+        .collect();
     let mut d = TenantDrift {
         schema: schema.to_owned(),
         missing: Vec::new(),
         unexpected: Vec::new(),
         changed: Vec::new(),
     };
-    d.missing.extend(
-        ref_tables
-            .difference(&act_tables)
-            .map(|t| format!("table {t}")),
-    );
-    d.unexpected.extend(
-        act_tables
-            .difference(&ref_tables)
-            .map(|t| format!("table {t}")),
-    );
-    for (k, c) in &refc {
-        match actc.get(k) {
-            None if act_tables.contains(&c.table) => d.missing.push(describe_column(c)),
-            None => {}
-            Some(a) if a != c => d.changed.push(format!(
-                "column {}.{}: expected {}, found {}",
-                c.table,
-                c.column,
-                column_shape(c),
-                column_shape(a)
-            )),
-            Some(_) => {}
+    for c in &changes {
+        let of_whole_table = matches!(
+            c,
+            Change::AddForeignKey { .. } | Change::DropForeignKey { .. }
+        ) && whole.contains(c.table());
+        if of_whole_table {
+            continue;
         }
-    }
-    for (k, a) in &actc {
-        if !refc.contains_key(k) && ref_tables.contains(&a.table) {
-            d.unexpected.push(describe_column(a));
-        }
-    }
-    // Indexes and keys of a table missing (or extra) as a whole were named with it.
-    let both = |t: &str| ref_tables.contains(t) && act_tables.contains(t);
-    for i in reference.indexes.iter().filter(|i| both(&i.table)) {
-        if !actual.indexes.contains(i) {
-            d.missing.push(describe_index(i));
-        }
-    }
-    for i in actual.indexes.iter().filter(|i| both(&i.table)) {
-        if !reference.indexes.contains(i) {
-            d.unexpected.push(describe_index(i));
-        }
-    }
-    for f in reference.foreign_keys.iter().filter(|f| both(&f.table)) {
-        if !actual.foreign_keys.contains(f) {
-            d.missing.push(describe_foreign_key(f));
-        }
-    }
-    for f in actual.foreign_keys.iter().filter(|f| both(&f.table)) {
-        if !reference.foreign_keys.contains(f) {
-            d.unexpected.push(describe_foreign_key(f));
+        match (c.direction(), c) {
+            (Direction::Changed, Change::AlterColumn { table, from, to }) => {
+                d.changed.push(format!(
+                    "column {table}.{}: expected {}, found {}",
+                    to.name,
+                    to.shape(),
+                    from.shape()
+                ))
+            }
+            (Direction::Missing, _) => d.missing.push(c.subject()),
+            (Direction::Unexpected, _) => d.unexpected.push(c.subject()),
+            (Direction::Changed, _) => d.changed.push(c.subject()),
         }
     }
     (!(d.missing.is_empty() && d.unexpected.is_empty() && d.changed.is_empty())).then_some(d)
@@ -564,43 +498,27 @@ impl Engine {
         &self,
         set: &MigrationSet,
         versions: &[i64],
-    ) -> Result<BTreeMap<Option<i64>, Structure>, EngineError> {
+    ) -> Result<BTreeMap<Option<i64>, Schema>, EngineError> {
         let mut stops: Vec<Option<i64>> = versions.iter().copied().map(Some).collect();
         stops.sort();
         stops.dedup();
         if stops.is_empty() {
             stops.push(None);
         }
-        let reference_name = format!(
-            "{REFERENCE_PREFIX}{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        );
-        let reference = SchemaName::reference(&reference_name);
-        let target = Target::Tenant(reference.clone());
+        let scratch = super::scratch::Scratch::new(self.dialect());
         let built = async {
-            self.dialect().create_schema(&target).await?;
+            let target = scratch.create().await?;
             let mut out = BTreeMap::new();
             for stop in stops {
-                migrate_target(
-                    self.dialect(),
-                    &target,
-                    reference.as_str(),
-                    set,
-                    &self.run_options(false, stop),
-                )
-                .await
-                .map_err(|e| EngineError::Migrate {
-                    target: "drift reference schema".into(),
-                    source: e,
-                })?;
+                scratch
+                    .migrate(&target, set, stop, "drift reference schema")
+                    .await?;
                 out.insert(stop, self.dialect().structure(&target).await?);
             }
             Ok::<_, EngineError>(out)
         }
         .await;
-        if let Err(e) = self.dialect().drop_schema(&target).await {
-            warn!(schema = %reference, error = %e, "could not drop the drift reference schema");
-        }
+        scratch.drop_all().await;
         built
     }
 
@@ -642,5 +560,60 @@ impl Engine {
             }
         }
         Ok(report)
+    }
+}
+
+/// One tenant's structure against its own version's reference, and the statements that
+/// would bring it back (`check-structure <schema> [--fix-sql]`). The statements are for a
+/// person to read and run; the tool never runs them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TenantFix {
+    pub schema: String,
+    /// The tenant's version, which the reference was migrated to.
+    pub version: Option<i64>,
+    /// The differences; `None` when there are none.
+    pub drift: Option<TenantDrift>,
+    pub statements: Vec<String>,
+    /// Of those, the changes that drop data.
+    pub destructive: Vec<String>,
+    /// Differences no statement is written for.
+    pub unsupported: Vec<String>,
+}
+
+impl Engine {
+    /// Compares one tenant with the reference at its own version (see [`TenantFix`]).
+    #[instrument(skip_all, fields(schema = %schema))]
+    pub async fn structure_fix(&self, schema: &SchemaName) -> Result<TenantFix, EngineError> {
+        let (_, tenants) = self.status(Some(schema)).await?;
+        let Some(t) = tenants.into_iter().next().filter(|t| t.exists) else {
+            return Err(EngineError::NotFound(format!(
+                "tenant {schema} has no schema on its server"
+            )));
+        };
+        let set = self.migrations(Scope::Tenant);
+        let reference = match t.version {
+            Some(v) => self
+                .reference_structures(set, &[v])
+                .await?
+                .remove(&Some(v))
+                .unwrap_or_default(),
+            None => Schema::default(),
+        };
+        let server = t.server.as_deref().unwrap_or(crate::config::DEFAULT_SERVER);
+        let dialect = self.servers().require(server)?.dialect();
+        let actual = dialect.structure(&Target::Tenant(schema.clone())).await?;
+        let changes = crate::schema::diff(&actual, &reference);
+        let rendered = crate::schema::render(dialect.backend(), &actual, &reference, &changes);
+        Ok(TenantFix {
+            schema: t.schema.clone(),
+            version: t.version,
+            drift: diff_structure(&t.schema, &reference, &actual),
+            statements: rendered.statements,
+            destructive: changes
+                .iter()
+                .filter_map(crate::schema::Change::destructive)
+                .collect(),
+            unsupported: rendered.unsupported,
+        })
     }
 }

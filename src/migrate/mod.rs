@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod error;
+pub mod naming;
 pub mod observe;
 pub mod placeholders;
 pub mod plan;

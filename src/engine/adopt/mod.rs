@@ -24,9 +24,10 @@ pub use report::{AdoptCounts, AdoptOutcome, AdoptReport, Verdict};
 use super::{Engine, EngineError};
 use crate::catalog::TenantStatus;
 use crate::config::{DbLocation, parse_location};
-use crate::db::{DbError, Dialect, SchemaSession, Structure, Target, TenantServer, with_conn};
+use crate::db::{DbError, Dialect, SchemaSession, Target, TenantServer, with_conn};
 use crate::domain::{DisplayName, SchemaName};
 use crate::migrate::{MigrationSet, Scope};
+use crate::schema::Schema as Structure;
 use names::{display_names, search_path, server_of, text_column};
 use report::finish;
 
