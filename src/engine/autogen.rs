@@ -392,8 +392,8 @@ pub async fn diff(config: &Config, opts: &DiffOptions) -> Result<DiffReport, Eng
         let work = diff_dialect(&scratch, opts, config, &set, path, version, &rel);
         let outcome = tokio::select! {
             r = work => r,
-            _ = tokio::signal::ctrl_c() => Err(EngineError::Service(
-                "interrupted: the scratch schemas were dropped, nothing was written".into(),
+            _ = tokio::signal::ctrl_c() => Err(EngineError::Interrupted(
+                "the scratch schemas were dropped, nothing was written".into(),
             )),
         };
         scratch.drop_all().await;

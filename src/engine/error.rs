@@ -34,16 +34,21 @@ pub enum EngineError {
     },
     #[error(transparent)]
     Db(#[from] DbError),
+    /// Ctrl-C stopped the command (after it cleaned up what it had made).
+    #[error("interrupted: {0}")]
+    Interrupted(String),
 }
 
 impl EngineError {
-    /// Exit code for the CLI: 2 for usage, configuration and validation problems, 1 otherwise.
+    /// Exit code for the CLI: 2 for usage, configuration and validation problems, 130 after
+    /// Ctrl-C, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             EngineError::Config(_)
             | EngineError::Validation(_)
             | EngineError::Source(_)
             | EngineError::NotFound(_) => 2,
+            EngineError::Interrupted(_) => 130,
             _ => 1,
         }
     }

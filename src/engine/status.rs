@@ -603,7 +603,20 @@ impl Engine {
         let dialect = self.servers().require(server)?.dialect();
         let actual = dialect.structure(&Target::Tenant(schema.clone())).await?;
         let changes = crate::schema::diff(&actual, &reference);
-        let rendered = crate::schema::render(dialect.backend(), &actual, &reference, &changes);
+        let mut rendered = crate::schema::render(dialect.backend(), &actual, &reference, &changes);
+        // SQLite's table rebuild needs foreign key enforcement off, and the keys checked after.
+        if dialect.backend() == crate::db::Backend::Sqlite
+            && rendered
+                .statements
+                .iter()
+                .any(|s| s.starts_with("DROP TABLE"))
+        {
+            rendered
+                .statements
+                .insert(0, "PRAGMA foreign_keys = OFF".into());
+            rendered.statements.push("PRAGMA foreign_key_check".into());
+            rendered.statements.push("PRAGMA foreign_keys = ON".into());
+        }
         Ok(TenantFix {
             schema: t.schema.clone(),
             version: t.version,
