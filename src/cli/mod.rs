@@ -306,6 +306,13 @@ async fn run(cli: Cli) -> Result<u8, EngineError> {
             };
             let report = crate::engine::autogen::diff(&config, &opts).await?;
             render::diff(g.output, &report);
+            if report.written && config.migrations_dir.is_none() {
+                tracing::warn!(
+                    folder = %opts.migrations_dir.display(),
+                    "the binary runs the migrations built into it: set MIGRATIONS_DIR to this \
+                     folder (or rebuild) so upgrade-all applies the new file"
+                );
+            }
             Ok(if report.refused.is_some() { 1 } else { 0 })
         }
         Command::Dump { schema } => {

@@ -416,12 +416,6 @@ pub fn diff(output: OutputFormat, r: &crate::engine::autogen::DiffReport) {
         for line in why.lines() {
             say!("  {line}");
         }
-        if r.dialects.iter().any(|d| !d.destructive.is_empty()) {
-            say!(
-                "destructive changes are written only with --allow-destructive (a rename \
-                 cannot be told from a drop and an add: rename by hand to keep the data)"
-            );
-        }
         return;
     }
     if r.version.is_none() {

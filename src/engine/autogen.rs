@@ -423,7 +423,14 @@ pub async fn diff(config: &Config, opts: &DiffOptions) -> Result<DiffReport, Eng
         })
         .collect();
     if !refused.is_empty() {
-        report.refused = Some(refused.join("\n"));
+        let mut why = refused.join("\n");
+        if !opts.allow_destructive && report.dialects.iter().any(|d| !d.destructive.is_empty()) {
+            why.push_str(
+                "\ndestructive changes are written only with --allow-destructive; a rename \
+                 cannot be told from a drop and an add: rename by hand to keep the data",
+            );
+        }
+        report.refused = Some(why);
         return Ok(report);
     }
     if report.dialects.iter().all(|d| d.changes.is_empty()) {

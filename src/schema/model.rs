@@ -195,6 +195,10 @@ pub struct Check {
     pub name: Option<String>,
     /// The condition, without the `CHECK ( )` around it.
     pub expression: String,
+    /// MariaDB: written with a column's definition (named after it, and dropped by a
+    /// `MODIFY COLUMN` that does not repeat it). Not compared.
+    #[serde(skip)]
+    pub column_level: bool,
 }
 
 impl Check {

@@ -67,14 +67,15 @@ pub(crate) async fn describe(pool: &MySqlPool, schema: &str) -> Result<Schema, D
     // MariaDB names checks per table (a column's check is named after the column), so its
     // view has the table; MySQL 8's has not, and its check names are unique per schema.
     let checks = match read(
-        "SELECT TABLE_NAME, CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS \
+        "SELECT TABLE_NAME, CONSTRAINT_NAME, CHECK_CLAUSE, LEVEL = 'Column' \
+         FROM information_schema.CHECK_CONSTRAINTS \
          WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME NOT IN (?, ?) ORDER BY 1, 2",
     )
     .await
     {
         Ok(rows) => rows,
         Err(_) => read(
-            "SELECT tc.TABLE_NAME, cc.CONSTRAINT_NAME, cc.CHECK_CLAUSE \
+            "SELECT tc.TABLE_NAME, cc.CONSTRAINT_NAME, cc.CHECK_CLAUSE, 0 \
              FROM information_schema.TABLE_CONSTRAINTS tc JOIN information_schema.CHECK_CONSTRAINTS cc \
              ON cc.CONSTRAINT_SCHEMA = tc.CONSTRAINT_SCHEMA AND cc.CONSTRAINT_NAME = tc.CONSTRAINT_NAME \
              WHERE tc.TABLE_SCHEMA = ? AND tc.TABLE_NAME NOT IN (?, ?) AND tc.CONSTRAINT_TYPE = 'CHECK' \
@@ -160,6 +161,7 @@ pub(crate) async fn describe(pool: &MySqlPool, schema: &str) -> Result<Schema, D
         table(&mut s.tables, &t).add_check(Check {
             name: Some(r.try_get(1).map_err(err)?),
             expression: r.try_get(2).map_err(err)?,
+            column_level: r.try_get::<Option<i64>, _>(3).map_err(err)?.unwrap_or(0) != 0,
         });
     }
     Ok(s)

@@ -137,6 +137,7 @@ pub(crate) async fn describe(pool: &PgPool, schema: &str) -> Result<Schema, DbEr
                 entry.add_check(Check {
                     name: Some(name),
                     expression: check_expression(&def),
+                    column_level: false,
                 })
             }
         }

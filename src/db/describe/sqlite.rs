@@ -71,7 +71,11 @@ pub(crate) async fn describe(conn: &mut SqliteConnection, label: &str) -> Result
             .unwrap_or_default();
         let t = table(&mut s.tables, &name);
         for (name, expression) in sqlite_text::checks(&sql) {
-            t.add_check(Check { name, expression });
+            t.add_check(Check {
+                name,
+                expression,
+                column_level: false,
+            });
         }
         if sqlite_text::autoincrement(&sql) {
             auto_tables.push(name);

@@ -47,7 +47,7 @@ impl Rendered {
 /// needs both schemas: most of its table changes rebuild the table from `to`.
 pub fn render(backend: Backend, from: &Schema, to: &Schema, changes: &[Change]) -> Rendered {
     match backend {
-        Backend::MySql => mysql::render(changes),
+        Backend::MySql => mysql::render(to, changes),
         Backend::Postgres => postgres::render(changes),
         Backend::Sqlite => sqlite::render(from, to, changes),
     }
@@ -106,6 +106,18 @@ fn foreign_key_clause(backend: Backend, key: &ForeignKey) -> String {
         key.on_update.to_ascii_uppercase(),
         key.on_delete.to_ascii_uppercase()
     )
+}
+
+/// The name of a constraint a statement must name to drop it; noted as unsupported (and
+/// `None`) when the server kept none.
+fn drop_name<'a>(out: &mut Rendered, change: &Change, name: Option<&'a String>) -> Option<&'a str> {
+    if name.is_none() {
+        out.unsupported.push(format!(
+            "{}: it has no name to drop it by",
+            change.describe()
+        ));
+    }
+    name.map(String::as_str)
 }
 
 /// `CONSTRAINT "name" ` when there is a name.

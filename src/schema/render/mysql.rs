@@ -1,10 +1,10 @@
 //! MySQL/MariaDB DDL: indexes and checks inside `CREATE TABLE`, `MODIFY COLUMN` with the
 //! whole new definition, foreign keys by `ALTER TABLE` once every table exists.
 
-use super::{Rendered, constraint_name, create_table, foreign_key_clause, key_parts};
+use super::{Rendered, constraint_name, create_table, drop_name, foreign_key_clause, key_parts};
 use crate::backend::Backend;
 use crate::schema::diff::Change;
-use crate::schema::model::{Column, Index};
+use crate::schema::model::{Check, Column, Index, Schema, Table};
 
 const B: Backend = Backend::MySql;
 
@@ -38,8 +38,33 @@ fn alter(table: &str, what: String) -> String {
     format!("ALTER TABLE {} {what}", B.quote(table))
 }
 
-pub(super) fn render(changes: &[Change]) -> Rendered {
+/// MariaDB keeps a column's own check (named after the column) with the column's
+/// definition: `MODIFY COLUMN` without it drops it. The check of column `column` in `to`.
+fn own_check<'a>(table: &'a Table, column: &str) -> Option<&'a Check> {
+    table
+        .checks
+        .values()
+        .find(|c| c.column_level && c.name.as_deref() == Some(column))
+}
+
+/// ` CHECK (…)` for a column whose own check `table` has.
+fn inline_check(table: Option<&Table>, column: &str) -> String {
+    table
+        .and_then(|t| own_check(t, column))
+        .map(|c| format!(" CHECK ({})", c.expression))
+        .unwrap_or_default()
+}
+
+pub(super) fn render(to: &Schema, changes: &[Change]) -> Rendered {
     let mut out = Rendered::default();
+    // Columns whose `MODIFY` carries their own check: no separate `ADD CONSTRAINT` for it.
+    let modified: Vec<(&str, &str)> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::AlterColumn { table, to, .. } => Some((table.as_str(), to.name.as_str())),
+            _ => None,
+        })
+        .collect();
     for change in changes {
         let statement = match change {
             Change::CreateTable(t) => {
@@ -48,7 +73,7 @@ pub(super) fn render(changes: &[Change]) -> Rendered {
                     .iter()
                     .map(|c| {
                         out.check_column(&t.name, c);
-                        column(c)
+                        column(c) + &inline_check(Some(t), &c.name)
                     })
                     .collect();
                 if let Some(k) = &t.primary_key {
@@ -62,7 +87,7 @@ pub(super) fn render(changes: &[Change]) -> Rendered {
                         key_parts(B, &i.columns)
                     ));
                 }
-                for c in t.checks.values() {
+                for c in t.checks.values().filter(|c| !c.column_level) {
                     lines.push(format!(
                         "{}CHECK ({})",
                         constraint_name(B, c.name.as_deref()),
@@ -79,10 +104,15 @@ pub(super) fn render(changes: &[Change]) -> Rendered {
             Change::DropColumn { table, column } => {
                 alter(table, format!("DROP COLUMN {}", B.quote(&column.name)))
             }
-            Change::AlterColumn { table, from, to } => {
+            Change::AlterColumn {
+                table,
+                from,
+                to: col,
+            } => {
                 out.check_column(table, from);
-                out.check_column(table, to);
-                alter(table, format!("MODIFY COLUMN {}", column(to)))
+                out.check_column(table, col);
+                let check = inline_check(to.tables.get(table), &col.name);
+                alter(table, format!("MODIFY COLUMN {}{check}", column(col)))
             }
             Change::DropPrimaryKey { table, .. } => alter(table, "DROP PRIMARY KEY".into()),
             Change::AddPrimaryKey { table, key } => alter(
@@ -107,14 +137,21 @@ pub(super) fn render(changes: &[Change]) -> Rendered {
                     foreign_key_clause(B, key)
                 ),
             ),
-            Change::DropForeignKey { table, key } => match &key.name {
-                Some(n) => alter(table, format!("DROP FOREIGN KEY {}", B.quote(n))),
-                None => {
-                    out.unsupported
-                        .push(format!("{}: the key has no name", change.describe()));
+            Change::DropForeignKey { table, key } => {
+                let Some(n) = drop_name(&mut out, change, key.name.as_ref()) else {
                     continue;
-                }
-            },
+                };
+                alter(table, format!("DROP FOREIGN KEY {}", B.quote(n)))
+            }
+            Change::AddCheck { table, check }
+                if check.column_level
+                    && check
+                        .name
+                        .as_deref()
+                        .is_some_and(|n| modified.contains(&(table.as_str(), n))) =>
+            {
+                continue;
+            }
             Change::AddCheck { table, check } => alter(
                 table,
                 format!(
@@ -123,14 +160,12 @@ pub(super) fn render(changes: &[Change]) -> Rendered {
                     check.expression
                 ),
             ),
-            Change::DropCheck { table, check } => match &check.name {
-                Some(n) => alter(table, format!("DROP CONSTRAINT {}", B.quote(n))),
-                None => {
-                    out.unsupported
-                        .push(format!("{}: the check has no name", change.describe()));
+            Change::DropCheck { table, check } => {
+                let Some(n) = drop_name(&mut out, change, check.name.as_ref()) else {
                     continue;
-                }
-            },
+                };
+                alter(table, format!("DROP CONSTRAINT {}", B.quote(n)))
+            }
         };
         out.push(statement);
     }

@@ -1,7 +1,9 @@
 //! PostgreSQL DDL: unique constraints and checks inside `CREATE TABLE`, other indexes by
 //! `CREATE INDEX`, a column change as one `ALTER COLUMN` action per property.
 
-use super::{Rendered, constraint_name, create_table, foreign_key_clause, key_parts, names};
+use super::{
+    Rendered, constraint_name, create_table, drop_name, foreign_key_clause, key_parts, names,
+};
 use crate::backend::Backend;
 use crate::schema::diff::Change;
 use crate::schema::model::{AutoIncrement, Column, Index};
@@ -213,22 +215,18 @@ pub(super) fn render(changes: &[Change]) -> Rendered {
                     check.expression
                 ),
             ),
-            Change::DropForeignKey { table, key } => match &key.name {
-                Some(n) => alter(table, format!("DROP CONSTRAINT {}", B.quote(n))),
-                None => {
-                    out.unsupported
-                        .push(format!("{}: the key has no name", change.describe()));
+            Change::DropForeignKey { table, key } => {
+                let Some(n) = drop_name(&mut out, change, key.name.as_ref()) else {
                     continue;
-                }
-            },
-            Change::DropCheck { table, check } => match &check.name {
-                Some(n) => alter(table, format!("DROP CONSTRAINT {}", B.quote(n))),
-                None => {
-                    out.unsupported
-                        .push(format!("{}: the check has no name", change.describe()));
+                };
+                alter(table, format!("DROP CONSTRAINT {}", B.quote(n)))
+            }
+            Change::DropCheck { table, check } => {
+                let Some(n) = drop_name(&mut out, change, check.name.as_ref()) else {
                     continue;
-                }
-            },
+                };
+                alter(table, format!("DROP CONSTRAINT {}", B.quote(n)))
+            }
         };
         out.push(statement);
     }
