@@ -507,10 +507,18 @@ async fn a_dump_is_a_baseline_migration(b: Backend) {
     // for a condition it read back (the model compares without them).
     let body = |s: &str| without_casts(&s.lines().skip(1).collect::<Vec<_>>().join("\n"));
     assert_eq!(body(&again), body(&text));
-    // Nothing to dump: a clear error.
+    // Nothing to dump, an unknown server, a bad name: a clear error each.
     let run = env.cli(&["dump", &env.tenant("nowhere")]);
     run.expect_code(2);
     assert!(run.stderr().contains("does not exist"), "{}", run.stderr());
+    let run = env.cli(&["dump", &t, "--server", "elsewhere"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("no server named elsewhere"),
+        "{}",
+        run.stderr()
+    );
+    env.cli(&["dump", "Bad-Name"]).expect_code(2);
     env.cleanup().await;
     project.cleanup().await;
 }

@@ -318,8 +318,28 @@ async fn run(cli: Cli) -> Result<u8, EngineError> {
         Command::Dump { schema } => {
             let name = SchemaName::parse(schema)?;
             let config = config(g)?;
+            // `--server NAME` picks the server the schema is on (default: the first).
+            let spec = match &g.server {
+                None => config.servers.first(),
+                Some(n) => config.servers.iter().find(|s| &s.name == n),
+            }
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "--server",
+                    format!(
+                        "no server named {} (servers: {})",
+                        g.server.as_deref().unwrap_or_default(),
+                        config
+                            .servers
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })?;
             let dialect = crate::db::connect(
-                &config,
+                &config.for_server(spec),
                 crate::db::ConnectMode {
                     probe_catalog: false,
                     strict_tenants: true,

@@ -158,10 +158,10 @@ pub(super) fn render(from: &Schema, to: &Schema, changes: &[Change]) -> Rendered
     for change in changes {
         let table = change.table();
         if rebuilt.contains(table) {
-            if done.insert(table) {
-                if let (Some(old), Some(new)) = (from.tables.get(table), to.tables.get(table)) {
-                    rebuild(old, new, &mut out);
-                }
+            if done.insert(table)
+                && let (Some(old), Some(new)) = (from.tables.get(table), to.tables.get(table))
+            {
+                rebuild(old, new, &mut out);
             }
             continue;
         }
