@@ -718,3 +718,153 @@ async fn one_diff_writes_every_dialect() {
     assert!(files_of(&env, "0005").is_empty());
     env.cleanup().await;
 }
+
+/// MariaDB: a primary key holding an AUTO_INCREMENT column is replaced in one statement (the
+/// column must stay a key), after the new column it takes in exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_auto_increment_key_is_replaced_in_one_statement() {
+    let mut env = TestEnv::new(Backend::MySql);
+    env.own_migrations();
+    env.add_tenant_migration("0004_counters.sql", |b| match b {
+        Backend::MySql => {
+            "CREATE TABLE counters (id bigint NOT NULL AUTO_INCREMENT PRIMARY KEY, n int NOT NULL);\n"
+                .into()
+        }
+        _ => "CREATE TABLE counters (id integer PRIMARY KEY, n integer NOT NULL);\n".into(),
+    });
+    let t = env.tenant("a");
+    env.cli(&["create", &t]).expect_code(0);
+    let wanted = replaced(
+        &dump(&env, &t),
+        "    `n` int(11) NOT NULL,\n    PRIMARY KEY (`id`)",
+        "    `n` int(11) NOT NULL,\n    `shard` int(11) NOT NULL DEFAULT 0,\n    PRIMARY KEY (`id`, `shard`)",
+    );
+    write_desired(&env, Backend::MySql, &wanted);
+    let run = env.cli(&[
+        "diff",
+        "--scope",
+        "tenant",
+        "--name",
+        "shard_counters",
+        "--dialect",
+        "mysql",
+    ]);
+    run.expect_code(0);
+    let file = env.migration_file("tenant", Backend::MySql, "0005_shard_counters.sql");
+    let text = std::fs::read_to_string(file).expect("written");
+    assert!(
+        text.contains("DROP PRIMARY KEY, ADD PRIMARY KEY (`id`, `shard`)"),
+        "{text}"
+    );
+    env.cli(&["upgrade-all"]).expect_code(0);
+    env.cli(&["check-structure", &t]).expect_code(0);
+    env.cleanup().await;
+}
+
+/// MariaDB refuses to change the type of a column a foreign key uses: the keys are dropped
+/// around the change and added back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_key_columns_are_widened_around_their_foreign_keys() {
+    let mut env = TestEnv::new(Backend::MySql);
+    env.own_migrations();
+    env.add_tenant_migration("0004_gifts.sql", |_| {
+        "CREATE TABLE gift_parents (id int NOT NULL PRIMARY KEY);\n\
+         CREATE TABLE gift_children (id int NOT NULL PRIMARY KEY, parent_id int NOT NULL, \
+         CONSTRAINT fk_gift_children_parent FOREIGN KEY (parent_id) REFERENCES gift_parents (id));\n"
+            .into()
+    });
+    let t = env.tenant("a");
+    env.cli(&["create", &t]).expect_code(0);
+    let base = dump(&env, &t);
+    let wanted = replaced(
+        &replaced(
+            &base,
+            "CREATE TABLE `gift_children` (\n    `id` int(11) NOT NULL,\n    `parent_id` int(11) NOT NULL,",
+            "CREATE TABLE `gift_children` (\n    `id` int(11) NOT NULL,\n    `parent_id` bigint NOT NULL,",
+        ),
+        "CREATE TABLE `gift_parents` (\n    `id` int(11) NOT NULL,",
+        "CREATE TABLE `gift_parents` (\n    `id` bigint NOT NULL,",
+    );
+    write_desired(&env, Backend::MySql, &wanted);
+    let run = env.cli(&[
+        "diff",
+        "--scope",
+        "tenant",
+        "--name",
+        "wider_gifts",
+        "--dialect",
+        "mysql",
+    ]);
+    run.expect_code(0);
+    let text = std::fs::read_to_string(env.migration_file(
+        "tenant",
+        Backend::MySql,
+        "0005_wider_gifts.sql",
+    ))
+    .expect("written");
+    assert!(
+        text.contains("DROP FOREIGN KEY `fk_gift_children_parent`"),
+        "{text}"
+    );
+    env.cli(&["upgrade-all"]).expect_code(0);
+    env.cli(&["check-structure", &t]).expect_code(0);
+    env.cleanup().await;
+}
+
+/// SQLite: a table rebuilt for a change `ALTER TABLE` cannot make keeps its options
+/// (`WITHOUT ROWID`) and its rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_rebuild_keeps_table_options_and_rows() {
+    let mut env = TestEnv::new(Backend::Sqlite);
+    env.own_migrations();
+    env.add_tenant_migration("0004_tags.sql", |_| {
+        "CREATE TABLE tags (name text NOT NULL PRIMARY KEY, weight integer NOT NULL DEFAULT 1) WITHOUT ROWID;\n"
+            .into()
+    });
+    let t = env.tenant("a");
+    env.cli(&["create", &t]).expect_code(0);
+    env.admin()
+        .await
+        .exec_in(
+            &env,
+            &t,
+            "INSERT INTO tags (name, weight) VALUES ('vip', 5)",
+        )
+        .await;
+    let wanted = replaced(
+        &dump(&env, &t),
+        "\"weight\" integer NOT NULL DEFAULT 1",
+        "\"weight\" integer NOT NULL DEFAULT 1,\n    \"created\" text NOT NULL DEFAULT (strftime('%Y', 'now'))",
+    );
+    assert!(wanted.contains("without rowid"), "{wanted}");
+    write_desired(&env, Backend::Sqlite, &wanted);
+    let run = env.cli(&[
+        "diff",
+        "--scope",
+        "tenant",
+        "--name",
+        "tag_dates",
+        "--dialect",
+        "sqlite",
+    ]);
+    run.expect_code(0);
+    let text = std::fs::read_to_string(env.migration_file(
+        "tenant",
+        Backend::Sqlite,
+        "0005_tag_dates.sql",
+    ))
+    .expect("written");
+    assert!(
+        text.contains("tm_rebuild_tags") && text.contains(") without rowid"),
+        "{text}"
+    );
+    env.cli(&["upgrade-all"]).expect_code(0);
+    env.cli(&["check-structure", &t]).expect_code(0);
+    let weights = env
+        .admin()
+        .await
+        .strings(&env, &t, "SELECT name || ':' || weight FROM tags")
+        .await;
+    assert_eq!(weights, vec!["vip:5".to_owned()]);
+    env.cleanup().await;
+}

@@ -57,6 +57,12 @@ pub enum Change {
         table: String,
         check: Check,
     },
+    /// SQLite's table options (`without rowid`, `strict`).
+    SetOptions {
+        table: String,
+        from: Option<String>,
+        to: Option<String>,
+    },
 }
 
 /// Which way a change goes, seen from the schema being changed.
@@ -84,7 +90,8 @@ impl Change {
             | Change::AddForeignKey { table, .. }
             | Change::DropForeignKey { table, .. }
             | Change::AddCheck { table, .. }
-            | Change::DropCheck { table, .. } => table,
+            | Change::DropCheck { table, .. }
+            | Change::SetOptions { table, .. } => table,
         }
     }
 
@@ -102,7 +109,7 @@ impl Change {
             | Change::DropIndex { .. }
             | Change::DropForeignKey { .. }
             | Change::DropCheck { .. } => Direction::Unexpected,
-            Change::AlterColumn { .. } => Direction::Changed,
+            Change::AlterColumn { .. } | Change::SetOptions { .. } => Direction::Changed,
         }
     }
 
@@ -148,6 +155,11 @@ impl Change {
                     .unwrap_or_default();
                 format!("foreign key {table}{name} {}", key.shape())
             }
+            Change::SetOptions { table, from, to } => format!(
+                "table options of {table}: {} -> {}",
+                from.as_deref().unwrap_or("none"),
+                to.as_deref().unwrap_or("none")
+            ),
             Change::AddCheck { table, check } | Change::DropCheck { table, check } => {
                 let name = check
                     .name
@@ -163,7 +175,7 @@ impl Change {
     pub fn describe(&self) -> String {
         let verb = match self {
             Change::CreateTable(_) => "create",
-            Change::AlterColumn { .. } => "alter",
+            Change::AlterColumn { .. } | Change::SetOptions { .. } => "alter",
             _ => match self.direction() {
                 Direction::Missing => "add",
                 _ => "drop",
@@ -220,7 +232,7 @@ impl Change {
             Change::DropCheck { .. } | Change::DropIndex { .. } => 1,
             Change::DropPrimaryKey { .. } => 2,
             Change::CreateTable(_) => 3,
-            Change::AddColumn { .. } | Change::AlterColumn { .. } => 4,
+            Change::AddColumn { .. } | Change::AlterColumn { .. } | Change::SetOptions { .. } => 4,
             Change::DropColumn { .. } => 5,
             Change::AddPrimaryKey { .. } => 6,
             Change::AddIndex { .. } | Change::AddCheck { .. } => 7,
@@ -263,6 +275,13 @@ pub fn diff(from: &Schema, to: &Schema) -> Vec<Change> {
 
 fn diff_table(from: &Table, to: &Table, out: &mut Vec<Change>) {
     let table = || to.name.clone();
+    if from.options != to.options {
+        out.push(Change::SetOptions {
+            table: table(),
+            from: from.options.clone(),
+            to: to.options.clone(),
+        });
+    }
     for c in &to.columns {
         match from.column(&c.name) {
             None => out.push(Change::AddColumn {

@@ -27,6 +27,8 @@ pub struct Table {
     pub foreign_keys: BTreeMap<String, ForeignKey>,
     /// By [`Check::key`].
     pub checks: BTreeMap<String, Check>,
+    /// SQLite's table options (`without rowid`, `strict`), which a rebuild must keep.
+    pub options: Option<String>,
 }
 
 impl Table {
@@ -38,6 +40,7 @@ impl Table {
             indexes: BTreeMap::new(),
             foreign_keys: BTreeMap::new(),
             checks: BTreeMap::new(),
+            options: None,
         }
     }
 

@@ -77,6 +77,7 @@ pub(crate) async fn describe(conn: &mut SqliteConnection, label: &str) -> Result
                 column_level: false,
             });
         }
+        t.options = sqlite_text::table_options(&sql);
         if sqlite_text::autoincrement(&sql) {
             auto_tables.push(name);
         }

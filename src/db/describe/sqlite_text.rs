@@ -133,6 +133,17 @@ pub(super) fn checks(sql: &str) -> Vec<(Option<String>, String)> {
     out
 }
 
+/// What follows a `CREATE TABLE` text's column list (`without rowid`, `strict`), normalized;
+/// `None` when nothing does.
+pub(super) fn table_options(sql: &str) -> Option<String> {
+    let toks = tokens(sql);
+    let open = toks.iter().position(|t| t.depth == 0 && t.text == "(")?;
+    let (_, after) = group(sql, &toks, open)?;
+    let rest = toks.get(after).map(|t| &sql[t.start..]).unwrap_or("");
+    let rest = normalize(rest);
+    (!rest.is_empty()).then_some(rest)
+}
+
 /// True when the `CREATE TABLE` text says `AUTOINCREMENT`.
 pub(super) fn autoincrement(sql: &str) -> bool {
     tokens(sql)
@@ -235,6 +246,11 @@ mod tests {
             ]
         );
         assert!(autoincrement(TABLE));
+        assert_eq!(table_options(TABLE), None);
+        assert_eq!(
+            table_options("CREATE TABLE t (a TEXT PRIMARY KEY) WITHOUT ROWID, STRICT"),
+            Some("without rowid, strict".to_owned())
+        );
         assert!(!autoincrement(
             "CREATE TABLE t (id INTEGER PRIMARY KEY, note TEXT DEFAULT 'AUTOINCREMENT')"
         ));

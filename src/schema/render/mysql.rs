@@ -4,7 +4,7 @@
 use super::{Rendered, constraint_name, create_table, drop_name, foreign_key_clause, key_parts};
 use crate::backend::Backend;
 use crate::schema::diff::Change;
-use crate::schema::model::{Check, Column, Index, Schema, Table};
+use crate::schema::model::{Check, Column, ForeignKey, Index, Schema, Table};
 
 const B: Backend = Backend::MySql;
 
@@ -55,6 +55,15 @@ fn inline_check(table: Option<&Table>, column: &str) -> String {
         .unwrap_or_default()
 }
 
+/// True when `changes` give `table` a primary key (`add`) or take its key away (`!add`).
+fn touches_key(changes: &[Change], table: &str, add: bool) -> bool {
+    changes.iter().any(|c| match c {
+        Change::AddPrimaryKey { table: t, .. } => add && t == table,
+        Change::DropPrimaryKey { table: t, .. } => !add && t == table,
+        _ => false,
+    })
+}
+
 pub(super) fn render(to: &Schema, changes: &[Change]) -> Rendered {
     let mut out = Rendered::default();
     // Columns whose `MODIFY` carries their own check: no separate `ADD CONSTRAINT` for it.
@@ -65,6 +74,8 @@ pub(super) fn render(to: &Schema, changes: &[Change]) -> Rendered {
             _ => None,
         })
         .collect();
+    // Foreign keys dropped around a column's type change, added back at the end.
+    let mut readd: Vec<(&str, &ForeignKey)> = Vec::new();
     for change in changes {
         let statement = match change {
             Change::CreateTable(t) => {
@@ -111,10 +122,34 @@ pub(super) fn render(to: &Schema, changes: &[Change]) -> Rendered {
             } => {
                 out.check_column(table, from);
                 out.check_column(table, col);
+                if from.data_type != col.data_type {
+                    for (owner, key) in keys_on(to, table, &col.name, changes) {
+                        if !readd
+                            .iter()
+                            .any(|(o, k)| *o == owner && k.key() == key.key())
+                            && let Some(n) = &key.name
+                        {
+                            out.push(alter(owner, format!("DROP FOREIGN KEY {}", B.quote(n))));
+                            readd.push((owner, key));
+                        }
+                    }
+                }
                 let check = inline_check(to.tables.get(table), &col.name);
                 alter(table, format!("MODIFY COLUMN {}{check}", column(col)))
             }
+            // A key replaced in one statement, where the new one is added (after new
+            // columns): an AUTO_INCREMENT column must stay a key throughout.
+            Change::DropPrimaryKey { table, .. } if touches_key(changes, table, true) => {
+                continue;
+            }
             Change::DropPrimaryKey { table, .. } => alter(table, "DROP PRIMARY KEY".into()),
+            Change::AddPrimaryKey { table, key } if touches_key(changes, table, false) => alter(
+                table,
+                format!(
+                    "DROP PRIMARY KEY, ADD PRIMARY KEY ({})",
+                    key_parts(B, &key.columns)
+                ),
+            ),
             Change::AddPrimaryKey { table, key } => alter(
                 table,
                 format!("ADD PRIMARY KEY ({})", key_parts(B, &key.columns)),
@@ -137,6 +172,10 @@ pub(super) fn render(to: &Schema, changes: &[Change]) -> Rendered {
                     foreign_key_clause(B, key)
                 ),
             ),
+            Change::SetOptions { .. } => {
+                out.unsupported.push(change.describe());
+                continue;
+            }
             Change::DropForeignKey { table, key } => {
                 let Some(n) = drop_name(&mut out, change, key.name.as_ref()) else {
                     continue;
@@ -169,5 +208,44 @@ pub(super) fn render(to: &Schema, changes: &[Change]) -> Rendered {
         };
         out.push(statement);
     }
+    for (owner, key) in readd {
+        out.push(alter(
+            owner,
+            format!(
+                "ADD {}{}",
+                constraint_name(B, key.name.as_deref()),
+                foreign_key_clause(B, key)
+            ),
+        ));
+    }
     out
+}
+
+/// The foreign keys of `to` (with their tables) that use column `column` of `table` on
+/// either side and that `changes` leave as they are: MySQL refuses a type change of a column
+/// a key uses, so they are dropped around it.
+fn keys_on<'a>(
+    to: &'a Schema,
+    table: &str,
+    column: &str,
+    changes: &[Change],
+) -> Vec<(&'a str, &'a ForeignKey)> {
+    let touched = |owner: &str, key: &ForeignKey| {
+        changes.iter().any(|c| match c {
+            Change::AddForeignKey { table: t, key: k }
+            | Change::DropForeignKey { table: t, key: k } => t == owner && k.key() == key.key(),
+            _ => false,
+        })
+    };
+    to.tables
+        .values()
+        .flat_map(|t| t.foreign_keys.values().map(move |k| (t.name.as_str(), k)))
+        .filter(|(owner, k)| {
+            let referencing = *owner == table && k.columns.iter().any(|c| c == column);
+            let referenced = k.ref_schema.is_none()
+                && k.ref_table == table
+                && k.ref_columns.iter().any(|c| c == column);
+            (referencing || referenced) && !touched(owner, k)
+        })
+        .collect()
 }

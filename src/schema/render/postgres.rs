@@ -215,6 +215,10 @@ pub(super) fn render(changes: &[Change]) -> Rendered {
                     check.expression
                 ),
             ),
+            Change::SetOptions { .. } => {
+                out.unsupported.push(change.describe());
+                continue;
+            }
             Change::DropForeignKey { table, key } => {
                 let Some(n) = drop_name(&mut out, change, key.name.as_ref()) else {
                     continue;

@@ -93,7 +93,11 @@ fn table_sql(name: &str, t: &Table, out: &mut Rendered) -> String {
             foreign_key_clause(B, k)
         ));
     }
-    create_table(B, name, &lines)
+    let sql = create_table(B, name, &lines);
+    match &t.options {
+        Some(o) => format!("{sql} {o}"),
+        None => sql,
+    }
 }
 
 fn create_index(table: &str, i: &Index) -> String {
