@@ -110,7 +110,8 @@ fn additive(b: Backend, base: &str) -> String {
                 base,
                 "`status` varchar(20) NOT NULL DEFAULT 'SCHEDULED',",
                 "`status` varchar(30) NOT NULL DEFAULT 'CONFIRMED',\n    \
-                 `loyalty_points` int(11) NOT NULL DEFAULT 0,\n    `referrer_id` char(36) NULL,",
+                 `loyalty_points` int(11) NOT NULL DEFAULT 0,\n    `referrer_id` char(36) NULL,\n    \
+                 `nickname` varchar(20) COLLATE utf8mb4_bin NULL,",
             );
             t + "CREATE INDEX ix_appointments_loyalty ON appointments (loyalty_points);\n\
                  CREATE UNIQUE INDEX ux_appointments_slot ON appointments (professional_id, appointment_date, start_time);\n\
@@ -124,9 +125,10 @@ fn additive(b: Backend, base: &str) -> String {
                 base,
                 "\"status\" character varying(20) NOT NULL DEFAULT 'SCHEDULED'::character varying,",
                 "\"status\" character varying(30) NOT NULL DEFAULT 'CONFIRMED',\n    \
-                 \"loyalty_points\" integer NOT NULL DEFAULT 0,\n    \"referrer_id\" uuid,",
+                 \"loyalty_points\" integer NOT NULL DEFAULT 0,\n    \"referrer_id\" uuid,\n    \
+                 \"nickname\" character varying(20) COLLATE \"C\",",
             );
-            t + "CREATE INDEX ix_appointments_loyalty ON appointments (loyalty_points);\n\
+            t + "CREATE INDEX ix_appointments_loyalty ON appointments (loyalty_points DESC) INCLUDE (status);\n\
                  CREATE UNIQUE INDEX ux_appointments_slot ON appointments (professional_id, appointment_date, start_time);\n\
                  ALTER TABLE appointments ADD CONSTRAINT fk_appointments_referrer FOREIGN KEY (referrer_id) REFERENCES users_tenant (id) ON DELETE SET NULL;\n\
                  CREATE TABLE loyalty_rewards (\n  id bigserial PRIMARY KEY,\n  \
@@ -165,6 +167,8 @@ fn destructive(b: Backend, current: &str) -> String {
                 "points int NOT NULL CHECK",
                 "points bigint NOT NULL CHECK",
             );
+            // A type change keeps the column's own collation.
+            t = replaced(&t, "`nickname` varchar(20)", "`nickname` varchar(30)");
             replaced(
                 &t,
                 "`loyalty_points` int(11) NOT NULL",
@@ -173,6 +177,11 @@ fn destructive(b: Backend, current: &str) -> String {
         }
         Backend::Postgres => {
             t = without_lines(&t, "fk_appointments_referrer");
+            t = replaced(
+                &t,
+                "\"nickname\" character varying(20)",
+                "\"nickname\" character varying(30)",
+            );
             replaced(
                 &t,
                 "\"loyalty_points\" integer NOT NULL",
@@ -266,6 +275,8 @@ async fn diff_writes_applies_and_refuses_what_loses_data(b: Backend) {
     assert!(text.contains("written by `tenant-migrator diff`"), "{text}");
     if b == Backend::Sqlite {
         assert!(text.contains("tm_rebuild_appointments"), "{text}");
+    } else {
+        assert!(text.contains("COLLATE"), "a column's own collation: {text}");
     }
     // The other dialects' files say they need writing by hand (a MigrationSource loads them).
     MigrationSource::from_dir(env.migrations_dir.as_ref().expect("dir")).expect("folders agree");
@@ -727,17 +738,33 @@ async fn mysql_auto_increment_key_is_replaced_in_one_statement() {
     env.own_migrations();
     env.add_tenant_migration("0004_counters.sql", |b| match b {
         Backend::MySql => {
-            "CREATE TABLE counters (id bigint NOT NULL AUTO_INCREMENT PRIMARY KEY, n int NOT NULL);\n"
+            "CREATE TABLE counters (id bigint NOT NULL AUTO_INCREMENT PRIMARY KEY, n int NOT NULL);\n\
+             CREATE TABLE codes (code char(3) NOT NULL PRIMARY KEY);\n"
                 .into()
         }
-        _ => "CREATE TABLE counters (id integer PRIMARY KEY, n integer NOT NULL);\n".into(),
+        _ => "CREATE TABLE counters (id integer PRIMARY KEY, n integer NOT NULL);\n\
+              CREATE TABLE codes (code char(3) NOT NULL PRIMARY KEY);\n"
+            .into(),
     });
+    // Rows the new AUTO_INCREMENT column numbers as it is added with its key.
+    env.cli(&["create", &env.tenant("a")]).expect_code(0);
+    env.admin()
+        .await
+        .exec_in(
+            &env,
+            &env.tenant("a"),
+            "INSERT INTO codes VALUES ('abc'), ('def')",
+        )
+        .await;
     let t = env.tenant("a");
-    env.cli(&["create", &t]).expect_code(0);
     let wanted = replaced(
-        &dump(&env, &t),
-        "    `n` int(11) NOT NULL,\n    PRIMARY KEY (`id`)",
-        "    `n` int(11) NOT NULL,\n    `shard` int(11) NOT NULL DEFAULT 0,\n    PRIMARY KEY (`id`, `shard`)",
+        &replaced(
+            &dump(&env, &t),
+            "    `n` int(11) NOT NULL,\n    PRIMARY KEY (`id`)",
+            "    `n` int(11) NOT NULL,\n    `shard` int(11) NOT NULL DEFAULT 0,\n    PRIMARY KEY (`id`, `shard`)",
+        ),
+        "    `code` char(3) NOT NULL,\n    PRIMARY KEY (`code`)",
+        "    `code` char(3) NOT NULL,\n    `id` bigint NOT NULL AUTO_INCREMENT,\n    PRIMARY KEY (`id`),\n    UNIQUE KEY `uq_codes_code` (`code`)",
     );
     write_desired(&env, Backend::MySql, &wanted);
     let run = env.cli(&[
@@ -756,8 +783,18 @@ async fn mysql_auto_increment_key_is_replaced_in_one_statement() {
         text.contains("DROP PRIMARY KEY, ADD PRIMARY KEY (`id`, `shard`)"),
         "{text}"
     );
+    assert!(
+        text.contains("AUTO_INCREMENT, DROP PRIMARY KEY, ADD PRIMARY KEY (`id`)"),
+        "{text}"
+    );
     env.cli(&["upgrade-all"]).expect_code(0);
     env.cli(&["check-structure", &t]).expect_code(0);
+    let ids = env
+        .admin()
+        .await
+        .strings(&env, &t, "SELECT CONCAT(code, id) FROM codes ORDER BY id")
+        .await;
+    assert_eq!(ids, vec!["abc1".to_owned(), "def2".to_owned()]);
     env.cleanup().await;
 }
 
@@ -783,7 +820,13 @@ async fn mysql_key_columns_are_widened_around_their_foreign_keys() {
             "CREATE TABLE `gift_children` (\n    `id` int(11) NOT NULL,\n    `parent_id` bigint NOT NULL,",
         ),
         "CREATE TABLE `gift_parents` (\n    `id` int(11) NOT NULL,",
-        "CREATE TABLE `gift_parents` (\n    `id` bigint NOT NULL,",
+        "CREATE TABLE `gift_parents` (\n    `id` bigint NOT NULL,\n    `label` varchar(10) NULL CHECK (`label` <> ''),",
+    );
+    // The key's index replaced by a wider one (the key needs one at every moment).
+    let wanted = replaced(
+        &wanted,
+        "KEY `fk_gift_children_parent` (`parent_id`)",
+        "KEY `ix_gift_children_parent` (`parent_id`, `id`)",
     );
     write_desired(&env, Backend::MySql, &wanted);
     let run = env.cli(&[
@@ -794,6 +837,7 @@ async fn mysql_key_columns_are_widened_around_their_foreign_keys() {
         "wider_gifts",
         "--dialect",
         "mysql",
+        "--allow-destructive",
     ]);
     run.expect_code(0);
     let text = std::fs::read_to_string(env.migration_file(
@@ -818,7 +862,11 @@ async fn sqlite_rebuild_keeps_table_options_and_rows() {
     let mut env = TestEnv::new(Backend::Sqlite);
     env.own_migrations();
     env.add_tenant_migration("0004_tags.sql", |_| {
-        "CREATE TABLE tags (name text NOT NULL PRIMARY KEY, weight integer NOT NULL DEFAULT 1) WITHOUT ROWID;\n"
+        "CREATE TABLE tags (name text NOT NULL PRIMARY KEY, weight integer NOT NULL DEFAULT 1) WITHOUT ROWID;\n\
+         CREATE VIEW heavy_tags AS SELECT name FROM tags WHERE weight > 3;\n\
+         CREATE TABLE tickets (id integer PRIMARY KEY AUTOINCREMENT, note text);\n\
+         CREATE TABLE audited (id integer PRIMARY KEY, v text);\n\
+         CREATE TRIGGER audited_touch AFTER UPDATE ON audited BEGIN SELECT 1; END;\n"
             .into()
     });
     let t = env.tenant("a");
@@ -828,13 +876,40 @@ async fn sqlite_rebuild_keeps_table_options_and_rows() {
         .exec_in(
             &env,
             &t,
-            "INSERT INTO tags (name, weight) VALUES ('vip', 5)",
+            "INSERT INTO tags (name, weight) VALUES ('vip', 5); \
+             INSERT INTO tickets (note) VALUES ('a'), ('b'); DELETE FROM tickets WHERE id = 2",
         )
         .await;
+    let base = dump(&env, &t);
+    // A table with a trigger would lose it in a rebuild: refused, nothing written.
+    write_desired(
+        &env,
+        Backend::Sqlite,
+        &replaced(&base, "\"v\" text", "\"v\" text NOT NULL DEFAULT 'x'"),
+    );
+    let run = env.cli(&[
+        "diff",
+        "--scope",
+        "tenant",
+        "--name",
+        "audited_v",
+        "--dialect",
+        "sqlite",
+    ]);
+    run.expect_code(1);
+    assert!(
+        run.stdout().contains("trigger audited_touch"),
+        "{}",
+        run.stdout()
+    );
     let wanted = replaced(
-        &dump(&env, &t),
-        "\"weight\" integer NOT NULL DEFAULT 1",
-        "\"weight\" integer NOT NULL DEFAULT 1,\n    \"created\" text NOT NULL DEFAULT (strftime('%Y', 'now'))",
+        &replaced(
+            &base,
+            "\"weight\" integer NOT NULL DEFAULT 1",
+            "\"weight\" integer NOT NULL DEFAULT 1,\n    \"created\" text NOT NULL DEFAULT (strftime('%Y', 'now'))",
+        ),
+        "\"note\" text",
+        "\"note\" text NOT NULL DEFAULT ''",
     );
     assert!(wanted.contains("without rowid"), "{wanted}");
     write_desired(&env, Backend::Sqlite, &wanted);
@@ -863,8 +938,126 @@ async fn sqlite_rebuild_keeps_table_options_and_rows() {
     let weights = env
         .admin()
         .await
-        .strings(&env, &t, "SELECT name || ':' || weight FROM tags")
+        .strings(
+            &env,
+            &t,
+            "SELECT name || ':' || weight FROM heavy_tags JOIN tags USING (name)",
+        )
         .await;
+    // The counter went along: a deleted ticket's number is not handed out again.
+    let mut admin = env.admin().await;
+    admin
+        .exec_in(&env, &t, "INSERT INTO tickets (note) VALUES ('c')")
+        .await;
+    let ids = admin
+        .strings(&env, &t, "SELECT CAST(id AS TEXT) FROM tickets ORDER BY id")
+        .await;
+    assert_eq!(ids, vec!["1".to_owned(), "3".to_owned()]);
     assert_eq!(weights, vec!["vip:5".to_owned()]);
+    env.cleanup().await;
+}
+
+/// SQLite migrations run with foreign key enforcement off (as table rebuilds need): one that
+/// breaks a key, or leaves keys the database cannot check, is rolled back whole, history
+/// row and all; rows that were broken before it do not hold it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_migrations_that_break_foreign_keys_are_rolled_back() {
+    let mut env = TestEnv::new(Backend::Sqlite);
+    env.own_migrations();
+    let t = env.tenant("a");
+    env.cli(&["create", &t]).expect_code(0);
+    book_one(&env, &t).await;
+    let mut admin = env.admin().await;
+    // An orphan from before (written with enforcement off, as an old bug might have).
+    admin
+        .exec_in(
+            &env,
+            &t,
+            "PRAGMA foreign_keys = OFF; INSERT INTO services (id, category_id, name, duration_minutes, price) \
+             VALUES ('55555555-5555-5555-5555-555555555555', '66666666-6666-6666-6666-666666666666', 'old', 10, 1)",
+        )
+        .await;
+    let cases = [
+        (
+            "0004_orphans.sql",
+            "DELETE FROM users_tenant;\n",
+            "more row(s) whose foreign keys point nowhere (for example appointments row",
+        ),
+        (
+            "0004_mismatch.sql",
+            "CREATE TABLE codes (code text);\nCREATE TABLE uses (code text REFERENCES codes (code));\n",
+            "can no longer be checked",
+        ),
+    ];
+    for (file, sql, says) in cases {
+        env.add_tenant_migration(file, |_| sql.to_owned());
+        let run = env.cli(&["upgrade", &t]);
+        run.expect_code(1);
+        assert!(run.stderr().contains(says), "{says}: {}", run.stderr());
+        assert!(run.stderr().contains("was rolled back"), "{}", run.stderr());
+        assert_eq!(
+            admin.history(&env, &t).await.len(),
+            3,
+            "no history row for {file}"
+        );
+        assert!(!admin.tables(&env, &t).await.contains(&"uses".to_owned()));
+        assert_eq!(admin.count(&env, &t, "users_tenant").await, 1);
+        std::fs::remove_file(env.migration_file("tenant", Backend::Sqlite, file)).expect("rm");
+        for b in [Backend::MySql, Backend::Postgres] {
+            std::fs::remove_file(env.migration_file("tenant", b, file)).expect("rm");
+        }
+    }
+    // A migration that keeps its keys applies beside the old orphan.
+    env.add_tenant_migration("0004_tags.sql", |_| {
+        "CREATE TABLE tags (name text PRIMARY KEY);\n".into()
+    });
+    env.cli(&["upgrade", &t]).expect_code(0);
+    assert_eq!(admin.history(&env, &t).await.len(), 4);
+    env.cleanup().await;
+}
+
+/// PostgreSQL: a serial widened to bigint gets its sequence widened too (the column would
+/// otherwise stop at 2,147,483,647).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_serial_widened_with_its_sequence() {
+    let mut env = TestEnv::new(Backend::Postgres);
+    env.own_migrations();
+    env.add_tenant_migration("0004_tickets.sql", |b| match b {
+        Backend::Postgres => "CREATE TABLE tickets (id serial PRIMARY KEY, n integer);\n".into(),
+        _ => "CREATE TABLE tickets (id integer PRIMARY KEY, n integer);\n".into(),
+    });
+    let t = env.tenant("a");
+    env.cli(&["create", &t]).expect_code(0);
+    let wanted = replaced(
+        &dump(&env, &t),
+        "\"id\" serial NOT NULL",
+        "\"id\" bigserial NOT NULL",
+    );
+    write_desired(&env, Backend::Postgres, &wanted);
+    let run = env.cli(&[
+        "diff",
+        "--scope",
+        "tenant",
+        "--name",
+        "big_tickets",
+        "--dialect",
+        "postgres",
+    ]);
+    run.expect_code(0);
+    env.cli(&["upgrade-all"]).expect_code(0);
+    env.cli(&["check-structure", &t]).expect_code(0);
+    let types = env
+        .admin()
+        .await
+        .strings(
+            &env,
+            &t,
+            &format!(
+                "SELECT format_type(s.seqtypid, NULL) FROM pg_sequence s \
+                 WHERE s.seqrelid = '\"{t}\".tickets_id_seq'::regclass"
+            ),
+        )
+        .await;
+    assert_eq!(types, vec!["bigint".to_owned()]);
     env.cleanup().await;
 }

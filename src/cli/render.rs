@@ -475,7 +475,9 @@ pub fn tenant_fix(output: OutputFormat, f: &crate::engine::TenantFix, fix_sql: b
         return;
     }
     say!(
-        "-- {}: statements that bring it back to version {} (printed, never run; review first).",
+        "-- {}: statements that bring it back to version {} (printed, never run; review first;\n\
+         -- run them with the database's own client, stopping at the first error: sqlite3 -bail,\n\
+         -- psql -v ON_ERROR_STOP=1, mysql without --force).",
         f.schema,
         version(f.version)
     );

@@ -147,6 +147,7 @@ impl SqliteDialect {
             history: HistoryTable::new(Backend::Sqlite, None, HISTORY_TABLE),
             label,
             path,
+            broken_before: Some(0),
             _permit: permit,
         })
     }
@@ -419,6 +420,9 @@ struct SqliteSession {
     label: String,
     /// The tenant's file.
     path: PathBuf,
+    /// Rows with broken foreign keys when the current migration began (`None`: they could
+    /// not be counted, the database's keys were already unusable).
+    broken_before: Option<i64>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -442,22 +446,49 @@ impl SqliteSession {
         }
     }
 
-    /// The first rows (at most 3) whose foreign keys point nowhere, as
-    /// `table row N -> parent`; empty when every key holds.
-    async fn broken_keys(&mut self) -> Result<Vec<String>, DbError> {
+    /// How many rows have foreign keys that point nowhere.
+    async fn count_broken(&mut self) -> Result<i64, DbError> {
+        let label = self.label.clone();
+        sqlx::query_scalar("SELECT count(*) FROM pragma_foreign_key_check")
+            .fetch_one(self.conn())
+            .await
+            .map_err(|e| DbError::sqlx(format!("checking foreign keys of {label}"), e))
+    }
+
+    /// Why the work since `broken_before` was counted cannot commit: rows whose keys point
+    /// nowhere that were not there before (the first 3 named, `table row N -> parent`), or
+    /// keys the database can no longer check. `None` when it can.
+    async fn new_broken_keys(&mut self) -> Result<Option<String>, DbError> {
+        let after = self.count_broken().await;
+        let before = self.broken_before;
+        let added = match (before, after) {
+            (_, Ok(0)) => return Ok(None),
+            (Some(b), Ok(n)) if n > b => n - b,
+            // As many as before (or none countable before): nothing this work made.
+            (_, Ok(_)) | (None, Err(_)) => return Ok(None),
+            (Some(_), Err(e)) => {
+                return Ok(Some(format!(
+                    "its foreign keys can no longer be checked ({e})"
+                )));
+            }
+        };
         let label = self.label.clone();
         let rows: Vec<(String, Option<i64>, String)> =
             sqlx::query_as("SELECT \"table\", rowid, parent FROM pragma_foreign_key_check LIMIT 3")
                 .fetch_all(self.conn())
                 .await
                 .map_err(|e| DbError::sqlx(format!("checking foreign keys of {label}"), e))?;
-        Ok(rows
+        let sample: Vec<String> = rows
             .into_iter()
             .map(|(table, row, parent)| match row {
                 Some(r) => format!("{table} row {r} -> {parent}"),
                 None => format!("{table} -> {parent}"),
             })
-            .collect())
+            .collect();
+        Ok(Some(format!(
+            "it leaves {added} more row(s) whose foreign keys point nowhere (for example {})",
+            sample.join(", ")
+        )))
     }
 }
 
@@ -499,12 +530,10 @@ impl FreshSession for SqliteFresh {
     async fn finish(self: Box<Self>, rows: &[AppliedRow<'_>]) -> Result<(), DbError> {
         let SqliteFresh { mut session, .. } = *self;
         let written = async {
-            let broken = session.broken_keys().await?;
-            if !broken.is_empty() {
+            if let Some(why) = session.new_broken_keys().await? {
                 return Err(DbError::Unexpected(format!(
-                    "the build of {} leaves rows whose foreign keys point nowhere ({})",
-                    session.label,
-                    broken.join(", ")
+                    "the build of {} was undone: {why}",
+                    session.label
                 )));
             }
             session.raw(history_ddl()).await?;
@@ -557,7 +586,10 @@ impl SchemaSession for SqliteSession {
 
     async fn begin(&mut self, m: MigrationRef<'_>, _started: DateTime<Utc>) -> Result<(), DbError> {
         self.raw(format!("SAVEPOINT {}", savepoint(m.version)))
-            .await
+            .await?;
+        // Rows already broken before do not hold this migration back (see `commit`).
+        self.broken_before = self.count_broken().await.ok();
+        Ok(())
     }
 
     async fn execute(&mut self, sql: &str) -> Result<(), DbError> {
@@ -571,27 +603,32 @@ impl SchemaSession for SqliteSession {
         duration_ms: i64,
         _resumed_after: Option<usize>,
     ) -> Result<(), DbError> {
-        let broken = self.broken_keys().await?;
-        if !broken.is_empty() {
-            self.abort(m, started, None).await?;
-            return Err(DbError::Unexpected(format!(
-                "migration {} of {} leaves rows whose foreign keys point nowhere ({}); it was rolled back",
-                m.version,
-                self.label,
-                broken.join(", ")
-            )));
+        let done = async {
+            if let Some(why) = self.new_broken_keys().await? {
+                return Err(DbError::Unexpected(format!(
+                    "migration {} ({}) of {} was rolled back: {why}",
+                    m.version, m.name, self.label
+                )));
+            }
+            self.history
+                .insert(
+                    &mut self.conn,
+                    m,
+                    RowState::Applied,
+                    started,
+                    Some(duration_ms),
+                    None,
+                )
+                .await?;
+            self.raw(format!("RELEASE {}", savepoint(m.version))).await
         }
-        self.history
-            .insert(
-                &mut self.conn,
-                m,
-                RowState::Applied,
-                started,
-                Some(duration_ms),
-                None,
-            )
-            .await?;
-        self.raw(format!("RELEASE {}", savepoint(m.version))).await
+        .await;
+        if done.is_err() {
+            // Nothing of a migration that did not commit whole may stay: the session's end
+            // commits the file's transaction.
+            let _ = self.abort(m, started, None).await;
+        }
+        done
     }
 
     async fn abort(

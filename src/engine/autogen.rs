@@ -364,13 +364,22 @@ pub async fn diff(config: &Config, opts: &DiffOptions) -> Result<DiffReport, Eng
             );
         }
     }
-    let source = if opts.migrations_dir.is_dir() {
-        MigrationSource::from_dir(&opts.migrations_dir)?
-    } else {
-        MigrationSource::empty(crate::migrate::source::Origin::Dir(
-            opts.migrations_dir.clone(),
-        ))
-    };
+    // A missing folder is more often a wrong working directory than a new project: the
+    // whole desired schema would be written as the next migration of an empty one.
+    if !opts.migrations_dir.is_dir() {
+        return Err(ConfigError::new(
+            "MIGRATIONS_DIR",
+            format!(
+                "{} is not a folder: run diff where the migrations are, set MIGRATIONS_DIR, or \
+                 for a new project make it first (mkdir -p {}/{}/<dialect>)",
+                opts.migrations_dir.display(),
+                opts.migrations_dir.display(),
+                opts.scope.folder()
+            ),
+        )
+        .into());
+    }
+    let source = MigrationSource::from_dir(&opts.migrations_dir)?;
     let (folders, version, file_name) = next_file(&opts.migrations_dir, opts.scope, &opts.name);
     let mut report = DiffReport {
         scope: opts.scope,

@@ -13,6 +13,30 @@ use crate::domain::SchemaName;
 use crate::migrate::{MigrationSet, RunOptions, migrate_target};
 use crate::schema::Schema;
 
+/// Resolves when the process is asked to stop (Ctrl-C, or SIGTERM on Unix), so scratch work
+/// can be abandoned and its schemas dropped before the process exits.
+pub async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 /// The scratch schemas made on one server.
 pub struct Scratch<'a> {
     dialect: &'a dyn Dialect,

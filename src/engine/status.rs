@@ -499,25 +499,42 @@ impl Engine {
         set: &MigrationSet,
         versions: &[i64],
     ) -> Result<BTreeMap<Option<i64>, Schema>, EngineError> {
+        self.reference_structures_on(self.dialect(), set, versions)
+            .await
+    }
+
+    /// [`Engine::reference_structures`] built on `dialect`'s server (a tenant's own, so
+    /// server defaults such as collations are the tenant's).
+    pub async fn reference_structures_on(
+        &self,
+        dialect: &dyn crate::db::Dialect,
+        set: &MigrationSet,
+        versions: &[i64],
+    ) -> Result<BTreeMap<Option<i64>, Schema>, EngineError> {
         let mut stops: Vec<Option<i64>> = versions.iter().copied().map(Some).collect();
         stops.sort();
         stops.dedup();
         if stops.is_empty() {
             stops.push(None);
         }
-        let scratch = super::scratch::Scratch::new(self.dialect());
-        let built = async {
+        let scratch = super::scratch::Scratch::new(dialect);
+        let work = async {
             let target = scratch.create().await?;
             let mut out = BTreeMap::new();
             for stop in stops {
                 scratch
                     .migrate(&target, set, stop, "drift reference schema")
                     .await?;
-                out.insert(stop, self.dialect().structure(&target).await?);
+                out.insert(stop, dialect.structure(&target).await?);
             }
             Ok::<_, EngineError>(out)
-        }
-        .await;
+        };
+        let built = tokio::select! {
+            r = work => r,
+            _ = super::scratch::stop_requested() => Err(EngineError::Interrupted(
+                "the reference schema was dropped".into(),
+            )),
+        };
         scratch.drop_all().await;
         built
     }
@@ -539,24 +556,35 @@ impl Engine {
             not_current: Vec::new(),
             drifted: Vec::new(),
         };
-        for t in tenants {
-            if !t.exists || t.version != set.latest() {
-                report.not_current.push(t.schema);
-                continue;
+        let compare = async {
+            for t in tenants {
+                if !t.exists || t.version != set.latest() {
+                    report.not_current.push(t.schema);
+                    continue;
+                }
+                let Ok(name) = SchemaName::from_catalog(&t.schema) else {
+                    continue;
+                };
+                let server = t.server.as_deref().unwrap_or(crate::config::DEFAULT_SERVER);
+                let actual = self
+                    .servers()
+                    .require(server)?
+                    .dialect()
+                    .structure(&Target::Tenant(name))
+                    .await?;
+                report.checked += 1;
+                if let Some(d) = diff_structure(&t.schema, &reference_structure, &actual) {
+                    report.drifted.push(d);
+                }
             }
-            let Ok(name) = SchemaName::from_catalog(&t.schema) else {
-                continue;
-            };
-            let server = t.server.as_deref().unwrap_or(crate::config::DEFAULT_SERVER);
-            let actual = self
-                .servers()
-                .require(server)?
-                .dialect()
-                .structure(&Target::Tenant(name))
-                .await?;
-            report.checked += 1;
-            if let Some(d) = diff_structure(&t.schema, &reference_structure, &actual) {
-                report.drifted.push(d);
+            Ok::<(), EngineError>(())
+        };
+        // The reference's stop handler stays installed: a stop asked for during the
+        // comparison (which only reads) ends it here.
+        tokio::select! {
+            r = compare => r?,
+            _ = super::scratch::stop_requested() => {
+                return Err(EngineError::Interrupted("nothing was written".into()));
             }
         }
         Ok(report)
@@ -591,16 +619,16 @@ impl Engine {
             )));
         };
         let set = self.migrations(Scope::Tenant);
+        let server = t.server.as_deref().unwrap_or(crate::config::DEFAULT_SERVER);
+        let dialect = self.servers().require(server)?.dialect();
         let reference = match t.version {
             Some(v) => self
-                .reference_structures(set, &[v])
+                .reference_structures_on(dialect, set, &[v])
                 .await?
                 .remove(&Some(v))
                 .unwrap_or_default(),
             None => Schema::default(),
         };
-        let server = t.server.as_deref().unwrap_or(crate::config::DEFAULT_SERVER);
-        let dialect = self.servers().require(server)?.dialect();
         let actual = dialect.structure(&Target::Tenant(schema.clone())).await?;
         let changes = crate::schema::diff(&actual, &reference);
         let mut rendered = crate::schema::render(dialect.backend(), &actual, &reference, &changes);
@@ -611,11 +639,16 @@ impl Engine {
                 .iter()
                 .any(|s| s.starts_with("DROP TABLE"))
         {
-            rendered
-                .statements
-                .insert(0, "PRAGMA foreign_keys = OFF".into());
-            rendered.statements.push("PRAGMA foreign_key_check".into());
-            rendered.statements.push("PRAGMA foreign_keys = ON".into());
+            // In one transaction: run with `sqlite3 -bail`, a failed step undoes them all.
+            rendered.statements.splice(
+                0..0,
+                ["PRAGMA foreign_keys = OFF".to_owned(), "BEGIN".to_owned()],
+            );
+            rendered.statements.extend([
+                "PRAGMA foreign_key_check".to_owned(),
+                "COMMIT".to_owned(),
+                "PRAGMA foreign_keys = ON".to_owned(),
+            ]);
         }
         Ok(TenantFix {
             schema: t.schema.clone(),

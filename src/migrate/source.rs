@@ -177,14 +177,6 @@ impl MigrationSource {
     }
 
     /// `MIGRATIONS_DIR` when given, the embedded set otherwise.
-    /// No migrations at all (a project that has none yet).
-    pub fn empty(origin: Origin) -> Self {
-        Self {
-            origin,
-            sets: BTreeMap::new(),
-        }
-    }
-
     pub fn load(dir: Option<&Path>) -> Result<Self, SourceError> {
         match dir {
             Some(d) => Self::from_dir(d),

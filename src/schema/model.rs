@@ -14,8 +14,8 @@ pub struct Schema {
     pub tables: BTreeMap<String, Table>,
 }
 
-/// One table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One table. Equality leaves out [`Table::rebuild_hazards`].
+#[derive(Debug, Clone, Serialize)]
 pub struct Table {
     pub name: String,
     /// In the table's order (the order is not compared).
@@ -29,7 +29,25 @@ pub struct Table {
     pub checks: BTreeMap<String, Check>,
     /// SQLite's table options (`without rowid`, `strict`), which a rebuild must keep.
     pub options: Option<String>,
+    /// What a SQLite table rebuild would lose because the model does not keep it (its
+    /// triggers, column collations). Not compared.
+    #[serde(skip)]
+    pub rebuild_hazards: Vec<String>,
 }
+
+impl PartialEq for Table {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.columns == other.columns
+            && self.primary_key == other.primary_key
+            && self.indexes == other.indexes
+            && self.foreign_keys == other.foreign_keys
+            && self.checks == other.checks
+            && self.options == other.options
+    }
+}
+
+impl Eq for Table {}
 
 impl Table {
     pub fn new(name: impl Into<String>) -> Self {
@@ -41,6 +59,7 @@ impl Table {
             foreign_keys: BTreeMap::new(),
             checks: BTreeMap::new(),
             options: None,
+            rebuild_hazards: Vec::new(),
         }
     }
 
@@ -83,6 +102,10 @@ pub struct Column {
     pub auto_increment: Option<AutoIncrement>,
     /// MySQL `ON UPDATE` expression (`current_timestamp()`).
     pub on_update: Option<String>,
+    /// The column's collation where it differs from its table's (MySQL) or its type's
+    /// (PostgreSQL) default, as the clause that sets it: `CHARACTER SET utf8mb4 COLLATE
+    /// utf8mb4_bin`, `COLLATE "C"`.
+    pub collation: Option<String>,
     /// Anything else the server says of the column that the model does not express
     /// (generated columns, invisible columns). Compared, never rendered: a difference here
     /// cannot be written as a migration.
@@ -93,6 +116,10 @@ impl Column {
     /// `varchar(20) NOT NULL DEFAULT 'x'`: the column's shape in words, for reports.
     pub fn shape(&self) -> String {
         let mut s = self.data_type.clone();
+        if let Some(c) = &self.collation {
+            s.push(' ');
+            s.push_str(c);
+        }
         s.push_str(if self.nullable { " NULL" } else { " NOT NULL" });
         if let Some(d) = &self.default {
             s.push_str(" DEFAULT ");
@@ -140,6 +167,8 @@ pub struct Index {
     pub predicate: Option<String>,
     /// The access method when not the default (`gin`, `fulltext`).
     pub method: Option<String>,
+    /// PostgreSQL `INCLUDE` columns (stored, not searched).
+    pub include: Vec<String>,
 }
 
 /// One foreign key.

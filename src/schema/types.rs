@@ -59,7 +59,9 @@ fn capacity(p: &Parsed) -> Option<Option<u64>> {
         "char" | "character" | "bpchar" | "nchar" => Some(n.unwrap_or(1)),
         "varchar" | "character varying" | "nvarchar" | "varchar2" => n,
         "tinytext" => Some(255),
-        "text" | "clob" => None,
+        // MySQL's `text` holds 64 KiB; elsewhere it is unbounded. Counted as the smaller, so
+        // `mediumtext` to `text` narrows (and `varchar(70000)` to `text` asks to be allowed).
+        "text" | "clob" => Some(65_535),
         "mediumtext" => Some(16_777_215),
         "longtext" => Some(4_294_967_295),
         _ => return None,
@@ -83,6 +85,8 @@ fn byte_capacity(p: &Parsed) -> Option<Option<u64>> {
 fn holds(from: Option<u64>, to: Option<u64>) -> bool {
     match (from, to) {
         (_, None) => true,
+        // An unbounded `character varying` to `text`: both unbounded on PostgreSQL.
+        (None, Some(65_535)) => true,
         (None, Some(_)) => false,
         (Some(a), Some(b)) => b >= a,
     }
@@ -162,6 +166,8 @@ mod tests {
             ("varchar(10)", "integer"),
             ("double", "float"),
             ("text", "integer"),
+            ("mediumtext", "text"),
+            ("longtext", "text"),
         ] {
             assert!(narrows(from, to), "{from} -> {to} narrows");
         }

@@ -21,7 +21,10 @@ pub(crate) async fn describe(pool: &MySqlPool, schema: &str) -> Result<Schema, D
     // Views have columns too: only base tables are part of the model.
     let cols = sqlx::query(
         "SELECT c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE, c.IS_NULLABLE, c.COLUMN_DEFAULT, \
-         c.EXTRA, c.GENERATION_EXPRESSION FROM information_schema.COLUMNS c \
+         c.EXTRA, c.GENERATION_EXPRESSION, \
+         CASE WHEN c.COLLATION_NAME <> t.TABLE_COLLATION THEN \
+              CONCAT('CHARACTER SET ', c.CHARACTER_SET_NAME, ' COLLATE ', c.COLLATION_NAME) END \
+         FROM information_schema.COLUMNS c \
          JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA \
          AND t.TABLE_NAME = c.TABLE_NAME AND t.TABLE_TYPE = 'BASE TABLE' \
          WHERE c.TABLE_SCHEMA = ? AND c.TABLE_NAME NOT IN (?, ?) \
@@ -101,6 +104,7 @@ pub(crate) async fn describe(pool: &MySqlPool, schema: &str) -> Result<Schema, D
             default: default.filter(|d| !(nullable && d == "NULL")),
             auto_increment,
             on_update,
+            collation: r.try_get(7).map_err(err)?,
             unsupported,
         });
     }
@@ -127,6 +131,7 @@ pub(crate) async fn describe(pool: &MySqlPool, schema: &str) -> Result<Schema, D
                 predicate: None,
                 method: matches!(kind.as_str(), "FULLTEXT" | "SPATIAL")
                     .then(|| kind.to_ascii_lowercase()),
+                include: Vec::new(),
             },
         );
     }

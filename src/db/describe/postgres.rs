@@ -21,8 +21,12 @@ pub(crate) async fn describe(pool: &PgPool, schema: &str) -> Result<Schema, DbEr
         "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), \
          NOT a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity::text, a.attgenerated::text, \
          a.attidentity = '' AND a.attgenerated = '' AND pg_get_serial_sequence( \
-             quote_ident(n.nspname) || '.' || quote_ident(c.relname), a.attname) IS NOT NULL \
+             quote_ident(n.nspname) || '.' || quote_ident(c.relname), a.attname) IS NOT NULL, \
+         CASE WHEN a.attcollation <> 0 AND a.attcollation <> ty.typcollation THEN \
+              'COLLATE ' || quote_ident(co.collname) END \
          FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+         JOIN pg_type ty ON ty.oid = a.atttypid \
+         LEFT JOIN pg_collation co ON co.oid = a.attcollation \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
          WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND a.attnum > 0 \
@@ -34,8 +38,12 @@ pub(crate) async fn describe(pool: &PgPool, schema: &str) -> Result<Schema, DbEr
         "SELECT t.relname::text, i.relname::text, ix.indisunique, \
          EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = ix.indexrelid AND k.contype = 'u'), \
          ARRAY(SELECT pg_get_indexdef(ix.indexrelid, k, true) \
+                      || CASE ix.indoption[k - 1] & 3 WHEN 1 THEN ' DESC NULLS LAST' \
+                         WHEN 2 THEN ' NULLS FIRST' WHEN 3 THEN ' DESC' ELSE '' END \
                FROM generate_series(1, ix.indnkeyatts::int) AS k ORDER BY k)::text[], \
-         pg_get_expr(ix.indpred, ix.indrelid, true), am.amname::text \
+         pg_get_expr(ix.indpred, ix.indrelid, true), am.amname::text, \
+         ARRAY(SELECT pg_get_indexdef(ix.indexrelid, k, true) \
+               FROM generate_series(ix.indnkeyatts::int + 1, ix.indnatts::int) AS k ORDER BY k)::text[] \
          FROM pg_index ix JOIN pg_class i ON i.oid = ix.indexrelid \
          JOIN pg_class t ON t.oid = ix.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace \
          JOIN pg_am am ON am.oid = i.relam \
@@ -86,11 +94,12 @@ pub(crate) async fn describe(pool: &PgPool, schema: &str) -> Result<Schema, DbEr
         };
         table(&mut s.tables, &t).columns.push(Column {
             name: r.try_get(1).map_err(err)?,
-            data_type: r.try_get(2).map_err(err)?,
+            data_type: unqualified_type(&r.try_get::<String, _>(2).map_err(err)?, schema),
             nullable: r.try_get(3).map_err(err)?,
             default,
             auto_increment,
             on_update: None,
+            collation: r.try_get(8).map_err(err)?,
             unsupported,
         });
     }
@@ -107,6 +116,7 @@ pub(crate) async fn describe(pool: &PgPool, schema: &str) -> Result<Schema, DbEr
                 columns: r.try_get(4).map_err(err)?,
                 predicate: r.try_get(5).map_err(err)?,
                 method: (method != "btree").then_some(method),
+                include: r.try_get(7).map_err(err)?,
             },
         );
     }
@@ -151,6 +161,16 @@ pub(crate) async fn describe(pool: &PgPool, schema: &str) -> Result<Schema, DbEr
 pub(crate) fn unqualified(expr: &str, schema: &str) -> String {
     expr.replace(&format!("'{schema}."), "'")
         .replace(&format!("'\"{schema}\"."), "'")
+}
+
+/// A type of the schema's own (an enum, a domain) without the schema's name, which
+/// `format_type` adds when the schema is not on the search path.
+fn unqualified_type(data_type: &str, schema: &str) -> String {
+    data_type
+        .strip_prefix(&format!("\"{schema}\"."))
+        .or_else(|| data_type.strip_prefix(&format!("{schema}.")))
+        .unwrap_or(data_type)
+        .to_owned()
 }
 
 /// `pg_constraint`'s action letter in words, as MySQL's information_schema spells them.

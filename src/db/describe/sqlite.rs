@@ -18,6 +18,12 @@ pub(crate) async fn describe(conn: &mut SqliteConnection, label: &str) -> Result
              AND m.name NOT LIKE 'sqlite_%' AND m.name NOT IN (?, ?)"
         )
     };
+    let triggers: Vec<(String, String)> = sqlx::query_as(
+        "SELECT tbl_name, name FROM sqlite_master WHERE type = 'trigger' ORDER BY name",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(err)?;
     let texts = sqlx::query(
         "SELECT name, sql FROM sqlite_master WHERE type = 'table' \
          AND name NOT LIKE 'sqlite_%' AND name NOT IN (?, ?) ORDER BY name",
@@ -78,6 +84,12 @@ pub(crate) async fn describe(conn: &mut SqliteConnection, label: &str) -> Result
             });
         }
         t.options = sqlite_text::table_options(&sql);
+        if sqlite_text::collates(&sql) {
+            t.rebuild_hazards.push("its column collations".into());
+        }
+        for (_, trigger) in triggers.iter().filter(|(on, _)| *on == name) {
+            t.rebuild_hazards.push(format!("trigger {trigger}"));
+        }
         if sqlite_text::autoincrement(&sql) {
             auto_tables.push(name);
         }
@@ -102,6 +114,8 @@ pub(crate) async fn describe(conn: &mut SqliteConnection, label: &str) -> Result
                 .map(|d| normalize(&d)),
             auto_increment: None,
             on_update: None,
+            // Kept only in the table's text: a rebuild hazard (see above).
+            collation: None,
             unsupported: (hidden != 0).then(|| "generated".to_owned()),
         });
     }
@@ -154,6 +168,7 @@ pub(crate) async fn describe(conn: &mut SqliteConnection, label: &str) -> Result
                 constraint,
                 predicate,
                 method: None,
+                include: Vec::new(),
             },
         );
     }

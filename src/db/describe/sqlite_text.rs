@@ -144,6 +144,13 @@ pub(super) fn table_options(sql: &str) -> Option<String> {
     (!rest.is_empty()).then_some(rest)
 }
 
+/// True when a column of the `CREATE TABLE` text names a collation.
+pub(super) fn collates(sql: &str) -> bool {
+    tokens(sql)
+        .iter()
+        .any(|t| t.depth == 1 && is_word(t, "COLLATE"))
+}
+
 /// True when the `CREATE TABLE` text says `AUTOINCREMENT`.
 pub(super) fn autoincrement(sql: &str) -> bool {
     tokens(sql)
@@ -246,6 +253,10 @@ mod tests {
             ]
         );
         assert!(autoincrement(TABLE));
+        assert!(!collates(TABLE));
+        assert!(collates(
+            "CREATE TABLE t (a TEXT COLLATE NOCASE, note TEXT DEFAULT 'COLLATE')"
+        ));
         assert_eq!(table_options(TABLE), None);
         assert_eq!(
             table_options("CREATE TABLE t (a TEXT PRIMARY KEY) WITHOUT ROWID, STRICT"),

@@ -10,6 +10,10 @@ const B: Backend = Backend::MySql;
 
 fn column(c: &Column) -> String {
     let mut s = format!("{} {}", B.quote(&c.name), c.data_type);
+    if let Some(collation) = &c.collation {
+        s.push(' ');
+        s.push_str(collation);
+    }
     s.push_str(if c.nullable { " NULL" } else { " NOT NULL" });
     if let Some(d) = &c.default {
         s.push_str(" DEFAULT ");
@@ -71,9 +75,35 @@ pub(super) fn render(to: &Schema, changes: &[Change]) -> Rendered {
         .iter()
         .filter_map(|c| match c {
             Change::AlterColumn { table, to, .. } => Some((table.as_str(), to.name.as_str())),
+            Change::AddColumn { table, column } => Some((table.as_str(), column.name.as_str())),
             _ => None,
         })
         .collect();
+    let dropped_columns: Vec<(&str, &str)> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::DropColumn { table, column } => Some((table.as_str(), column.name.as_str())),
+            _ => None,
+        })
+        .collect();
+    let adds_index = |table: &str| {
+        changes
+            .iter()
+            .any(|c| matches!(c, Change::AddIndex { table: t, .. } if t == table))
+    };
+    // An index dropped where others are added goes after them: a foreign key may need the
+    // old one until its replacement exists (error 1553). Not when a dropped column takes
+    // part of it, which the column's drop would change first.
+    let deferred = |table: &str, index: &Index| {
+        adds_index(table)
+            && !index
+                .columns
+                .iter()
+                .any(|c| dropped_columns.contains(&(table, c.as_str())))
+    };
+    let mut later: Vec<String> = Vec::new();
+    // Tables whose new primary key went with a new AUTO_INCREMENT column (error 1075).
+    let mut keyed: Vec<&str> = Vec::new();
     // Foreign keys dropped around a column's type change, added back at the end.
     let mut readd: Vec<(&str, &ForeignKey)> = Vec::new();
     for change in changes {
@@ -110,7 +140,23 @@ pub(super) fn render(to: &Schema, changes: &[Change]) -> Rendered {
             Change::DropTable(t) => format!("DROP TABLE {}", B.quote(&t.name)),
             Change::AddColumn { table, column: c } => {
                 out.check_column(table, c);
-                alter(table, format!("ADD COLUMN {}", column(c)))
+                let check = inline_check(to.tables.get(table), &c.name);
+                let mut sql = format!("ADD COLUMN {}{check}", column(c));
+                // An AUTO_INCREMENT column must be a key as it is added.
+                if c.auto_increment.is_some()
+                    && let Some(key) = to.tables.get(table).and_then(|t| t.primary_key.as_ref())
+                    && touches_key(changes, table, true)
+                {
+                    if touches_key(changes, table, false) {
+                        sql.push_str(", DROP PRIMARY KEY");
+                    }
+                    sql.push_str(&format!(
+                        ", ADD PRIMARY KEY ({})",
+                        key_parts(B, &key.columns)
+                    ));
+                    keyed.push(table);
+                }
+                alter(table, sql)
             }
             Change::DropColumn { table, column } => {
                 alter(table, format!("DROP COLUMN {}", B.quote(&column.name)))
@@ -143,6 +189,7 @@ pub(super) fn render(to: &Schema, changes: &[Change]) -> Rendered {
                 continue;
             }
             Change::DropPrimaryKey { table, .. } => alter(table, "DROP PRIMARY KEY".into()),
+            Change::AddPrimaryKey { table, .. } if keyed.contains(&table.as_str()) => continue,
             Change::AddPrimaryKey { table, key } if touches_key(changes, table, false) => alter(
                 table,
                 format!(
@@ -154,6 +201,23 @@ pub(super) fn render(to: &Schema, changes: &[Change]) -> Rendered {
                 table,
                 format!("ADD PRIMARY KEY ({})", key_parts(B, &key.columns)),
             ),
+            // Replaced under the same name: one statement, so a key never lacks its index.
+            Change::AddIndex { table, index }
+                if changes.iter().any(|c| {
+                    matches!(c, Change::DropIndex { table: t, index: i }
+                        if t == table && i.name == index.name && deferred(t, i))
+                }) =>
+            {
+                alter(
+                    table,
+                    format!(
+                        "DROP INDEX {name}, ADD {}INDEX {name} ({})",
+                        index_kind(index),
+                        key_parts(B, &index.columns),
+                        name = B.quote(&index.name)
+                    ),
+                )
+            }
             Change::AddIndex { table, index } => format!(
                 "CREATE {}INDEX {} ON {} ({})",
                 index_kind(index),
@@ -161,6 +225,21 @@ pub(super) fn render(to: &Schema, changes: &[Change]) -> Rendered {
                 B.quote(table),
                 key_parts(B, &index.columns)
             ),
+            Change::DropIndex { table, index } if deferred(table, index) => {
+                let replaced = changes.iter().any(|c| {
+                    matches!(c, Change::AddIndex { table: t, index: i } if t == table && i.name == index.name)
+                });
+                if !replaced {
+                    // MariaDB drops a key's implicit index by itself once another index
+                    // serves the key, hence IF EXISTS.
+                    later.push(format!(
+                        "DROP INDEX IF EXISTS {} ON {}",
+                        B.quote(&index.name),
+                        B.quote(table)
+                    ));
+                }
+                continue;
+            }
             Change::DropIndex { table, index } => {
                 format!("DROP INDEX {} ON {}", B.quote(&index.name), B.quote(table))
             }
@@ -206,6 +285,9 @@ pub(super) fn render(to: &Schema, changes: &[Change]) -> Rendered {
                 alter(table, format!("DROP CONSTRAINT {}", B.quote(n)))
             }
         };
+        out.push(statement);
+    }
+    for statement in later {
         out.push(statement);
     }
     for (owner, key) in readd {

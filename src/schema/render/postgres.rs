@@ -39,6 +39,10 @@ fn column(table: &str, c: &Column, out: &mut Rendered) -> String {
         _ => &c.data_type,
     };
     let mut s = format!("{} {data_type}", B.quote(&c.name));
+    if let Some(collation) = &c.collation {
+        s.push(' ');
+        s.push_str(collation);
+    }
     if !c.nullable {
         s.push_str(" NOT NULL");
     }
@@ -56,7 +60,7 @@ fn column(table: &str, c: &Column, out: &mut Rendered) -> String {
 
 fn create_index(table: &str, i: &Index) -> String {
     format!(
-        "CREATE {}INDEX {} ON {}{} ({}){}",
+        "CREATE {}INDEX {} ON {}{} ({}){}{}",
         if i.unique { "UNIQUE " } else { "" },
         B.quote(&i.name),
         B.quote(table),
@@ -65,6 +69,11 @@ fn create_index(table: &str, i: &Index) -> String {
             .map(|m| format!(" USING {m}"))
             .unwrap_or_default(),
         key_parts(B, &i.columns),
+        if i.include.is_empty() {
+            String::new()
+        } else {
+            format!(" INCLUDE ({})", key_parts(B, &i.include))
+        },
         i.predicate
             .as_ref()
             .map(|p| format!(" WHERE {p}"))
@@ -94,9 +103,15 @@ fn alter_column(table: &str, from: &Column, to: &Column, out: &mut Rendered) {
     if from.default.is_some() && from.default != to.default {
         actions.push(format!("ALTER COLUMN {col} DROP DEFAULT"));
     }
-    if from.data_type != to.data_type {
+    if from.data_type != to.data_type || from.collation != to.collation {
+        // Without its COLLATE clause, a new type takes the type's default collation.
+        let collate = to
+            .collation
+            .as_ref()
+            .map(|c| format!(" {c}"))
+            .unwrap_or_default();
         actions.push(format!(
-            "ALTER COLUMN {col} TYPE {t} USING {col}::{t}",
+            "ALTER COLUMN {col} TYPE {t}{collate} USING {col}::{t}",
             t = to.data_type
         ));
     }
@@ -122,6 +137,17 @@ fn alter_column(table: &str, from: &Column, to: &Column, out: &mut Rendered) {
     if !actions.is_empty() {
         out.push(alter(table, actions.join(", ")));
     }
+    // A serial's sequence has a type of its own: widened with the column, or the column's
+    // values stop at the old type's limit.
+    if from.data_type != to.data_type && to.auto_increment == Some(AutoIncrement::Increment) {
+        out.push(format!(
+            "DO $$ BEGIN EXECUTE format('ALTER SEQUENCE %s AS {}', \
+             pg_get_serial_sequence('{}', '{}')); END $$",
+            to.data_type,
+            B.quote(table).replace('\'', "''"),
+            to.name.replace('\'', "''")
+        ));
+    }
 }
 
 pub(super) fn render(changes: &[Change]) -> Rendered {
@@ -145,7 +171,7 @@ pub(super) fn render(changes: &[Change]) -> Rendered {
                     lines.push(format!(
                         "CONSTRAINT {} UNIQUE ({})",
                         B.quote(&i.name),
-                        names(B, &i.columns)
+                        key_parts(B, &i.columns)
                     ));
                 }
                 for c in t.checks.values() {
@@ -191,7 +217,7 @@ pub(super) fn render(changes: &[Change]) -> Rendered {
                 format!(
                     "ADD CONSTRAINT {} UNIQUE ({})",
                     B.quote(&index.name),
-                    names(B, &index.columns)
+                    key_parts(B, &index.columns)
                 ),
             ),
             Change::AddIndex { table, index } => create_index(table, index),

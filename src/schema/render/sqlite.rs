@@ -36,17 +36,24 @@ fn column(c: &Column, inline_key: bool) -> String {
     s
 }
 
-/// A default as SQLite takes it: a literal as it is, an expression in parentheses (SQLite
-/// reports `DEFAULT (strftime(…))` without them).
+/// A default as SQLite takes it: a single literal as it is, anything else in parentheses
+/// (SQLite reports `DEFAULT (strftime(…))` without them).
 fn default_expression(d: &str) -> String {
-    let literal = d.starts_with(['\'', '"'])
-        || d.trim_start_matches(['-', '+'])
-            .starts_with(|c: char| c.is_ascii_digit())
-        || matches!(
-            d.to_ascii_lowercase().as_str(),
-            "null" | "true" | "false" | "current_time" | "current_date" | "current_timestamp"
-        );
-    if literal {
+    let number = {
+        let digits = d.trim_start_matches(['-', '+']);
+        !digits.is_empty()
+            && digits.parse::<f64>().is_ok()
+            && digits.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+    };
+    let string = d.len() >= 2
+        && d.starts_with('\'')
+        && d.ends_with('\'')
+        && !d[1..d.len() - 1].replace("''", "").contains('\'');
+    let keyword = matches!(
+        d.to_ascii_lowercase().as_str(),
+        "null" | "true" | "false" | "current_time" | "current_date" | "current_timestamp"
+    );
+    if number || string || keyword {
         d.to_owned()
     } else {
         format!("({d})")
@@ -202,6 +209,14 @@ pub(super) fn render(from: &Schema, to: &Schema, changes: &[Change]) -> Rendered
 
 /// The documented rebuild of `old` into the shape of `new`.
 fn rebuild(old: &Table, new: &Table, out: &mut Rendered) {
+    if !old.rebuild_hazards.is_empty() {
+        out.unsupported.push(format!(
+            "table {}: the change needs a rebuild, which would lose {}; write it by hand",
+            old.name,
+            old.rebuild_hazards.join(", ")
+        ));
+        return;
+    }
     let scratch = format!("{REBUILD_PREFIX}{}", new.name);
     let sql = table_sql(&scratch, new, out);
     out.push(sql);
@@ -219,13 +234,54 @@ fn rebuild(old: &Table, new: &Table, out: &mut Rendered) {
             B.quote(&old.name)
         ));
     }
+    let counts = |t: &Table| {
+        t.columns
+            .iter()
+            .any(|c| c.auto_increment == Some(AutoIncrement::Increment))
+    };
+    if counts(old) && counts(new) {
+        // AUTOINCREMENT never hands out a number twice: the old table's counter goes along.
+        out.push(format!(
+            "DELETE FROM sqlite_sequence WHERE name = '{}'",
+            scratch.replace('\'', "''")
+        ));
+        out.push(format!(
+            "INSERT INTO sqlite_sequence (name, seq) SELECT '{}', seq FROM sqlite_sequence \
+             WHERE name = '{}'",
+            scratch.replace('\'', "''"),
+            old.name.replace('\'', "''")
+        ));
+    }
     out.push(format!("DROP TABLE {}", B.quote(&old.name)));
+    // Views naming the table are not rewritten (nor checked against its absence).
+    out.push("PRAGMA legacy_alter_table = ON".into());
     out.push(format!(
         "ALTER TABLE {} RENAME TO {}",
         B.quote(&scratch),
         B.quote(&new.name)
     ));
+    out.push("PRAGMA legacy_alter_table = OFF".into());
     for i in new.indexes.values().filter(|i| !i.constraint) {
         out.push(create_index(&new.name, i));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_expression;
+
+    #[test]
+    fn only_single_literals_go_without_parentheses() {
+        for literal in ["0", "-1.5", "'a'", "'it''s'", "NULL", "current_timestamp"] {
+            assert_eq!(default_expression(literal), literal);
+        }
+        for expression in [
+            "1 + 2",
+            "'a' || 'b'",
+            "strftime('%Y', 'now')",
+            "'a' || 'b''",
+        ] {
+            assert_eq!(default_expression(expression), format!("({expression})"));
+        }
     }
 }
