@@ -23,6 +23,21 @@ fn folder(b: Backend) -> &'static str {
     }
 }
 
+/// `diff --scope tenant --name <name> --dialect <b>` and `extra`.
+fn diff_args<'a>(b: Backend, name: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "diff",
+        "--scope",
+        "tenant",
+        "--name",
+        name,
+        "--dialect",
+        folder(b),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// `dump <schema>` on stdout, checked to succeed.
 fn dump(env: &TestEnv, schema: &str) -> String {
     let run = env.cli(&["dump", schema]);
@@ -210,19 +225,7 @@ async fn diff_writes_applies_and_refuses_what_loses_data(b: Backend) {
     env.cli(&["create", &t]).expect_code(0);
     book_one(&env, &t).await;
     let base = dump(&env, &t);
-    let diff = |name: &str, extra: &[&str]| {
-        let mut args = vec![
-            "diff",
-            "--scope",
-            "tenant",
-            "--name",
-            name,
-            "--dialect",
-            folder(b),
-        ];
-        args.extend_from_slice(extra);
-        env.cli(&args)
-    };
+    let diff = |name: &str, extra: &[&str]| env.cli(&diff_args(b, name, extra));
 
     // No differences: nothing written, exit 0.
     write_desired(&env, b, &base);
@@ -366,15 +369,7 @@ async fn scratch_schemas_are_dropped_after_an_error_and_after_ctrl_c(b: Backend)
         b,
         &(base.clone() + "CREATE TABLE broken (id int, id int);\n"),
     );
-    let run = env.cli(&[
-        "diff",
-        "--scope",
-        "tenant",
-        "--name",
-        "broken",
-        "--dialect",
-        folder(b),
-    ]);
+    let run = env.cli(&diff_args(b, "broken", &[]));
     run.expect_code(1);
     assert!(run.stderr().contains("broken"), "{}", run.stderr());
     assert_dropped(&env, &scratch_schemas(&run.stderr())).await;
@@ -382,15 +377,7 @@ async fn scratch_schemas_are_dropped_after_an_error_and_after_ctrl_c(b: Backend)
 
     // Ctrl-C once the first scratch schema exists: everything made is dropped.
     write_desired(&env, b, &base);
-    let mut child = env.spawn(&[
-        "diff",
-        "--scope",
-        "tenant",
-        "--name",
-        "stopped",
-        "--dialect",
-        folder(b),
-    ]);
+    let mut child = env.spawn(&diff_args(b, "stopped", &[]));
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = std::io::BufReader::new(stderr).lines();
     let mut seen = String::new();
@@ -605,21 +592,48 @@ async fn diff_refuses_bad_input(b: Backend) {
         run.expect_code(2);
         assert!(run.stderr().contains(says), "{says}: {}", run.stderr());
     }
+    // No migrations folder where diff looks: refused, nothing made.
+    write_desired(&env, b, "CREATE TABLE t (id int);\n");
+    let run = env.cli(&diff_args(b, "x", &["--migrations-dir", "nowhere"]));
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("nowhere is not a"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!env.dir.path().join("nowhere").exists());
+    // Nor a ./migrations folder where diff runs (no MIGRATIONS_DIR either).
+    let vars: Vec<(String, String)> = env
+        .vars()
+        .into_iter()
+        .filter(|(k, _)| k != "MIGRATIONS_DIR")
+        .collect();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    std::fs::rename(
+        env.dir.path().join("migrations"),
+        env.dir.path().join("elsewhere"),
+    )
+    .expect("mv");
+    let run = env.cli_bare(&diff_args(b, "x", &[]), &vars);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("migrations is not a folder"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!env.dir.path().join("migrations").exists(), "nothing made");
+    std::fs::rename(
+        env.dir.path().join("elsewhere"),
+        env.dir.path().join("migrations"),
+    )
+    .expect("mv");
     // A desired file that does not split is named with its problem.
     write_desired(
         &env,
         b,
         "CREATE TABLE t (note text DEFAULT 'unterminated);\n",
     );
-    let run = env.cli(&[
-        "diff",
-        "--scope",
-        "tenant",
-        "--name",
-        "x",
-        "--dialect",
-        folder(b),
-    ]);
+    let run = env.cli(&diff_args(b, "x", &[]));
     run.expect_code(2);
     assert!(
         run.stderr().contains(&format!("{}.sql", folder(b))),
@@ -643,15 +657,7 @@ async fn shipped_desired_files_match_the_migrations(b: Backend) {
         b,
         &std::fs::read_to_string(shipped).expect("shipped desired file"),
     );
-    let run = env.cli(&[
-        "diff",
-        "--scope",
-        "tenant",
-        "--name",
-        "nothing",
-        "--dialect",
-        folder(b),
-    ]);
+    let run = env.cli(&diff_args(b, "nothing", &[]));
     run.expect_code(0);
     assert!(run.stdout().contains("no differences"), "{}", run.stdout());
     env.cleanup().await;
@@ -767,15 +773,7 @@ async fn mysql_auto_increment_key_is_replaced_in_one_statement() {
         "    `code` char(3) NOT NULL,\n    `id` bigint NOT NULL AUTO_INCREMENT,\n    PRIMARY KEY (`id`),\n    UNIQUE KEY `uq_codes_code` (`code`)",
     );
     write_desired(&env, Backend::MySql, &wanted);
-    let run = env.cli(&[
-        "diff",
-        "--scope",
-        "tenant",
-        "--name",
-        "shard_counters",
-        "--dialect",
-        "mysql",
-    ]);
+    let run = env.cli(&diff_args(Backend::MySql, "shard_counters", &[]));
     run.expect_code(0);
     let file = env.migration_file("tenant", Backend::MySql, "0005_shard_counters.sql");
     let text = std::fs::read_to_string(file).expect("written");
@@ -829,16 +827,11 @@ async fn mysql_key_columns_are_widened_around_their_foreign_keys() {
         "KEY `ix_gift_children_parent` (`parent_id`, `id`)",
     );
     write_desired(&env, Backend::MySql, &wanted);
-    let run = env.cli(&[
-        "diff",
-        "--scope",
-        "tenant",
-        "--name",
+    let run = env.cli(&diff_args(
+        Backend::MySql,
         "wider_gifts",
-        "--dialect",
-        "mysql",
-        "--allow-destructive",
-    ]);
+        &["--allow-destructive"],
+    ));
     run.expect_code(0);
     let text = std::fs::read_to_string(env.migration_file(
         "tenant",
@@ -887,15 +880,7 @@ async fn sqlite_rebuild_keeps_table_options_and_rows() {
         Backend::Sqlite,
         &replaced(&base, "\"v\" text", "\"v\" text NOT NULL DEFAULT 'x'"),
     );
-    let run = env.cli(&[
-        "diff",
-        "--scope",
-        "tenant",
-        "--name",
-        "audited_v",
-        "--dialect",
-        "sqlite",
-    ]);
+    let run = env.cli(&diff_args(Backend::Sqlite, "audited_v", &[]));
     run.expect_code(1);
     assert!(
         run.stdout().contains("trigger audited_touch"),
@@ -913,15 +898,7 @@ async fn sqlite_rebuild_keeps_table_options_and_rows() {
     );
     assert!(wanted.contains("without rowid"), "{wanted}");
     write_desired(&env, Backend::Sqlite, &wanted);
-    let run = env.cli(&[
-        "diff",
-        "--scope",
-        "tenant",
-        "--name",
-        "tag_dates",
-        "--dialect",
-        "sqlite",
-    ]);
+    let run = env.cli(&diff_args(Backend::Sqlite, "tag_dates", &[]));
     run.expect_code(0);
     let text = std::fs::read_to_string(env.migration_file(
         "tenant",
@@ -1034,15 +1011,7 @@ async fn postgres_serial_widened_with_its_sequence() {
         "\"id\" bigserial NOT NULL",
     );
     write_desired(&env, Backend::Postgres, &wanted);
-    let run = env.cli(&[
-        "diff",
-        "--scope",
-        "tenant",
-        "--name",
-        "big_tickets",
-        "--dialect",
-        "postgres",
-    ]);
+    let run = env.cli(&diff_args(Backend::Postgres, "big_tickets", &[]));
     run.expect_code(0);
     env.cli(&["upgrade-all"]).expect_code(0);
     env.cli(&["check-structure", &t]).expect_code(0);
