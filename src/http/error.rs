@@ -195,6 +195,10 @@ impl From<EngineError> for ApiError {
                     "the catalog cannot be used right now; see the server log".into(),
                 )
             }
+            // Only a stopping process interrupts engine work.
+            EngineError::Interrupted(_) => {
+                ApiError::Unavailable("the service is stopping; try again".into())
+            }
             EngineError::Db(ref d) if d.is_transient() => {
                 error!(error = %e, "database unavailable");
                 ApiError::Unavailable("the database is unavailable; try again".into())
