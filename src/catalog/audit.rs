@@ -10,6 +10,8 @@ use crate::db::{DbError, placeholders, with_pool};
 /// One audit record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
+    /// Grows with every record: pass the last one's as `before` for the next (older) page.
+    pub id: i64,
     pub at: DateTime<Utc>,
     /// E-mail of the admin, `cli`, or the e-mail tried at a failed login.
     pub actor: String,
@@ -54,11 +56,42 @@ impl Catalog {
 
     /// The newest entries first.
     pub async fn recent_audit(&self, limit: u64) -> Result<Vec<AuditEntry>, DbError> {
-        let sql = "SELECT at, actor, action, target, outcome, detail, request_id FROM audit_log \
-             ORDER BY id DESC LIMIT ?";
-        let limit = limit.min(i64::MAX as u64) as i64;
+        self.audit_page(&AuditQuery {
+            limit,
+            ..AuditQuery::default()
+        })
+        .await
+    }
+
+    /// A page of entries, newest first, matching `q`.
+    pub async fn audit_page(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, DbError> {
+        let mut sql = String::from(
+            "SELECT id, at, actor, action, target, outcome, detail, request_id FROM audit_log \
+             WHERE 1 = 1",
+        );
+        if q.before.is_some() {
+            sql.push_str(" AND id < ?");
+        }
+        if q.actor.is_some() {
+            sql.push_str(" AND actor = ?");
+        }
+        if q.action.is_some() {
+            sql.push_str(" AND action = ?");
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        let limit = q.limit.min(i64::MAX as u64) as i64;
         with_pool!(&self.pool, |p, b, _Id| {
-            let rows = sqlx::query(placeholders(b, sql))
+            let mut query = sqlx::query(placeholders(b, &sql));
+            if let Some(before) = q.before {
+                query = query.bind(before);
+            }
+            if let Some(actor) = &q.actor {
+                query = query.bind(actor.as_str());
+            }
+            if let Some(action) = &q.action {
+                query = query.bind(action.as_str());
+            }
+            let rows = query
                 .bind(limit)
                 .fetch_all(p)
                 .await
@@ -66,16 +99,29 @@ impl Catalog {
             rows.iter()
                 .map(|r| {
                     Ok(AuditEntry {
-                        at: col(r, 0)?,
-                        actor: col(r, 1)?,
-                        action: col(r, 2)?,
-                        target: col(r, 3)?,
-                        outcome: col(r, 4)?,
-                        detail: col(r, 5)?,
-                        request_id: col(r, 6)?,
+                        id: col(r, 0)?,
+                        at: col(r, 1)?,
+                        actor: col(r, 2)?,
+                        action: col(r, 3)?,
+                        target: col(r, 4)?,
+                        outcome: col(r, 5)?,
+                        detail: col(r, 6)?,
+                        request_id: col(r, 7)?,
                     })
                 })
                 .collect()
         })
     }
+}
+
+/// Which audit entries to read (see [`Catalog::audit_page`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only entries older than this id.
+    pub before: Option<i64>,
+    /// Only this actor's (an e-mail, or `cli`).
+    pub actor: Option<String>,
+    /// Only this action (`login`, `tenant.create`, …).
+    pub action: Option<String>,
+    pub limit: u64,
 }

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 pub use admins::{AdminPatch, AdminRow, AdminUpdate};
-pub use audit::AuditEntry;
+pub use audit::{AuditEntry, AuditQuery};
 pub use jobs::{
     Beat, ExpiredJob, HaltReason, JobCounts, JobFilter, JobRow, JobState, JobTenantRow, JobWaves,
     NewJob, StartJobError, WaveReport,

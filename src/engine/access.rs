@@ -188,6 +188,15 @@ impl Engine {
         }
     }
 
+    /// A page of the audit log, newest first.
+    #[instrument(skip_all, fields(limit = q.limit))]
+    pub async fn audit_page(
+        &self,
+        q: &crate::catalog::AuditQuery,
+    ) -> Result<Vec<crate::catalog::AuditEntry>, EngineError> {
+        Ok(self.catalog().audit_page(q).await?)
+    }
+
     /// Tenants per catalog status (`provisioning`, `active`, …).
     #[instrument(skip_all)]
     pub async fn tenant_counts(&self) -> Result<Vec<(String, i64)>, EngineError> {

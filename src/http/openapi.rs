@@ -19,7 +19,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use super::AppState;
 use super::error::{PROBLEM_JSON, Problem};
-use super::handlers::{admins, auth, health, jobs, migrations, servers, structure, tenants};
+use super::handlers::{admins, audit, auth, health, jobs, migrations, servers, structure, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -213,6 +213,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(admins::list, admins::create))
         .routes(routes!(admins::update))
         .routes(routes!(admins::unlock))
+        .routes(routes!(audit::list))
         .routes(routes!(tenants::list, tenants::create))
         .routes(routes!(tenants::show))
         .routes(routes!(tenants::upgrade))

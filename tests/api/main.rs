@@ -5,6 +5,7 @@ mod common;
 
 mod support;
 
+mod audit;
 mod auth;
 mod basics;
 mod canary;

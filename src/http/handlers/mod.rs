@@ -5,6 +5,7 @@
 //! directly in places; those move with the server-placement work.)
 
 pub mod admins;
+pub mod audit;
 pub mod auth;
 pub mod health;
 pub mod jobs;
