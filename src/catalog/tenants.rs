@@ -458,6 +458,34 @@ impl Catalog {
         Ok(TenantPage { tenants, total })
     }
 
+    /// Active and provisioning tenants whose recorded version is older than `latest` (or
+    /// none yet), by name, at most `limit`.
+    pub async fn tenants_behind(
+        &self,
+        latest: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<TenantRow>, DbError> {
+        let Some(latest) = latest else {
+            return Ok(Vec::new());
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM tenants WHERE status IN ('active', 'provisioning') \
+             AND (schema_version IS NULL OR schema_version < ?) ORDER BY schema_name LIMIT ?"
+        );
+        let limit = limit.min(i64::MAX as u64) as i64;
+        with_pool!(&self.pool, |p, b, Id| {
+            let rows = sqlx::query(placeholders(b, &sql))
+                .bind(latest)
+                .bind(limit)
+                .fetch_all(p)
+                .await
+                .map_err(|e| DbError::sqlx("listing tenants behind", e))?;
+            rows.iter()
+                .map(|r| decode_tenant!(r, Id))
+                .collect::<Result<Vec<_>, _>>()
+        })
+    }
+
     async fn count_tenants(&self, status: Option<&str>) -> Result<i64, DbError> {
         let sql = if status.is_some() {
             "SELECT COUNT(*) FROM tenants WHERE status = ?"

@@ -28,6 +28,7 @@ pub use status::{
     DriftReport, REFERENCE_PREFIX, RepairOptions, RepairReport, TenantDrift, TenantFix,
     TenantState, diff_structure,
 };
+pub use tenants::{FleetSummary, StatusCount};
 
 use crate::catalog::{Catalog, TenantFilter, TenantPage, TenantRow, TenantStatus};
 use crate::config::Config;

@@ -537,3 +537,77 @@ impl ActiveBatch {
         }
     }
 }
+
+/// The fleet at a glance, from the catalog alone (fast at any size): `GET /fleet`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct FleetSummary {
+    pub total: i64,
+    /// The newest tenant migration.
+    pub latest: Option<i64>,
+    /// Tenants per catalog status, every status listed.
+    pub by_status: Vec<StatusCount>,
+    /// Tenants per recorded schema version, oldest first (`null`: not migrated yet).
+    pub by_version: Vec<super::VersionCount>,
+    /// Failed tenants first, then those behind the newest version (at most 100 each), with
+    /// the catalog's last error.
+    pub attention: Vec<TenantRow>,
+}
+
+/// Tenants in one catalog status.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct StatusCount {
+    pub status: TenantStatus,
+    pub tenants: i64,
+}
+
+impl Engine {
+    /// The fleet at a glance (see [`FleetSummary`]).
+    #[instrument(skip_all)]
+    pub async fn fleet_summary(&self) -> Result<FleetSummary, EngineError> {
+        const LISTED: u64 = 100;
+        let latest = self.migrations(crate::migrate::Scope::Tenant).latest();
+        let statuses = self.catalog().count_by_status().await?;
+        let by_status: Vec<StatusCount> = [
+            TenantStatus::Provisioning,
+            TenantStatus::Active,
+            TenantStatus::Failed,
+            TenantStatus::Archived,
+        ]
+        .into_iter()
+        .map(|status| StatusCount {
+            status,
+            tenants: statuses
+                .iter()
+                .filter(|(s, _)| s == status.as_str())
+                .map(|(_, n)| n)
+                .sum(),
+        })
+        .collect();
+        let mut versions: std::collections::BTreeMap<Option<i64>, i64> = Default::default();
+        for (_, version, n) in self.catalog().count_by_server_version().await? {
+            *versions.entry(version).or_default() += n;
+        }
+        let mut attention = self
+            .catalog()
+            .list_tenants(&TenantFilter {
+                status: Some(TenantStatus::Failed),
+                after: None,
+                offset: 0,
+                limit: Some(LISTED),
+            })
+            .await?
+            .tenants;
+        let behind = self.catalog().tenants_behind(latest, LISTED).await?;
+        attention.extend(behind);
+        Ok(FleetSummary {
+            total: by_status.iter().map(|s| s.tenants).sum(),
+            latest,
+            by_status,
+            by_version: versions
+                .into_iter()
+                .map(|(version, tenants)| super::VersionCount { version, tenants })
+                .collect(),
+            attention,
+        })
+    }
+}

@@ -19,7 +19,9 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use super::AppState;
 use super::error::{PROBLEM_JSON, Problem};
-use super::handlers::{admins, audit, auth, health, jobs, migrations, servers, structure, tenants};
+use super::handlers::{
+    admins, audit, auth, fleet, health, jobs, migrations, servers, structure, tenants,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -216,6 +218,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::list))
         .routes(routes!(tenants::list, tenants::create))
         .routes(routes!(tenants::show))
+        .routes(routes!(fleet::summary))
         .routes(routes!(tenants::upgrade))
         .routes(routes!(migrations::list))
         .routes(routes!(migrations::upgrade_all))

@@ -10,6 +10,7 @@ mod auth;
 mod basics;
 mod canary;
 mod errors;
+mod fleet;
 mod hardening;
 mod input;
 mod jobs;

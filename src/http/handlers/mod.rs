@@ -7,6 +7,7 @@
 pub mod admins;
 pub mod audit;
 pub mod auth;
+pub mod fleet;
 pub mod health;
 pub mod jobs;
 pub mod migrations;
