@@ -76,6 +76,8 @@ pub struct TenantFilter {
     pub offset: u64,
     /// At most this many rows (`None`: all).
     pub limit: Option<u64>,
+    /// Only names starting with this (a-z, 0-9 and _ only, so it needs no escaping).
+    pub name_prefix: Option<String>,
 }
 
 /// A page of tenants and how many match in all.
@@ -413,6 +415,16 @@ impl Catalog {
         if filter.after.is_some() {
             conds.push("schema_name > ?");
         }
+        // `_` matches any one character in LIKE: escaped, it stands for itself.
+        let prefix = filter.name_prefix.as_deref().map(|p| {
+            format!(
+                "{}%",
+                p.replace('!', "!!").replace('_', "!_").replace('%', "!%")
+            )
+        });
+        if prefix.is_some() {
+            conds.push("schema_name LIKE ? ESCAPE '!'");
+        }
         let where_ = if conds.is_empty() {
             String::new()
         } else {
@@ -434,6 +446,9 @@ impl Catalog {
             if let Some(a) = &filter.after {
                 q = q.bind(a.as_str());
             }
+            if let Some(pattern) = &prefix {
+                q = q.bind(pattern.as_str());
+            }
             if paged {
                 q = q.bind(limit).bind(offset);
             }
@@ -447,6 +462,8 @@ impl Catalog {
         })?;
         let total = if !paged {
             tenants.len() as i64
+        } else if let Some(pattern) = &prefix {
+            self.count_prefixed(status, pattern).await?
         } else if let Some(n) = self.counts.get(filter.status) {
             n
         } else {
@@ -483,6 +500,25 @@ impl Catalog {
             rows.iter()
                 .map(|r| decode_tenant!(r, Id))
                 .collect::<Result<Vec<_>, _>>()
+        })
+    }
+
+    /// Tenants (in `status`) whose names match the escaped `LIKE` pattern (not cached).
+    async fn count_prefixed(&self, status: Option<&str>, pattern: &str) -> Result<i64, DbError> {
+        let sql = if status.is_some() {
+            "SELECT COUNT(*) FROM tenants WHERE status = ? AND schema_name LIKE ? ESCAPE '!'"
+        } else {
+            "SELECT COUNT(*) FROM tenants WHERE schema_name LIKE ? ESCAPE '!'"
+        };
+        with_pool!(&self.pool, |p, b, _Id| {
+            let mut c = sqlx::query_scalar::<_, i64>(placeholders(b, sql));
+            if let Some(s) = status {
+                c = c.bind(s);
+            }
+            c.bind(pattern)
+                .fetch_one(p)
+                .await
+                .map_err(|e| DbError::sqlx("counting tenants", e))
         })
     }
 

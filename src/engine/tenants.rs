@@ -594,6 +594,7 @@ impl Engine {
                 after: None,
                 offset: 0,
                 limit: Some(LISTED),
+                name_prefix: None,
             })
             .await?
             .tenants;

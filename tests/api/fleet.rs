@@ -75,4 +75,51 @@ async fn fleet_counts_versions_and_lists_tenants_needing_attention(b: Backend) {
     app.stop().await;
 }
 
-backend_tests!(fleet_counts_versions_and_lists_tenants_needing_attention);
+/// `GET /tenants?search=` finds tenants by the start of their name (`_` is itself, not a
+/// wildcard), with the total of matches; a search that cannot start a name is a 422.
+async fn tenants_are_found_by_the_start_of_their_name(b: Backend) {
+    let (env, names) = fleet_env(b, &[("a_b", None), ("axb", None), ("c", None)]).await;
+    let app = TestApp::spawn_env(env).await;
+    let viewer = app.token(Role::Viewer).await;
+    let found = |page: &Value| -> Vec<String> {
+        page["tenants"]
+            .as_array()
+            .expect("tenants")
+            .iter()
+            .map(|t| t["schema_name"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    let prefix = app.env.tenant("");
+    let page = app
+        .get_json(&format!("/tenants?limit=10&search={prefix}a_"), &viewer)
+        .await;
+    assert_eq!(found(&page), vec![names[0].clone()], "{page:#}");
+    assert_eq!(page["total"], 1);
+    let page = app
+        .get_json(&format!("/tenants?limit=10&search={prefix}"), &viewer)
+        .await;
+    let mut all = names.clone();
+    all.sort();
+    assert_eq!(found(&page), all);
+    assert_eq!(page["total"], 3);
+    let page = app
+        .get_json(
+            &format!("/tenants?limit=10&status=failed&search={prefix}"),
+            &viewer,
+        )
+        .await;
+    assert_eq!(page["total"], 0);
+    for bad in ["A", "", "a%25", "a-b"] {
+        crate::support::expect_problem(
+            app.get(&format!("/tenants?search={bad}"), &viewer).await,
+            422,
+        )
+        .await;
+    }
+    app.stop().await;
+}
+
+backend_tests!(
+    fleet_counts_versions_and_lists_tenants_needing_attention,
+    tenants_are_found_by_the_start_of_their_name,
+);

@@ -36,6 +36,9 @@ pub struct ListQuery {
     pub cursor: Option<String>,
     /// Only tenants in this status.
     pub status: Option<TenantStatus>,
+    /// Only tenants whose schema name starts with this (a-z, 0-9 and _, at most 63).
+    #[param(pattern = r"^[a-z0-9_]{1,63}$")]
+    pub search: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -139,8 +142,21 @@ pub async fn list(
         .map(TenantCursor::parse)
         .transpose()
         .map_err(invalid)?;
+    if let Some(search) = &q.search
+        && (search.is_empty()
+            || search.len() > 63
+            || !search
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+    {
+        return Err(ApiError::validation(
+            "search",
+            "must be 1 to 63 of a-z, 0-9 and _ (the start of a schema name)",
+        ));
+    }
     let key = PageKey {
         status: q.status,
+        search: q.search.clone(),
         limit,
         offset,
         cursor: cursor.clone(),
@@ -156,6 +172,7 @@ pub async fn list(
             after: cursor,
             offset,
             limit: Some(limit),
+            name_prefix: q.search,
         })
         .await?;
     let next_cursor = (page.tenants.len() as u64 == limit)
@@ -183,6 +200,7 @@ fn json_body(body: Bytes) -> Response {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PageKey {
     status: Option<TenantStatus>,
+    search: Option<String>,
     limit: u64,
     offset: u64,
     cursor: Option<TenantCursor>,
