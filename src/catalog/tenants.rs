@@ -76,7 +76,7 @@ pub struct TenantFilter {
     pub offset: u64,
     /// At most this many rows (`None`: all).
     pub limit: Option<u64>,
-    /// Only names starting with this (a-z, 0-9 and _ only, so it needs no escaping).
+    /// Only names starting with this (its `_` matched literally, not as `LIKE` wildcard).
     pub name_prefix: Option<String>,
 }
 
