@@ -24,10 +24,10 @@ pub struct AuditListQuery {
     #[param(minimum = 1)]
     pub before: Option<i64>,
     /// Only this actor's entries (an e-mail, or `cli`).
-    #[param(max_length = 254)]
+    #[param(min_length = 1, max_length = 254)]
     pub actor: Option<String>,
     /// Only this action (`login`, `tenant.create`, `migrations.upgrade_all`, …).
-    #[param(max_length = 64)]
+    #[param(min_length = 1, max_length = 64)]
     pub action: Option<String>,
 }
 
