@@ -16,6 +16,8 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/admins", &["get", "post"]),
     ("/admins/{id}", &["patch"]),
     ("/admins/{id}/unlock", &["post"]),
+    ("/audit", &["get"]),
+    ("/fleet", &["get"]),
     ("/tenants", &["get", "post"]),
     ("/tenants/{schema}", &["get"]),
     ("/tenants/{schema}/upgrade", &["post"]),
