@@ -596,15 +596,17 @@ async fn graceful_shutdown_hands_the_job_off_and_the_restarted_service_finishes_
         (Some(3), Some(3), Some(0)),
         "{detail:#}"
     );
-    // a and b (in flight at the shutdown) ran on the first process, c on the second.
-    assert_eq!(
-        ran_by(&detail),
-        vec![
-            (t[0].clone(), first.clone()),
-            (t[1].clone(), first.clone()),
-            (t[2].clone(), second.clone())
-        ]
+    // a ran on the first process, c on the second. b ran on the first when it was in flight
+    // at the shutdown, else on the second: the runner may not have picked it up yet when the
+    // shutdown came (a loaded machine), and nothing outside shows a tenant's start to wait
+    // for. Either way it ran once (checked below) and the job was handed off whole.
+    let ran = ran_by(&detail);
+    assert_eq!(ran[0], (t[0].clone(), first.clone()), "{ran:?}");
+    assert!(
+        ran[1] == (t[1].clone(), first.clone()) || ran[1] == (t[1].clone(), second.clone()),
+        "{ran:?}"
     );
+    assert_eq!(ran[2], (t[2].clone(), second.clone()), "{ran:?}");
     all_migrated_once(&app.env, &t).await;
     app.stop().await;
 }
