@@ -567,22 +567,17 @@ impl Engine {
         const LISTED: u64 = 100;
         let latest = self.migrations(crate::migrate::Scope::Tenant).latest();
         let statuses = self.catalog().count_by_status().await?;
-        let by_status: Vec<StatusCount> = [
-            TenantStatus::Provisioning,
-            TenantStatus::Active,
-            TenantStatus::Failed,
-            TenantStatus::Archived,
-        ]
-        .into_iter()
-        .map(|status| StatusCount {
-            status,
-            tenants: statuses
-                .iter()
-                .filter(|(s, _)| s == status.as_str())
-                .map(|(_, n)| n)
-                .sum(),
-        })
-        .collect();
+        let by_status: Vec<StatusCount> = TenantStatus::ALL
+            .into_iter()
+            .map(|status| StatusCount {
+                status,
+                tenants: statuses
+                    .iter()
+                    .filter(|(s, _)| s == status.as_str())
+                    .map(|(_, n)| n)
+                    .sum(),
+            })
+            .collect();
         let mut versions: std::collections::BTreeMap<Option<i64>, i64> = Default::default();
         for (_, version, n) in self.catalog().count_by_server_version().await? {
             *versions.entry(version).or_default() += n;
