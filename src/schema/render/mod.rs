@@ -7,7 +7,7 @@ mod postgres;
 mod sqlite;
 
 use super::diff::Change;
-use super::model::{Column, ForeignKey, Schema};
+use super::model::{Check, Column, ForeignKey, Schema};
 use crate::backend::Backend;
 
 /// Statements, one per entry without a trailing `;`, and what could not be rendered.
@@ -93,18 +93,29 @@ fn names(backend: Backend, names: &[String]) -> String {
         .join(", ")
 }
 
-/// `FOREIGN KEY (…) REFERENCES … (…) ON UPDATE … ON DELETE …`.
-fn foreign_key_clause(backend: Backend, key: &ForeignKey) -> String {
+/// `[CONSTRAINT name] FOREIGN KEY (…) REFERENCES … (…) ON UPDATE … ON DELETE …`: a key as a
+/// table line or after `ADD`.
+fn foreign_key_def(backend: Backend, key: &ForeignKey) -> String {
     let target = match &key.ref_schema {
         Some(s) => format!("{}.{}", backend.quote(s), backend.quote(&key.ref_table)),
         None => backend.quote(&key.ref_table),
     };
     format!(
-        "FOREIGN KEY ({}) REFERENCES {target} ({}) ON UPDATE {} ON DELETE {}",
+        "{}FOREIGN KEY ({}) REFERENCES {target} ({}) ON UPDATE {} ON DELETE {}",
+        constraint_name(backend, key.name.as_deref()),
         names(backend, &key.columns),
         names(backend, &key.ref_columns),
         key.on_update.to_ascii_uppercase(),
         key.on_delete.to_ascii_uppercase()
+    )
+}
+
+/// `[CONSTRAINT name] CHECK (…)`: a check as a table line or after `ADD`.
+fn check_def(backend: Backend, check: &Check) -> String {
+    format!(
+        "{}CHECK ({})",
+        constraint_name(backend, check.name.as_deref()),
+        check.expression
     )
 }
 

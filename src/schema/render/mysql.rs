@@ -1,7 +1,7 @@
 //! MySQL/MariaDB DDL: indexes and checks inside `CREATE TABLE`, `MODIFY COLUMN` with the
 //! whole new definition, foreign keys by `ALTER TABLE` once every table exists.
 
-use super::{Rendered, constraint_name, create_table, drop_name, foreign_key_clause, key_parts};
+use super::{Rendered, check_def, create_table, drop_name, foreign_key_def, key_parts};
 use crate::backend::Backend;
 use crate::schema::diff::Change;
 use crate::schema::model::{Check, Column, ForeignKey, Index, Schema, Table};
@@ -129,11 +129,7 @@ pub(super) fn render(to: &Schema, changes: &[Change]) -> Rendered {
                     ));
                 }
                 for c in t.checks.values().filter(|c| !c.column_level) {
-                    lines.push(format!(
-                        "{}CHECK ({})",
-                        constraint_name(B, c.name.as_deref()),
-                        c.expression
-                    ));
+                    lines.push(check_def(B, c));
                 }
                 create_table(B, &t.name, &lines)
             }
@@ -243,14 +239,9 @@ pub(super) fn render(to: &Schema, changes: &[Change]) -> Rendered {
             Change::DropIndex { table, index } => {
                 format!("DROP INDEX {} ON {}", B.quote(&index.name), B.quote(table))
             }
-            Change::AddForeignKey { table, key } => alter(
-                table,
-                format!(
-                    "ADD {}{}",
-                    constraint_name(B, key.name.as_deref()),
-                    foreign_key_clause(B, key)
-                ),
-            ),
+            Change::AddForeignKey { table, key } => {
+                alter(table, format!("ADD {}", foreign_key_def(B, key)))
+            }
             Change::SetOptions { .. } => {
                 out.unsupported.push(change.describe());
                 continue;
@@ -270,14 +261,9 @@ pub(super) fn render(to: &Schema, changes: &[Change]) -> Rendered {
             {
                 continue;
             }
-            Change::AddCheck { table, check } => alter(
-                table,
-                format!(
-                    "ADD {}CHECK ({})",
-                    constraint_name(B, check.name.as_deref()),
-                    check.expression
-                ),
-            ),
+            Change::AddCheck { table, check } => {
+                alter(table, format!("ADD {}", check_def(B, check)))
+            }
             Change::DropCheck { table, check } => {
                 let Some(n) = drop_name(&mut out, change, check.name.as_ref()) else {
                     continue;
@@ -291,14 +277,7 @@ pub(super) fn render(to: &Schema, changes: &[Change]) -> Rendered {
         out.push(statement);
     }
     for (owner, key) in readd {
-        out.push(alter(
-            owner,
-            format!(
-                "ADD {}{}",
-                constraint_name(B, key.name.as_deref()),
-                foreign_key_clause(B, key)
-            ),
-        ));
+        out.push(alter(owner, format!("ADD {}", foreign_key_def(B, key))));
     }
     out
 }

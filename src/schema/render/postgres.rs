@@ -2,7 +2,8 @@
 //! `CREATE INDEX`, a column change as one `ALTER COLUMN` action per property.
 
 use super::{
-    Rendered, constraint_name, create_table, drop_name, foreign_key_clause, key_parts, names,
+    Rendered, check_def, constraint_name, create_table, drop_name, foreign_key_def, key_parts,
+    names,
 };
 use crate::backend::Backend;
 use crate::schema::diff::Change;
@@ -175,11 +176,7 @@ pub(super) fn render(changes: &[Change]) -> Rendered {
                     ));
                 }
                 for c in t.checks.values() {
-                    lines.push(format!(
-                        "{}CHECK ({})",
-                        constraint_name(B, c.name.as_deref()),
-                        c.expression
-                    ));
+                    lines.push(check_def(B, c));
                 }
                 out.push(create_table(B, &t.name, &lines));
                 for i in t.indexes.values().filter(|i| !i.constraint) {
@@ -225,22 +222,12 @@ pub(super) fn render(changes: &[Change]) -> Rendered {
                 alter(table, format!("DROP CONSTRAINT {}", B.quote(&index.name)))
             }
             Change::DropIndex { index, .. } => format!("DROP INDEX {}", B.quote(&index.name)),
-            Change::AddForeignKey { table, key } => alter(
-                table,
-                format!(
-                    "ADD {}{}",
-                    constraint_name(B, key.name.as_deref()),
-                    foreign_key_clause(B, key)
-                ),
-            ),
-            Change::AddCheck { table, check } => alter(
-                table,
-                format!(
-                    "ADD {}CHECK ({})",
-                    constraint_name(B, check.name.as_deref()),
-                    check.expression
-                ),
-            ),
+            Change::AddForeignKey { table, key } => {
+                alter(table, format!("ADD {}", foreign_key_def(B, key)))
+            }
+            Change::AddCheck { table, check } => {
+                alter(table, format!("ADD {}", check_def(B, check)))
+            }
             Change::SetOptions { .. } => {
                 out.unsupported.push(change.describe());
                 continue;

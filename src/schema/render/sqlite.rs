@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Rendered, constraint_name, create_table, foreign_key_clause, key_parts, names};
+use super::{Rendered, check_def, create_table, foreign_key_def, key_parts, names};
 use crate::backend::Backend;
 use crate::schema::diff::Change;
 use crate::schema::model::{AutoIncrement, Column, Index, Schema, Table};
@@ -87,18 +87,10 @@ fn table_sql(name: &str, t: &Table, out: &mut Rendered) -> String {
         lines.push(format!("UNIQUE ({})", key_parts(B, &i.columns)));
     }
     for c in t.checks.values() {
-        lines.push(format!(
-            "{}CHECK ({})",
-            constraint_name(B, c.name.as_deref()),
-            c.expression
-        ));
+        lines.push(check_def(B, c));
     }
     for k in t.foreign_keys.values() {
-        lines.push(format!(
-            "{}{}",
-            constraint_name(B, k.name.as_deref()),
-            foreign_key_clause(B, k)
-        ));
+        lines.push(foreign_key_def(B, k));
     }
     let sql = create_table(B, name, &lines);
     match &t.options {
