@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # HTTP benchmark with wrk on loopback:
-#   1. GET /tenants?limit=50 with 1,000 tenants in the catalog, 64 connections for 10 s
+#   1. what the console's fleet view reads, with TENANTS catalog rows (default 1,000; one in
+#      ten a version behind, one in a hundred failed), 64 connections for 10 s each:
+#      GET /tenants?limit=50 (first page), a page from a cursor half-way, a name search, and
+#      GET /fleet (counts by status and version, what needs attention)
 #   2. POST /tenants one by one for 100 tenants, beside the raw single-tenant DDL time
 #      (the same DDL in one plain client session, no tracking), measured in this run
 # Prints req/s, p50/p99 and the server's RSS.
-# Usage: bench/http.sh [--backend mysql|postgres|sqlite]      (needs wrk, curl, jq-free)
+# Usage: [TENANTS=10000] bench/http.sh [--backend mysql|postgres|sqlite]   (needs wrk, curl)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BACKEND=mysql
+TENANTS=${TENANTS:-1000}
 [ "${1:-}" = "--backend" ] && BACKEND=${2:?backend}
 FLOORS=${FLOORS:-../shared/bench}
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; exit 2; }
@@ -38,12 +42,20 @@ cleanup() {
 trap cleanup EXIT
 
 printf 'admin-passphrase-for-bench' | $BIN create-admin "bench@example.com" --role operator >/dev/null
-# 1,000 catalog rows (the list endpoint reads the catalog only).
-python3 - "$BACKEND" "$P" <<'PY' > "$WORK/rows.sql"
+# TENANTS catalog rows (these endpoints read the catalog only), in statements of 1,000.
+python3 - "$BACKEND" "$P" "$TENANTS" <<'PY' > "$WORK/rows.sql"
 import sys, uuid
-backend, p = sys.argv[1], sys.argv[2]
-rows = ",".join(f"('{uuid.uuid4()}', '{p}_{i:05d}', 'Salon {i}', 'active', 'default', 3, NULL, '2026-01-01 00:00:00', '2026-01-01 00:00:00')" for i in range(1000))
-print(f"INSERT INTO tenants (id, schema_name, display_name, status, server, schema_version, last_error, created_at, updated_at) VALUES {rows};")
+backend, p, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def row(i):
+    status, version, error = "active", 3, "NULL"
+    if i % 100 == 7:
+        status, error = "failed", "'migration 3 failed: duplicate column'"
+    elif i % 10 == 3:
+        version = 2
+    return f"('{uuid.uuid4()}', '{p}_{i:05d}', 'Salon {i}', '{status}', 'default', {version}, {error}, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+for start in range(0, n, 1000):
+    rows = ",".join(row(i) for i in range(start, min(n, start + 1000)))
+    print(f"INSERT INTO tenants (id, schema_name, display_name, status, server, schema_version, last_error, created_at, updated_at) VALUES {rows};")
 PY
 case $BACKEND in
   mysql) "${MY[@]}" "${P}_cat" < "$WORK/rows.sql" ;;
@@ -57,14 +69,19 @@ API=http://127.0.0.1:$PORT
 TOKEN=$(curl -sf -X POST $API/auth/login -H 'content-type: application/json' \
   -d '{"email":"bench@example.com","password":"admin-passphrase-for-bench"}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["access_token"])')
 
-echo "== GET /tenants?limit=50 (backend=$BACKEND, 1000 tenants, 64 connections, 10 s)"
-wrk -t2 -c64 -d10s --latency -H "authorization: Bearer $TOKEN" "$API/tenants?limit=50" > "$WORK/wrk.txt"
-RPS=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
-P50=$(awk '$1=="50%" {print $2}' "$WORK/wrk.txt")
-P99=$(awk '$1=="99%" {print $2}' "$WORK/wrk.txt")
-ERRS=$(awk '/Non-2xx|Socket errors/' "$WORK/wrk.txt")
-RSS=$(ps -o rss= -p "$SERVER" | tr -d ' ')
-printf 'req/s %s  p50 %s  p99 %s  server RSS %.1f MiB %s\n' "$RPS" "$P50" "$P99" "$(awk "BEGIN{print $RSS/1024}")" "$ERRS"
+# wrk for 10 s on 64 connections against one path; prints req/s, p50, p99 and errors.
+measure() {
+  echo "== GET $1 (backend=$BACKEND, $TENANTS tenants, 64 connections, 10 s)"
+  wrk -t2 -c64 -d10s --latency -H "authorization: Bearer $TOKEN" "$API$1" > "$WORK/wrk.txt"
+  printf 'req/s %s  p50 %s  p99 %s %s\n' "$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")" \
+    "$(awk '$1=="50%" {print $2}' "$WORK/wrk.txt")" "$(awk '$1=="99%" {print $2}' "$WORK/wrk.txt")" \
+    "$(awk '/Non-2xx|Socket errors/' "$WORK/wrk.txt")"
+}
+measure "/tenants?limit=50"
+measure "/tenants?limit=50&cursor=${P}_$(printf %05d $((TENANTS / 2)))"
+measure "/tenants?limit=50&search=${P}_0"
+measure "/fleet"
+printf 'server RSS %.1f MiB\n' "$(awk "BEGIN{print $(ps -o rss= -p "$SERVER")/1024}")"
 
 echo "== POST /tenants x100, one by one"
 for i in $(seq -f "%03g" 1 100); do

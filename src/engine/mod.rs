@@ -6,6 +6,7 @@ pub mod access;
 mod adopt;
 pub mod autogen;
 mod error;
+mod history;
 pub mod jobs;
 pub mod scratch;
 mod servers;
@@ -23,6 +24,7 @@ pub use adopt::{
     Verdict,
 };
 pub use error::EngineError;
+pub use history::{HistoryEntry, TenantHistory};
 pub use servers::{ServerStatus, VersionCount};
 pub use status::{
     DriftReport, REFERENCE_PREFIX, RepairOptions, RepairReport, TenantDrift, TenantFix,

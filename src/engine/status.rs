@@ -491,6 +491,28 @@ impl Engine {
         Ok(report)
     }
 
+    /// [`Engine::repair`] of a tenant only: a name the catalog does not list as a tenant (the
+    /// catalog's own schema included) is [`EngineError::NotFound`], as is a listed tenant
+    /// whose schema does not exist.
+    #[instrument(skip_all, fields(schema = %schema, dry_run = opts.dry_run))]
+    pub async fn repair_tenant(
+        &self,
+        schema: &SchemaName,
+        opts: RepairOptions,
+    ) -> Result<RepairReport, EngineError> {
+        if schema.as_str() == self.config().catalog_name() {
+            return Err(EngineError::NotFound(format!(
+                "tenant {schema} is not in the catalog"
+            )));
+        }
+        match self.repair(schema, opts).await {
+            Err(EngineError::Db(crate::db::DbError::SchemaMissing(_))) => Err(
+                EngineError::NotFound(format!("tenant {schema} has no schema on its server")),
+            ),
+            other => other,
+        }
+    }
+
     /// The structure of `set` migrated from scratch up to each of `versions` (the newest when
     /// empty): migrated step by step into one scratch schema under a `tm_reference_` name,
     /// described at each version, and dropped.
@@ -594,7 +616,7 @@ impl Engine {
 /// One tenant's structure against its own version's reference, and the statements that
 /// would bring it back (`check-structure <schema> [--fix-sql]`). The statements are for a
 /// person to read and run; the tool never runs them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TenantFix {
     pub schema: String,
     /// The tenant's version, which the reference was migrated to.

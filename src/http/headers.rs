@@ -2,7 +2,7 @@
 //! server (a client's `x-request-id` is kept beside it, never instead of it), a bound on the
 //! size of request headers (431 as a problem document), `X-Content-Type-Options: nosniff`,
 //! `X-Frame-Options: DENY`, and a Content-Security-Policy (strict for the API, what Swagger UI
-//! needs on `/docs`).
+//! needs on `/docs`, the console's own files on `/ui`).
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
@@ -24,6 +24,10 @@ const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'non
 const DOCS_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
      script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
      form-action 'self'";
+/// The console: its own scripts, styles and API only; no inline code, no frames, no forms
+/// posted anywhere (it sends its requests with `fetch`).
+const UI_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+     connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The `x-request-id` a client sent, kept for the audit log beside the server's own.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +76,14 @@ pub async fn request_guard(mut req: Request, next: Next) -> Response {
 
 /// Adds the security headers to every response.
 pub async fn security_headers(req: Request, next: Next) -> Response {
-    let docs = req.uri().path().starts_with("/docs");
+    let path = req.uri().path();
+    let csp = if path.starts_with("/docs") {
+        DOCS_CSP
+    } else if path == "/ui" || path.starts_with("/ui/") {
+        UI_CSP
+    } else {
+        API_CSP
+    };
     let mut res = next.run(req).await;
     let h = res.headers_mut();
     h.insert(
@@ -81,10 +92,6 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.entry(header::CONTENT_SECURITY_POLICY)
-        .or_insert(HeaderValue::from_static(if docs {
-            DOCS_CSP
-        } else {
-            API_CSP
-        }));
+        .or_insert(HeaderValue::from_static(csp));
     res
 }

@@ -15,6 +15,7 @@ mod metrics;
 pub mod openapi;
 mod server;
 mod throttle;
+mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -233,6 +234,7 @@ fn router(state: AppState, settings: &HttpSettings) -> Router {
     let mut app = api
         .merge(openapi::docs_router(spec))
         .merge(handlers::health::router())
+        .merge(ui::router())
         .fallback(|| async { StatusCode::NOT_FOUND })
         .with_state(state)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -20,7 +20,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use super::AppState;
 use super::error::{PROBLEM_JSON, Problem};
 use super::handlers::{
-    admins, audit, auth, fleet, health, jobs, migrations, servers, structure, tenants,
+    admins, audit, auth, fleet, health, jobs, migrations, servers, structure, tenant_detail,
+    tenants,
 };
 
 #[derive(OpenApi)]
@@ -220,6 +221,9 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(tenants::show))
         .routes(routes!(fleet::summary))
         .routes(routes!(tenants::upgrade))
+        .routes(routes!(tenant_detail::history))
+        .routes(routes!(tenant_detail::structure))
+        .routes(routes!(tenant_detail::repair))
         .routes(routes!(migrations::list))
         .routes(routes!(migrations::upgrade_all))
         .routes(routes!(migrations::upgrade_public))

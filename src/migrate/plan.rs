@@ -9,6 +9,8 @@ use super::source::MigrationSet;
 
 /// Something in a schema's history that stops the engine from touching it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+// `MigrationProblem` in the OpenAPI document, where `Problem` is the RFC 9457 error body.
+#[schema(as = MigrationProblem)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Problem {
     /// A migration failed or was interrupted after some statements committed (MySQL). A human

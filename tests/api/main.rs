@@ -17,4 +17,6 @@ mod jobs;
 mod replicas;
 mod servers;
 mod service;
+mod tenant_detail;
 mod tenants;
+mod ui;

@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod migrations;
 pub mod servers;
 pub mod structure;
+pub mod tenant_detail;
 pub mod tenants;
 
 use super::AppState;

@@ -8,6 +8,8 @@ use crate::engine::DriftReport;
 use crate::http::error::{ApiError, Problem};
 use crate::http::{AppState, AuthUser};
 
+use super::detached;
+
 /// Compare every tenant at the newest version with a freshly migrated reference schema
 /// (created and dropped for the check, hence the operator role).
 #[utoipa::path(
@@ -26,5 +28,8 @@ pub async fn check(
     user: AuthUser,
 ) -> Result<Json<DriftReport>, ApiError> {
     user.require(Role::Operator)?;
-    Ok(Json(state.engine.check_structure().await?))
+    // Detached: the scratch reference schema is dropped even if the client stops waiting
+    // (or the request times out) while it is built.
+    let report = detached(async move { state.engine.check_structure().await }).await??;
+    Ok(Json(report))
 }

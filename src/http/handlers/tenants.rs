@@ -113,7 +113,7 @@ fn invalid(e: ValidationError) -> ApiError {
     ApiError::validation(e.field, e.message)
 }
 
-fn parse_schema(raw: &str) -> Result<SchemaName, ApiError> {
+pub(super) fn parse_schema(raw: &str) -> Result<SchemaName, ApiError> {
     SchemaName::parse(raw).map_err(invalid)
 }
 
