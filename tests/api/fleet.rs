@@ -1,7 +1,7 @@
 //! `GET /fleet`: counts by status and by schema version, and the tenants that need
 //! attention (failed first, then behind), for any signed-in user.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tenant_migrator::domain::Role;
 
 use crate::backend_tests;
@@ -65,6 +65,28 @@ async fn fleet_counts_versions_and_lists_tenants_needing_attention(b: Backend) {
         "failed first, then behind"
     );
     assert_eq!(attention[0]["last_error"], "boom");
+    // The summary is a snapshot of at most a second, but a write of this process is seen at
+    // once: after upgrading b, b is at the newest version and no longer behind.
+    let operator = app.token(Role::Operator).await;
+    let res = app
+        .post(
+            &format!("/tenants/{}/upgrade", names[1]),
+            &operator,
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let fleet = app.get_json("/fleet", &viewer).await;
+    assert_eq!(
+        fleet["by_version"],
+        json!([{"version": 4, "tenants": 3}]),
+        "{fleet:#}"
+    );
+    assert_eq!(
+        fleet["attention"].as_array().map(Vec::len),
+        Some(1),
+        "{fleet:#}"
+    );
     // Signed-in users only.
     let res = app
         .request(reqwest::Method::GET, "/fleet", None)

@@ -1,9 +1,12 @@
 //! `GET /fleet`: the fleet at a glance for any signed-in user (counts by status and by
-//! schema version, the tenants that need attention), read from the catalog alone.
+//! schema version, the tenants that need attention), read from the catalog alone and served
+//! from the same one-second snapshot as `GET /tenants` pages (see [`super::tenants::PageCache`]).
 
-use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::response::Response;
 
+use super::tenants::{Snapshot, json_body};
 use crate::engine::FleetSummary;
 use crate::http::error::ApiError;
 use crate::http::{AppState, AuthUser};
@@ -20,9 +23,15 @@ use crate::http::{AppState, AuthUser};
         (status = 200, description = "The fleet at a glance", body = FleetSummary),
     )
 )]
-pub async fn summary(
-    State(state): State<AppState>,
-    _user: AuthUser,
-) -> Result<Json<FleetSummary>, ApiError> {
-    Ok(Json(state.engine.fleet_summary().await?))
+pub async fn summary(State(state): State<AppState>, _user: AuthUser) -> Result<Response, ApiError> {
+    let generation = state.engine.tenant_generation();
+    if let Some(body) = state.pages.get(&Snapshot::Fleet, generation) {
+        return Ok(json_body(body));
+    }
+    let summary = state.engine.fleet_summary().await?;
+    let body = Bytes::from(
+        serde_json::to_vec(&summary).map_err(|e| ApiError::internal("encoding the fleet", &e))?,
+    );
+    state.pages.put(Snapshot::Fleet, generation, body.clone());
+    Ok(json_body(body))
 }

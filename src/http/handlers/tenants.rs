@@ -161,6 +161,7 @@ pub async fn list(
         offset,
         cursor: cursor.clone(),
     };
+    let key = Snapshot::Tenants(key);
     let generation = state.engine.tenant_generation();
     if let Some(body) = state.pages.get(&key, generation) {
         return Ok(json_body(body));
@@ -192,7 +193,7 @@ pub async fn list(
     Ok(json_body(body))
 }
 
-fn json_body(body: Bytes) -> Response {
+pub(super) fn json_body(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
@@ -206,14 +207,23 @@ pub struct PageKey {
     cursor: Option<TenantCursor>,
 }
 
+/// A catalog read whose encoded answer [`PageCache`] keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Snapshot {
+    /// A page of `GET /tenants`.
+    Tenants(PageKey),
+    /// `GET /fleet`.
+    Fleet,
+}
+
 /// How long an encoded page may be served again.
 const PAGE_TTL: Duration = Duration::from_secs(1);
 /// Pages kept at most (the cache is emptied when full).
 const MAX_PAGES: usize = 1024;
 
-type PageMap = HashMap<PageKey, (Instant, u64, Bytes)>;
+type PageMap = HashMap<Snapshot, (Instant, u64, Bytes)>;
 
-/// Encoded `GET /tenants` pages, served again for up to [`PAGE_TTL`] while no tenant row was
+/// Encoded `GET /tenants` pages and `GET /fleet` summaries, served again for up to [`PAGE_TTL`] while no tenant row was
 /// written by this process (the catalog's generation is unchanged). Writes by other processes
 /// (the CLI, another replica) show within that second. Dashboards polling the list cost one
 /// catalog read per page and second instead of one per request.
@@ -229,14 +239,14 @@ impl PageCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn get(&self, key: &PageKey, generation: u64) -> Option<Bytes> {
+    pub(super) fn get(&self, key: &Snapshot, generation: u64) -> Option<Bytes> {
         self.lock()
             .get(key)
             .filter(|(at, g, _)| *g == generation && at.elapsed() < PAGE_TTL)
             .map(|(_, _, body)| body.clone())
     }
 
-    fn put(&self, key: PageKey, generation: u64, body: Bytes) {
+    pub(super) fn put(&self, key: Snapshot, generation: u64, body: Bytes) {
         let mut pages = self.lock();
         if pages.len() >= MAX_PAGES {
             pages.clear();
