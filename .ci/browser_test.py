@@ -7,8 +7,8 @@ fleet view (counts, version bars, search), opens a tenant (history, drift check,
 repair dry runs), plans a fleet upgrade (dry-run job), confirms the real one from the plan's
 count, and watches that job reach `succeeded` live: one tenant's file is held locked, so the
 page sees the job running and the outcomes arrive over the event stream after the lock is let
-go. Then a viewer signs in and finds no action anywhere, and the server refuses the viewer's
-write anyway. Along the way: the token is in no storage or cookie, a reload signs out, every
+go. Then a viewer signs in and finds no action anywhere, the server refuses the viewer's
+write anyway, and once the viewer's token is retired on the server the page signs out. Along the way: the token is in no storage or cookie, a reload signs out, every
 control has a label, and the browser logged no error (a Content-Security-Policy violation
 would be one).
 
@@ -395,8 +395,22 @@ def run(svc: Service_, ui: Console, passwords: dict[str, str]) -> None:
     status, _ = svc.request("POST", "/tenants/salon_a/repair?dry_run=true", token, {})
     check(status == 403, f"the server refuses a viewer's repair dry run ({status})")
 
-    errors = ui.browser_errors()
-    check(errors == [], f"the browser logged no error: {errors}")
+    # The session ends with its token: a token retired on the server (the viewer's role is
+    # changed, which retires every token issued before) signs the page out at its next call.
+    admin_token = svc.token(admin, admin_pw)
+    status, admins = svc.request("GET", "/admins", admin_token)
+    check(status == 200, f"the admin lists accounts ({status})")
+    viewer_id = next(a["id"] for a in admins if a["email"] == viewer)
+    status, _ = svc.request("PATCH", f"/admins/{viewer_id}", admin_token, {"role": "operator"})
+    check(status == 200, f"the viewer's role is changed ({status})")
+    ui.go("#/fleet")
+    ui.visible("#sign-in-form")
+    check("session ended" in ui.text("#sign-in-error"),
+          f"a retired token signs the page out with a reason: {ui.text('#sign-in-error')!r}")
+    check(not ui.d.find_element(By.ID, "nav").is_displayed(), "nothing of the console stays after it")
+
+    errors = [e for e in ui.browser_errors() if "401" not in e]
+    check(errors == [], f"the browser logged no error (but the one 401 of the retired token): {errors}")
 
 
 def main() -> int:
