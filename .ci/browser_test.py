@@ -5,7 +5,7 @@ migration behind, driven in the distribution's headless Chromium through its chr
 (Selenium, no download at run time). As an admin it signs in with the keyboard, reads the
 fleet view (counts, version bars, search), opens a tenant (history, drift check, upgrade and
 repair dry runs), plans a fleet upgrade (dry-run job), confirms the real one from the plan's
-count, and watches that job reach `succeeded` live: one tenant's file is held locked, so the
+count, and watches that job reach `succeeded` live (then cancels a second one held mid-way): one tenant's file is held locked, so the
 page sees the job running and the outcomes arrive over the event stream after the lock is let
 go. Then a viewer signs in and finds no action anywhere, the server refuses the viewer's
 write anyway, and once the viewer's token is retired on the server the page signs out. Along the way: the token is in no storage or cookie, a reload signs out, every
@@ -359,6 +359,39 @@ def run(svc: Service_, ui: Console, passwords: dict[str, str]) -> None:
     ui.wait(lambda d: len(d.find_elements(By.CSS_SELECTOR, "ul.bars li")) == 1, "one version bar after the upgrade")
     check("Nothing" in ui.text("#attention-title ~ p"), "nothing needs attention after the upgrade")
 
+    # Cancel: four tenants fall behind, all four held locked; the job's three workers wait on
+    # three of them, the cancel lands, and the fourth is never started.
+    late = [f"late_{c}" for c in "abcd"]
+    svc.cli("create", *late, "--target", str(LATEST - 1))
+    locks = []
+    try:
+        for name in late:
+            con = sqlite3.connect(tenant_file(svc.env["DATA_DIR"], name), isolation_level=None, timeout=30)
+            con.execute("BEGIN IMMEDIATE")
+            locks.append(con)
+        ui.go("#/jobs")
+        ui.click("#plan-fleet")
+        ui.text_in("#plan-count", f"{len(late)} tenant(s) would be migrated")
+        ui.click("#run-fleet")
+        ui.visible("#confirm")
+        ui.click("#confirm-ok")
+        ui.wait(lambda d: "dry run" not in d.find_element(By.ID, "job-summary-title").text, "the second real job's page")
+        ui.text_in("#job-state", "running")
+        ui.click("#cancel-job")
+        ui.visible("#confirm")
+        check("Cancel this job?" in ui.text("#confirm-title"), "cancelling asks first")
+        ui.click("#confirm-ok")
+        ui.text_in("#job-state", "cancel requested")
+        check(not ui.d.find_elements(By.ID, "cancel-job"), "no second cancel once it is asked")
+    finally:
+        for con in locks:
+            con.rollback()
+            con.close()
+    ui.text_in("#job-state", "cancelled", timeout=120)
+    ui.text_in("#job-progress-text", "not attempted")
+    check(len(ui.d.find_elements(By.CSS_SELECTOR, "#outcomes-title ~ table tbody tr")) < len(late),
+          "the cancelled job left a tenant not started")
+
     ui.go("#/audit")
     ui.text_in("#audit-list", "migrations.upgrade_all")
     check("auth.login" in ui.text("#audit-list") or "login" in ui.text("#audit-list"), "the audit view shows the sign-in")
@@ -381,10 +414,10 @@ def run(svc: Service_, ui: Console, passwords: dict[str, str]) -> None:
     for css in ("#plan-upgrade", "#plan-repair", "#check-drift"):
         check(not ui.d.find_elements(By.CSS_SELECTOR, css), f"a viewer sees no {css} on a tenant")
     ui.go("#/jobs")
-    ui.wait(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#job-list tbody tr")) == 2, "the jobs, for a viewer")
+    ui.wait(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#job-list tbody tr")) == 4, "the jobs, for a viewer")
     check(not ui.d.find_elements(By.ID, "plan-fleet"), "a viewer sees no fleet upgrade button")
     ui.d.find_element(By.CSS_SELECTOR, "#job-list tbody tr a").click()
-    ui.text_in("#job-state", "succeeded")
+    ui.text_in("#job-state", "cancelled")
     check(not ui.d.find_elements(By.CSS_SELECTOR, "#job-controls button, #run-fleet"), "a viewer sees no job action")
     buttons = [b.text for b in ui.d.find_elements(By.CSS_SELECTOR, "main button") if b.is_displayed()]
     check(all(b in ("Refresh", "Previous page", "Next page", "Newer", "Older") for b in buttons),

@@ -650,11 +650,13 @@ async function jobView(id, signal) {
   }
 
   let refreshing = null;
+  let summarised = false;
   const refresh = () => {
     // At most one job read at a time: counts follow the outcomes without a request per event.
-    if (refreshing) return;
+    // A read that started before the summary arrived must not undo it.
+    if (refreshing || summarised) return;
     refreshing = api('GET', `/migrations/jobs/${job.id}`, undefined, signal)
-      .then((d) => { job = d.job; paint(); })
+      .then((d) => { if (!summarised) { job = d.job; paint(); } })
       .catch(() => {})
       .finally(() => { refreshing = null; });
   };
@@ -677,6 +679,7 @@ async function jobView(id, signal) {
       }
       refresh();
     } else if (name === 'summary') {
+      summarised = true;
       job = data;
       paint();
       live.textContent = 'Finished.';
