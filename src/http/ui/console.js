@@ -730,7 +730,7 @@ async function jobView(id, signal) {
 function auditTarget(e) {
   if (!e.target) return '';
   if (e.action.startsWith('tenant.')) return h('a', { href: `#/tenants/${encodeURIComponent(e.target)}` }, e.target);
-  if (e.action.startsWith('migrations.') && /^[0-9a-f-]{36}$/.test(e.target)) return h('a', { href: `#/jobs/${e.target}` }, e.target.slice(0, 8));
+  if (/^(migrations|job)\./.test(e.action) && /^[0-9a-f-]{36}$/.test(e.target)) return h('a', { href: `#/jobs/${e.target}` }, e.target.slice(0, 8));
   return e.target;
 }
 
