@@ -8,7 +8,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::tenants::{DryRunQuery, parse_schema};
+use super::tenants::{DryRunQuery, SchemaPath, parse_schema};
 use super::{audit, detached};
 use crate::db::DbError;
 use crate::domain::Role;
@@ -42,7 +42,7 @@ pub struct RepairRequest {
     path = "/tenants/{schema}/history",
     tag = "tenants",
     security(("bearer" = [])),
-    params(("schema" = String, Path, description = "Tenant schema name", pattern = r"^(?!(?:mysql|information_schema|performance_schema|sys|public|template0|template1|postgres|sqlite_master|sqlite_schema|sqlite_temp_master|main|temp)$)(?!pg_|sqlite_|tm_reference_)[a-z][a-z0-9_]{0,62}$")),
+    params(SchemaPath),
     responses(
         (status = 200, description = "The history, by ascending version", body = TenantHistory),
         (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
@@ -52,7 +52,7 @@ pub struct RepairRequest {
 pub async fn history(
     State(state): State<AppState>,
     _user: AuthUser,
-    ApiPath(schema): ApiPath<String>,
+    ApiPath(SchemaPath { schema }): ApiPath<SchemaPath>,
 ) -> Result<Json<TenantHistory>, ApiError> {
     let name = parse_schema(&schema)?;
     Ok(Json(state.engine.tenant_history(&name).await?))
@@ -67,7 +67,7 @@ pub async fn history(
     path = "/tenants/{schema}/structure",
     tag = "tenants",
     security(("bearer" = [])),
-    params(("schema" = String, Path, description = "Tenant schema name", pattern = r"^(?!(?:mysql|information_schema|performance_schema|sys|public|template0|template1|postgres|sqlite_master|sqlite_schema|sqlite_temp_master|main|temp)$)(?!pg_|sqlite_|tm_reference_)[a-z][a-z0-9_]{0,62}$")),
+    params(SchemaPath),
     responses(
         (status = 200, description = "The differences (`drift` null and no `statements` when there are none)", body = TenantFix),
         (status = 403, description = "Needs the operator role", body = Problem, content_type = "application/problem+json"),
@@ -78,7 +78,7 @@ pub async fn history(
 pub async fn structure(
     State(state): State<AppState>,
     user: AuthUser,
-    ApiPath(schema): ApiPath<String>,
+    ApiPath(SchemaPath { schema }): ApiPath<SchemaPath>,
 ) -> Result<Json<TenantFix>, ApiError> {
     user.require(Role::Operator)?;
     let name = parse_schema(&schema)?;
@@ -98,7 +98,7 @@ pub async fn structure(
     tag = "tenants",
     security(("bearer" = [])),
     params(
-        ("schema" = String, Path, description = "Tenant schema name", pattern = r"^(?!(?:mysql|information_schema|performance_schema|sys|public|template0|template1|postgres|sqlite_master|sqlite_schema|sqlite_temp_master|main|temp)$)(?!pg_|sqlite_|tm_reference_)[a-z][a-z0-9_]{0,62}$"),
+        SchemaPath,
         DryRunQuery,
     ),
     request_body = RepairRequest,
@@ -113,7 +113,7 @@ pub async fn structure(
 pub async fn repair(
     State(state): State<AppState>,
     user: AuthUser,
-    ApiPath(schema): ApiPath<String>,
+    ApiPath(SchemaPath { schema }): ApiPath<SchemaPath>,
     ApiQuery(q): ApiQuery<DryRunQuery>,
     ApiJson(req): ApiJson<RepairRequest>,
 ) -> Result<Json<RepairReport>, ApiError> {

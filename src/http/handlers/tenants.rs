@@ -76,6 +76,18 @@ pub struct CreateTenantRequest {
     pub server: Option<String>,
 }
 
+/// The `{schema}` of a tenant route, as every such route documents it (checked by
+/// [`parse_schema`], which the pattern mirrors).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SchemaPath {
+    /// Tenant schema name
+    #[param(
+        pattern = r"^(?!(?:mysql|information_schema|performance_schema|sys|public|template0|template1|postgres|sqlite_master|sqlite_schema|sqlite_temp_master|main|temp)$)(?!pg_|sqlite_|tm_reference_)[a-z][a-z0-9_]{0,62}$"
+    )]
+    pub schema: String,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -261,7 +273,7 @@ impl PageCache {
     path = "/tenants/{schema}",
     tag = "tenants",
     security(("bearer" = [])),
-    params(("schema" = String, Path, description = "Tenant schema name", pattern = r"^(?!(?:mysql|information_schema|performance_schema|sys|public|template0|template1|postgres|sqlite_master|sqlite_schema|sqlite_temp_master|main|temp)$)(?!pg_|sqlite_|tm_reference_)[a-z][a-z0-9_]{0,62}$")),
+    params(SchemaPath),
     responses(
         (status = 200, description = "The tenant", body = TenantDetail),
         (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
@@ -271,7 +283,7 @@ impl PageCache {
 pub async fn show(
     State(state): State<AppState>,
     _user: AuthUser,
-    ApiPath(schema): ApiPath<String>,
+    ApiPath(SchemaPath { schema }): ApiPath<SchemaPath>,
 ) -> Result<Json<TenantDetail>, ApiError> {
     let name = parse_schema(&schema)?;
     let tenant = state
@@ -391,7 +403,7 @@ pub async fn create(
     path = "/tenants/{schema}/upgrade",
     tag = "tenants",
     security(("bearer" = [])),
-    params(("schema" = String, Path, description = "Tenant schema name", pattern = r"^(?!(?:mysql|information_schema|performance_schema|sys|public|template0|template1|postgres|sqlite_master|sqlite_schema|sqlite_temp_master|main|temp)$)(?!pg_|sqlite_|tm_reference_)[a-z][a-z0-9_]{0,62}$")),
+    params(SchemaPath),
     request_body = UpgradeTenantRequest,
     responses(
         (status = 200, description = "What happened (status migrated, up_to_date, planned, failed, dirty, checksum_mismatch…)", body = TenantReport),
@@ -403,7 +415,7 @@ pub async fn create(
 pub async fn upgrade(
     State(state): State<AppState>,
     user: AuthUser,
-    ApiPath(schema): ApiPath<String>,
+    ApiPath(SchemaPath { schema }): ApiPath<SchemaPath>,
     ApiJson(req): ApiJson<UpgradeTenantRequest>,
 ) -> Result<Json<TenantReport>, ApiError> {
     user.require(Role::Operator)?;
