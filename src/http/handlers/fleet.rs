@@ -2,11 +2,10 @@
 //! schema version, the tenants that need attention), read from the catalog alone and served
 //! from the same one-second snapshot as `GET /tenants` pages (see [`super::tenants::PageCache`]).
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
 
-use super::tenants::{Snapshot, json_body};
+use super::tenants::Snapshot;
 use crate::engine::FleetSummary;
 use crate::http::error::ApiError;
 use crate::http::{AppState, AuthUser};
@@ -25,13 +24,10 @@ use crate::http::{AppState, AuthUser};
 )]
 pub async fn summary(State(state): State<AppState>, _user: AuthUser) -> Result<Response, ApiError> {
     let generation = state.engine.tenant_generation();
-    if let Some(body) = state.pages.get(&Snapshot::Fleet, generation) {
-        return Ok(json_body(body));
-    }
-    let summary = state.engine.fleet_summary().await?;
-    let body = Bytes::from(
-        serde_json::to_vec(&summary).map_err(|e| ApiError::internal("encoding the fleet", &e))?,
-    );
-    state.pages.put(Snapshot::Fleet, generation, body.clone());
-    Ok(json_body(body))
+    state
+        .pages
+        .serve(Snapshot::Fleet, generation, "the fleet", || async {
+            Ok(state.engine.fleet_summary().await?)
+        })
+        .await
 }

@@ -173,39 +173,35 @@ pub async fn list(
         offset,
         cursor: cursor.clone(),
     };
-    let key = Snapshot::Tenants(key);
     let generation = state.engine.tenant_generation();
-    if let Some(body) = state.pages.get(&key, generation) {
-        return Ok(json_body(body));
-    }
-    let page = state
-        .engine
-        .tenant_page(&TenantFilter {
-            status: q.status,
-            after: cursor,
-            offset,
-            limit: Some(limit),
-            name_prefix: q.search,
+    state
+        .pages
+        .serve(Snapshot::Tenants(key), generation, "tenants", || async {
+            let page = state
+                .engine
+                .tenant_page(&TenantFilter {
+                    status: q.status,
+                    after: cursor,
+                    offset,
+                    limit: Some(limit),
+                    name_prefix: q.search,
+                })
+                .await?;
+            let next_cursor = (page.tenants.len() as u64 == limit)
+                .then(|| page.tenants.last().map(|t| t.schema_name.clone()))
+                .flatten();
+            Ok(TenantList {
+                tenants: page.tenants,
+                total: page.total,
+                limit,
+                offset,
+                next_cursor,
+            })
         })
-        .await?;
-    let next_cursor = (page.tenants.len() as u64 == limit)
-        .then(|| page.tenants.last().map(|t| t.schema_name.clone()))
-        .flatten();
-    let list = TenantList {
-        tenants: page.tenants,
-        total: page.total,
-        limit,
-        offset,
-        next_cursor,
-    };
-    let body = Bytes::from(
-        serde_json::to_vec(&list).map_err(|e| ApiError::internal("encoding tenants", &e))?,
-    );
-    state.pages.put(key, generation, body.clone());
-    Ok(json_body(body))
+        .await
 }
 
-pub(super) fn json_body(body: Bytes) -> Response {
+fn json_body(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
@@ -251,14 +247,40 @@ impl PageCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(super) fn get(&self, key: &Snapshot, generation: u64) -> Option<Bytes> {
+    /// The snapshot of `key` when it is still good for `generation`; otherwise `compute`s it,
+    /// encodes it (`what` names it in an encoding error) and keeps it.
+    pub(super) async fn serve<T, F, Fut>(
+        &self,
+        key: Snapshot,
+        generation: u64,
+        what: &str,
+        compute: F,
+    ) -> Result<Response, ApiError>
+    where
+        T: Serialize,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ApiError>>,
+    {
+        if let Some(body) = self.get(&key, generation) {
+            return Ok(json_body(body));
+        }
+        let value = compute().await?;
+        let body = Bytes::from(
+            serde_json::to_vec(&value)
+                .map_err(|e| ApiError::internal(&format!("encoding {what}"), &e))?,
+        );
+        self.put(key, generation, body.clone());
+        Ok(json_body(body))
+    }
+
+    fn get(&self, key: &Snapshot, generation: u64) -> Option<Bytes> {
         self.lock()
             .get(key)
             .filter(|(at, g, _)| *g == generation && at.elapsed() < PAGE_TTL)
             .map(|(_, _, body)| body.clone())
     }
 
-    pub(super) fn put(&self, key: Snapshot, generation: u64, body: Bytes) {
+    fn put(&self, key: Snapshot, generation: u64, body: Bytes) {
         let mut pages = self.lock();
         if pages.len() >= MAX_PAGES {
             pages.clear();
