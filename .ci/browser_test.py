@@ -64,7 +64,7 @@ def check(cond: bool, what: str) -> None:
     print(f"ok - {what}", flush=True)
 
 
-class Service_:
+class TestService:
     """The tenant-migrator service on a free loopback port, in its own directory."""
 
     def __init__(self, binary: str, work: str) -> None:
@@ -245,7 +245,7 @@ def tenant_file(data_dir: str, schema: str) -> str:
 ADMIN, VIEWER = "console-admin@example.com", "console-viewer@example.com"
 
 
-def run(svc: Service_, ui: Console, passwords: dict[str, str]) -> None:
+def run(svc: TestService, ui: Console, passwords: dict[str, str]) -> None:
     admin, viewer = ADMIN, VIEWER
     admin_pw, viewer_pw = passwords[ADMIN], passwords[VIEWER]
 
@@ -455,7 +455,7 @@ def main() -> int:
     shots = os.path.abspath(args.screenshots) if args.screenshots else None
 
     work = tempfile.mkdtemp(prefix="tenant-migrator-browser.")
-    svc = Service_(binary, work)
+    svc = TestService(binary, work)
     ui = None
     ok = False
     try:

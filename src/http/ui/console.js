@@ -78,15 +78,17 @@ function pill(state) {
   return h('span', { class: `pill ${tone}` }, String(state).replaceAll('_', ' '));
 }
 
+/** Column headers: a label, or `[label, class]`. */
+function thead(headers) {
+  return h('thead', {}, h('tr', {}, headers.map((x) => {
+    const [label, cls] = Array.isArray(x) ? x : [x, null];
+    return h('th', { scope: 'col', class: cls }, label);
+  })));
+}
+
 function table(caption, headers, rows, empty) {
   if (rows.length === 0) return h('p', { class: 'muted' }, empty);
-  return h('table', {},
-    h('caption', {}, caption),
-    h('thead', {}, h('tr', {}, headers.map((x) => {
-      const [label, cls] = Array.isArray(x) ? x : [x, null];
-      return h('th', { scope: 'col', class: cls }, label);
-    }))),
-    h('tbody', {}, rows));
+  return h('table', {}, h('caption', {}, caption), thead(headers), h('tbody', {}, rows));
 }
 
 function facts(pairs) {
@@ -707,8 +709,7 @@ async function jobView(id, signal) {
       h('h2', { id: 'outcomes-title' }, 'Tenants'),
       h('table', {},
         h('caption', {}, 'Outcomes in the order they arrived (up-to-date tenants are only counted)'),
-        h('thead', {}, h('tr', {}, ['Schema', 'Outcome', ['Versions', 'num'], ['Took', 'num'], ['Attempts', 'num'], 'Message']
-          .map((x) => (Array.isArray(x) ? h('th', { scope: 'col', class: x[1] }, x[0]) : h('th', { scope: 'col' }, x))))),
+        thead(['Schema', 'Outcome', ['Versions', 'num'], ['Took', 'num'], ['Attempts', 'num'], 'Message']),
         outcomes)));
   paint();
   live.textContent = finished() ? 'Finished.' : 'Live: outcomes appear as tenants finish.';
